@@ -1,0 +1,197 @@
+"""Apply one batch of rows to the database in one transaction, idempotently.
+
+Order inside the transaction: skip if the batch is already recorded as applied; resolve the
+five dimensions (cache first, then `INSERT … ON CONFLICT DO NOTHING` + `SELECT` for the new
+values); upsert molecules and targets (deduplicated within the batch, sorted by key so that
+concurrent PostgreSQL workers lock rows in the same order); upsert activities; record the
+batch. In insert-only mode existing rows are left as they are; in upsert mode they are updated
+only where a value differs, so `last_modified_on` moves only for rows that really changed.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+from sqlalchemy import Engine, Table, and_, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+
+from .cache import IdCache
+from .config import Mode
+from .db import DIMENSIONS, Activity, AppliedBatch, IngestRun, Molecule, Target, utcnow
+from .messages import TABLES, EndOfIngest, RowBatch
+
+log = logging.getLogger(__name__)
+
+_MOLECULE = Molecule.__table__
+_TARGET = Target.__table__
+_ACTIVITY = Activity.__table__
+_RUN = IngestRun.__table__
+_APPLIED = AppliedBatch.__table__
+
+# CSV column feeding each dimension table.
+DIMENSION_COLUMNS = {
+    "phase": "molecule_max_phase",
+    "activity_type": "activity_type",
+    "unit": "activity_units",
+    "relation": "activity_relation",
+    "organism": "target_organism",
+}
+
+
+@dataclass
+class Applied:
+    """What one batch did: rows written (inserted or changed) per table."""
+
+    ingest_id: str
+    seq: int
+    rows: int
+    written: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TABLES, 0))
+    new_ids: dict[str, dict] = field(default_factory=dict)
+
+    @property
+    def rows_written(self) -> int:
+        return self.written["activity"]
+
+
+class Applier:
+    def __init__(self, engine: Engine, cache: IdCache) -> None:
+        self.engine = engine
+        self.cache = cache
+        self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        self._statements: dict[tuple, tuple[str, tuple[str, ...] | None]] = {}
+
+    # -- public ---------------------------------------------------------------------------
+
+    def apply(self, batch: RowBatch) -> Applied | None:
+        """Apply `batch`; None when it had been applied before (a redelivery)."""
+        with self.engine.begin() as conn:
+            self._ensure_run(conn, batch.ingest_id, batch.mode, batch.fetch_started_at)
+            done = conn.execute(select(_APPLIED.c.seq).where(
+                _APPLIED.c.ingest_id == batch.ingest_id, _APPLIED.c.seq == batch.seq)).first()
+            if done:
+                return None
+            result = self._apply_rows(conn, batch)
+            conn.execute(_APPLIED.insert().values(
+                ingest_id=batch.ingest_id, seq=batch.seq, rows=result.rows,
+                written=result.written))
+            conn.execute(update(_RUN).where(_RUN.c.id == batch.ingest_id).values(
+                batches_applied=_RUN.c.batches_applied + 1,
+                rows_applied=_RUN.c.rows_applied + result.rows,
+                rows_written=_RUN.c.rows_written + result.rows_written))
+        # Only ids that are committed may be shared through the cache.
+        for dimension, ids in result.new_ids.items():
+            self.cache.remember(dimension, ids)
+        return result
+
+    def record_end(self, end: EndOfIngest) -> None:
+        with self.engine.begin() as conn:
+            self._ensure_run(conn, end.ingest_id, end.mode, end.fetch_started_at)
+            conn.execute(update(_RUN).where(_RUN.c.id == end.ingest_id).values(
+                source=end.source, batches_expected=end.batches, rows_total=end.rows_total,
+                rows_published=end.rows_published, rows_rejected=end.rows_rejected))
+
+    # -- steps ----------------------------------------------------------------------------
+
+    def _ensure_run(self, conn: Connection, ingest_id: str, mode: Mode, t0: float) -> None:
+        stmt = self._insert(_RUN).values(id=ingest_id, mode=mode.value, fetch_started_at=t0)
+        conn.execute(stmt.on_conflict_do_nothing(index_elements=["id"]))
+
+    def _apply_rows(self, conn: Connection, batch: RowBatch) -> Applied:
+        rows = batch.rows
+        result = Applied(batch.ingest_id, batch.seq, rows.num_rows)
+        ids = {d: self._resolve(conn, d, rows.column(c), result)
+               for d, c in DIMENSION_COLUMNS.items()}
+
+        cols = {name: rows.column(name).to_pylist() for name in rows.column_names}
+        phase, organism = ids["phase"], ids["organism"]
+        molecules = {
+            m: (m, name, phase.get(p), s, k) for m, name, p, s, k in zip(
+                cols["molecule_id"], cols["molecule_name"], cols["molecule_max_phase"],
+                cols["molecule_structure"], cols["molecule_inchi_key"], strict=True)
+        }
+        targets = {
+            t: (t, name, organism.get(o)) for t, name, o in zip(
+                cols["target_id"], cols["target_name"], cols["target_organism"], strict=True)
+        }
+        result.written["molecule"] = self._upsert(
+            conn, _MOLECULE, batch.mode, ("id", "name", "phase_id", "structure", "inchi_key"),
+            [molecules[m] for m in sorted(molecules)])
+        result.written["target"] = self._upsert(
+            conn, _TARGET, batch.mode, ("id", "name", "organism_id"),
+            [targets[t] for t in sorted(targets)])
+        atype, unit, relation = ids["activity_type"], ids["unit"], ids["relation"]
+        result.written["activity"] = self._upsert(
+            conn, _ACTIVITY, batch.mode,
+            ("id", "molecule_id", "target_id", "activity_type_id", "unit_id", "relation_id",
+             "value"),
+            sorted((a, m, t, atype[ty], unit.get(u), relation.get(r), v)
+                   for a, m, t, ty, u, r, v in zip(
+                       cols["activity_id"], cols["molecule_id"], cols["target_id"],
+                       cols["activity_type"], cols["activity_units"], cols["activity_relation"],
+                       cols["activity_value"], strict=True)))
+        return result
+
+    def _resolve(self, conn: Connection, dimension: str, column: pa.ChunkedArray,
+                 result: Applied) -> dict:
+        values = [v for v in column.unique().to_pylist() if v is not None]
+        found = self.cache.lookup(dimension, values)
+        missing = [v for v in values if v not in found]
+        if missing:
+            table = DIMENSIONS[dimension]
+            stmt = self._insert(table).on_conflict_do_nothing(index_elements=["value"])
+            result.written[dimension] = conn.execute(
+                stmt, [{"value": v} for v in sorted(missing)]).rowcount
+            new = dict(conn.execute(
+                select(table.c.value, table.c.id).where(table.c.value.in_(missing))).all())
+            found.update(new)
+            result.new_ids[dimension] = new
+        return found
+
+    def _upsert(self, conn: Connection, table: Table, mode: Mode, columns: tuple[str, ...],
+                rows: list[tuple]) -> int:
+        if not rows:
+            return 0
+        sql, order = self._statement(table, mode, columns)
+        if order is None:  # named parameters (psycopg)
+            params = [dict(zip(columns, r, strict=True)) for r in rows]
+        else:
+            params = rows if order == columns else [
+                tuple(r[columns.index(c)] for c in order) for r in rows]
+        # The statement is built with SQLAlchemy Core and compiled once per table and mode;
+        # rows go straight to the driver's executemany, skipping per-row parameter processing
+        # that otherwise costs as much as SQLite's own work.
+        return conn.exec_driver_sql(sql, params).rowcount
+
+    def _statement(self, table: Table, mode: Mode, columns: tuple[str, ...]
+                   ) -> tuple[str, tuple[str, ...] | None]:
+        key = (table.name, mode, columns)
+        if key not in self._statements:
+            stmt = self._insert(table)
+            if mode is Mode.INSERT_ONLY:
+                stmt = stmt.on_conflict_do_nothing(index_elements=["id"])
+            else:
+                updated = [c for c in columns if c != "id"]
+                stmt = stmt.on_conflict_do_update(
+                    index_elements=["id"],
+                    set_={c: stmt.excluded[c] for c in updated},
+                    where=or_(*[table.c[c].is_distinct_from(stmt.excluded[c]) for c in updated]),
+                )
+            compiled = stmt.compile(dialect=self.engine.dialect, column_keys=list(columns))
+            order = tuple(compiled.positiontup) if compiled.positional else None
+            self._statements[key] = (str(compiled), order)
+        return self._statements[key]
+
+
+def finish_if_complete(engine: Engine, ingest_id: str) -> bool:
+    """Mark the ingest completed when every expected batch is in; True for the one caller that
+    made the change (so exactly one worker writes the report, even with several workers)."""
+    with engine.begin() as conn:
+        changed = conn.execute(update(_RUN).where(and_(
+            _RUN.c.id == ingest_id, _RUN.c.status == "running",
+            _RUN.c.batches_expected.is_not(None),
+            _RUN.c.batches_applied >= _RUN.c.batches_expected,
+        )).values(status="completed", finished_on=utcnow())).rowcount
+    return changed == 1

@@ -1,0 +1,125 @@
+"""`molstream` command line: fetch, worker, sample, report.
+
+Every option also reads an environment variable (shown in --help), which is how the Kubernetes
+manifests configure the fetcher Job and the worker Deployment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from .config import Mode, Settings, Topics
+
+log = logging.getLogger("molstream")
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("kafka").setLevel(logging.WARNING if not verbose else logging.INFO)
+
+
+def _settings(**overrides) -> Settings:
+    base = Settings.from_env()
+    changes = {k: v for k, v in overrides.items() if v is not None}
+    if "topic_prefix" in changes:
+        changes["topics"] = Topics(prefix=changes.pop("topic_prefix"))
+    return dataclasses.replace(base, **changes)
+
+
+_mode = click.Choice([m.value for m in Mode] + ["insertOnly"])
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+def main(verbose: bool) -> None:
+    """molstream: ChEMBL activity CSV → Kafka → normalized SQL database."""
+    _setup_logging(verbose)
+
+
+@main.command()
+@click.option("--url", envvar="MOLSTREAM_SOURCE_URL", required=True,
+              help="ftp://, ftps://, http://, https:// or file:// URL of the CSV (.gz allowed).")
+@click.option("--ingest-id", envvar="MOLSTREAM_INGEST_ID",
+              help="Identifies this ingest; run again with the same id to resume it.")
+@click.option("--batch-size", type=click.IntRange(1, 1_000_000), envvar="MOLSTREAM_BATCH_SIZE")
+@click.option("--mode", type=_mode, envvar="MOLSTREAM_MODE")
+@click.option("--kafka", "kafka_bootstrap", envvar="MOLSTREAM_KAFKA_BOOTSTRAP")
+@click.option("--work-dir", type=click.Path(path_type=Path), envvar="MOLSTREAM_WORK_DIR")
+@click.option("--progress/--no-progress", default=None, help="Progress bars (default: on a TTY).")
+def fetch(url: str, ingest_id: str | None, batch_size: int | None, mode: str | None,
+          kafka_bootstrap: str | None, work_dir: Path | None, progress: bool | None) -> None:
+    """Download a CSV, validate its rows and publish them to Kafka."""
+    from .fetch import credentials_from_env
+    from .fetcher import IngestFailed, run
+
+    settings = _settings(kafka_bootstrap=kafka_bootstrap, work_dir=work_dir)
+    ingest_id = ingest_id or f"ingest-{time.strftime('%Y%m%dT%H%M%S')}"
+    show = sys.stderr.isatty() if progress is None else progress
+    try:
+        result = run(url, ingest_id=ingest_id, settings=settings,
+                     credentials=credentials_from_env(),
+                     mode=Mode.parse(mode) if mode else None, batch_size=batch_size,
+                     show_progress=show)
+    except IngestFailed as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(2)
+    click.echo(json.dumps(dataclasses.asdict(result)))
+
+
+@main.command()
+@click.option("--database-url", envvar="MOLSTREAM_DATABASE_URL")
+@click.option("--kafka", "kafka_bootstrap", envvar="MOLSTREAM_KAFKA_BOOTSTRAP")
+@click.option("--redis-url", envvar="MOLSTREAM_REDIS_URL",
+              help="Empty to run without Redis.")
+@click.option("--reports-dir", type=click.Path(path_type=Path), envvar="MOLSTREAM_REPORTS_DIR")
+@click.option("--until-complete", multiple=True, metavar="INGEST_ID",
+              help="Exit once these ingests have completed (local runs, benchmarks).")
+@click.option("--idle-timeout", type=float, help="Exit after this many seconds without messages.")
+@click.option("--progress/--no-progress", default=None)
+def worker(database_url: str | None, kafka_bootstrap: str | None, redis_url: str | None,
+           reports_dir: Path | None, until_complete: tuple[str, ...],
+           idle_timeout: float | None, progress: bool | None) -> None:
+    """Apply row batches from Kafka to the database."""
+    from .report import format_table
+    from .worker import Worker
+
+    settings = _settings(database_url=database_url, kafka_bootstrap=kafka_bootstrap,
+                         redis_url=redis_url, reports_dir=reports_dir)
+    show = sys.stderr.isatty() if progress is None else progress
+    w = Worker(settings, show_progress=show)
+    w.run(until_complete=until_complete, idle_timeout_s=idle_timeout)
+    for rep in w.completed:
+        click.echo(format_table(rep))
+
+
+@main.command()
+@click.option("--rows", type=click.IntRange(0), default=1000, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), required=True,
+              help="Output file; gzip-compressed when it ends in .gz.")
+def sample(rows: int, seed: int, out: Path) -> None:
+    """Write a deterministic ChEMBL-like sample file."""
+    from .sample import generate
+
+    generate(out, rows, seed=seed)
+    click.echo(str(out))
+
+
+@main.command("report")
+@click.argument("ingest_id")
+@click.option("--database-url", envvar="MOLSTREAM_DATABASE_URL")
+def show_report(ingest_id: str, database_url: str | None) -> None:
+    """Print the report of an ingest from the database."""
+    from .db import make_engine
+    from .report import build, format_table
+
+    engine = make_engine(_settings(database_url=database_url).database_url)
+    click.echo(format_table(build(engine, ingest_id)))

@@ -1,0 +1,100 @@
+"""Settings read from the environment (MOLSTREAM_*), shared by the fetcher and the worker.
+
+Every setting has a default that works for a local run; Kubernetes feeds the same variables
+from the Helm chart. Secrets (source credentials) are read separately, only where needed, by
+`molstream.fetch.credentials_from_env`, so that a Settings object can be logged safely.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+
+
+class Mode(StrEnum):
+    """How the worker treats a row whose natural key already exists (the seed's UPSERT_RECORDS)."""
+
+    UPSERT = "upsert"
+    INSERT_ONLY = "insert-only"
+
+    @classmethod
+    def parse(cls, value: str) -> Mode:
+        normalized = value.strip().replace("_", "-").lower()
+        if normalized in ("insertonly", "insert"):
+            normalized = cls.INSERT_ONLY.value
+        try:
+            return cls(normalized)
+        except ValueError:
+            raise ValueError(f"mode must be 'upsert' or 'insert-only', not {value!r}") from None
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(f"MOLSTREAM_{name}", default)
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = _env(name, str(default))
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"MOLSTREAM_{name} must be an integer, not {raw!r}") from None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Topics:
+    prefix: str = "molstream"
+
+    @property
+    def rows(self) -> str:
+        return f"{self.prefix}.rows"
+
+    @property
+    def rejected(self) -> str:
+        return f"{self.prefix}.rejected"
+
+    @property
+    def events(self) -> str:
+        return f"{self.prefix}.events"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    kafka_bootstrap: str = "localhost:9092"
+    topics: Topics = field(default_factory=Topics)
+    database_url: str = "sqlite:///molstream.db"
+    # Empty means no Redis: the worker resolves ids from its process cache and the database.
+    redis_url: str = "redis://localhost:6379/0"
+    reports_dir: Path = Path("reports")
+    work_dir: Path = Path(".molstream-work")
+    mode: Mode = Mode.UPSERT
+    batch_size: int = 10_000
+    # Limits that protect the fetcher from hostile or broken sources.
+    max_download_bytes: int = 20 * 1024**3
+    max_decompressed_bytes: int = 50 * 1024**3
+    download_timeout_s: int = 6 * 3600
+    max_field_bytes: int = 100_000
+    retries: int = 5
+    rows_partitions: int = 1
+    worker_group: str = "molstream-worker"
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        return cls(
+            kafka_bootstrap=_env("KAFKA_BOOTSTRAP", cls.kafka_bootstrap),
+            topics=Topics(prefix=_env("TOPIC_PREFIX", "molstream")),
+            database_url=_env("DATABASE_URL", cls.database_url),
+            redis_url=_env("REDIS_URL", cls.redis_url),
+            reports_dir=Path(_env("REPORTS_DIR", str(cls.reports_dir))),
+            work_dir=Path(_env("WORK_DIR", str(cls.work_dir))),
+            mode=Mode.parse(_env("MODE", cls.mode.value)),
+            batch_size=_env_int("BATCH_SIZE", cls.batch_size),
+            max_download_bytes=_env_int("MAX_DOWNLOAD_BYTES", cls.max_download_bytes),
+            max_decompressed_bytes=_env_int("MAX_DECOMPRESSED_BYTES", cls.max_decompressed_bytes),
+            download_timeout_s=_env_int("DOWNLOAD_TIMEOUT_S", cls.download_timeout_s),
+            max_field_bytes=_env_int("MAX_FIELD_BYTES", cls.max_field_bytes),
+            retries=_env_int("RETRIES", cls.retries),
+            rows_partitions=_env_int("ROWS_PARTITIONS", cls.rows_partitions),
+            worker_group=_env("WORKER_GROUP", cls.worker_group),
+        )

@@ -1,0 +1,271 @@
+"""The database: eight normalized tables, the pipeline's own bookkeeping, and the data layer.
+
+Molecules, targets and activities keep their ChEMBL natural keys (molregno, tid, activity_id)
+as primary keys, so a row's foreign keys are known from the CSV itself; only the five dimension
+tables (id + unique value) need look-ups, which `molstream.cache` keeps cheap. Every one of the
+eight tables carries `created_on`, `last_modified_on` (kept by an update trigger, in SQLite and
+PostgreSQL alike) and `active` (soft delete, applied through `soft_delete`/`restore` and honoured
+by `select_active`).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Engine,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    Select,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+    select,
+    true,
+    update,
+)
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.sql.functions import FunctionElement
+
+
+class utcnow(FunctionElement):  # noqa: N801 - reads like the SQL function it renders
+    """Current time with sub-second precision, in each dialect's own spelling."""
+
+    type = DateTime(timezone=True)
+    inherit_cache = True
+
+
+@compiles(utcnow, "sqlite")
+def _utcnow_sqlite(element, compiler, **kw):  # noqa: ARG001
+    return "(strftime('%Y-%m-%d %H:%M:%f', 'now'))"
+
+
+@compiles(utcnow)
+def _utcnow_default(element, compiler, **kw):  # noqa: ARG001
+    return "CURRENT_TIMESTAMP"
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s",
+        "pk": "pk_%(table_name)s",
+    })
+
+
+class _Audited:
+    created_on: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=utcnow())
+    last_modified_on: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=utcnow())
+    active: Mapped[bool] = mapped_column(Boolean, server_default=true())
+
+
+class Phase(_Audited, Base):
+    __tablename__ = "phase"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    value: Mapped[float] = mapped_column(Float, unique=True)
+
+
+class ActivityType(_Audited, Base):
+    __tablename__ = "activity_type"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    value: Mapped[str] = mapped_column(String(200), unique=True)
+
+
+class Unit(_Audited, Base):
+    __tablename__ = "unit"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    value: Mapped[str] = mapped_column(String(200), unique=True)
+
+
+class Relation(_Audited, Base):
+    __tablename__ = "relation"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    value: Mapped[str] = mapped_column(String(10), unique=True)
+
+
+class Organism(_Audited, Base):
+    __tablename__ = "organism"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    value: Mapped[str] = mapped_column(String(500), unique=True)
+
+
+class Molecule(_Audited, Base):
+    __tablename__ = "molecule"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)  # molregno
+    name: Mapped[str | None] = mapped_column(Text)
+    phase_id: Mapped[int | None] = mapped_column(ForeignKey("phase.id"))
+    structure: Mapped[str | None] = mapped_column(Text)
+    inchi_key: Mapped[str | None] = mapped_column(String(27))
+
+
+class Target(_Audited, Base):
+    __tablename__ = "target"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)  # tid
+    name: Mapped[str] = mapped_column(Text)
+    organism_id: Mapped[int | None] = mapped_column(ForeignKey("organism.id"))
+
+
+class Activity(_Audited, Base):
+    __tablename__ = "activity"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    molecule_id: Mapped[int] = mapped_column(ForeignKey("molecule.id"), index=True)
+    target_id: Mapped[int] = mapped_column(ForeignKey("target.id"), index=True)
+    activity_type_id: Mapped[int] = mapped_column(ForeignKey("activity_type.id"))
+    unit_id: Mapped[int | None] = mapped_column(ForeignKey("unit.id"))
+    relation_id: Mapped[int | None] = mapped_column(ForeignKey("relation.id"))
+    value: Mapped[float | None] = mapped_column(Float)
+
+
+class IngestRun(Base):
+    """One ingest of one file, as the worker sees it; `report` is set when it completes."""
+
+    __tablename__ = "ingest_run"
+    id: Mapped[str] = mapped_column(String(300), primary_key=True)
+    source: Mapped[str | None] = mapped_column(Text)
+    mode: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(20), server_default="running")
+    started_on: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=utcnow())
+    fetch_started_at: Mapped[float | None] = mapped_column(Float)  # unix time, from the fetcher
+    finished_on: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    batches_expected: Mapped[int | None] = mapped_column(Integer)
+    batches_applied: Mapped[int] = mapped_column(Integer, server_default="0")
+    rows_total: Mapped[int | None] = mapped_column(BigInteger)
+    rows_published: Mapped[int | None] = mapped_column(BigInteger)
+    rows_rejected: Mapped[int | None] = mapped_column(BigInteger)
+    rows_applied: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    rows_written: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    report: Mapped[dict | None] = mapped_column(JSON)
+    announced: Mapped[bool] = mapped_column(Boolean, server_default="0")
+
+
+class AppliedBatch(Base):
+    """The batches already applied: a redelivered batch finds itself here and changes nothing."""
+
+    __tablename__ = "applied_batch"
+    ingest_id: Mapped[str] = mapped_column(ForeignKey("ingest_run.id"), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    rows: Mapped[int] = mapped_column(Integer)
+    written: Mapped[dict] = mapped_column(JSON)  # rows written per table by this batch
+    applied_on: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=utcnow())
+
+
+class Meta(Base):
+    """Key/value facts about this database, e.g. the instance id that namespaces the cache."""
+
+    __tablename__ = "molstream_meta"
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+DIMENSIONS: dict[str, Table] = {
+    m.__tablename__: m.__table__ for m in (Phase, ActivityType, Unit, Relation, Organism)
+}
+DATA_TABLES: dict[str, Table] = {
+    **DIMENSIONS, **{m.__tablename__: m.__table__ for m in (Molecule, Target, Activity)}
+}
+
+_SQLITE_TRIGGER = """
+CREATE TRIGGER IF NOT EXISTS trg_{t}_last_modified AFTER UPDATE ON {t}
+FOR EACH ROW WHEN NEW.last_modified_on IS OLD.last_modified_on
+BEGIN
+  UPDATE {t} SET last_modified_on = strftime('%Y-%m-%d %H:%M:%f', 'now') WHERE id = NEW.id;
+END
+"""
+_PG_FUNCTION = """
+CREATE OR REPLACE FUNCTION molstream_touch_last_modified() RETURNS trigger AS $$
+BEGIN
+  NEW.last_modified_on := clock_timestamp();
+  RETURN NEW;
+END $$ LANGUAGE plpgsql
+"""
+_PG_TRIGGER = """
+CREATE OR REPLACE TRIGGER trg_{t}_last_modified BEFORE UPDATE ON {t}
+FOR EACH ROW EXECUTE FUNCTION molstream_touch_last_modified()
+"""
+
+
+def normalize_url(url: str) -> str:
+    """Accept plain postgresql:// URLs: the installed driver is psycopg 3."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed.render_as_string(hide_password=False)
+
+
+def make_engine(url: str, *, busy_timeout_s: float = 60.0) -> Engine:
+    url = normalize_url(url)
+    if not url.startswith("sqlite"):
+        return create_engine(url, pool_pre_ping=True)
+    engine = create_engine(url, connect_args={"timeout": busy_timeout_s})
+
+    @event.listens_for(engine, "connect")
+    def _sqlite_pragmas(dbapi_connection, _record):
+        # Let SQLAlchemy, not the sqlite3 module, decide where transactions begin.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")  # durable at each WAL checkpoint
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
+        cursor.execute("PRAGMA cache_size=-65536")  # 64 MiB page cache
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _sqlite_begin(conn):
+        # Take the write lock up front: a busy database then waits in busy_timeout instead of
+        # failing mid-transaction when a read lock cannot be upgraded.
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def create_schema(engine: Engine) -> str:
+    """Create tables and triggers if missing; return this database's instance id."""
+    Base.metadata.create_all(engine)
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.exec_driver_sql(_PG_FUNCTION)
+        for name in DATA_TABLES:
+            template = _PG_TRIGGER if engine.dialect.name == "postgresql" else _SQLITE_TRIGGER
+            conn.exec_driver_sql(template.format(t=name))
+        return _instance_id(conn)
+
+
+def _instance_id(conn: Connection) -> str:
+    meta = Meta.__table__
+    found = conn.execute(select(meta.c.value).where(meta.c.key == "instance_id")).scalar()
+    if found:
+        return found
+    conn.execute(meta.insert().values(key="instance_id", value=uuid.uuid4().hex))
+    return conn.execute(select(meta.c.value).where(meta.c.key == "instance_id")).scalar_one()
+
+
+# -- the data layer's soft delete ------------------------------------------------------------
+
+
+def select_active(table: Table) -> Select:
+    """What readers should query: rows not soft-deleted."""
+    return select(table).where(table.c.active == true())
+
+
+def soft_delete(conn: Connection, table: Table, ids: list[int]) -> int:
+    result = conn.execute(update(table).where(table.c.id.in_(ids)).values(active=False))
+    return result.rowcount
+
+
+def restore(conn: Connection, table: Table, ids: list[int]) -> int:
+    result = conn.execute(update(table).where(table.c.id.in_(ids)).values(active=True))
+    return result.rowcount

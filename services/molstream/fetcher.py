@@ -1,0 +1,182 @@
+"""The fetcher: download → read into HDF5 with vaex → validate → publish batches → end marker.
+
+One call of `run` is one ingest. Everything the worker needs to be idempotent is decided here:
+batches are cut from the file at fixed row positions and numbered in order, so running the
+fetcher again for the same ingest id publishes the same batches under the same keys.
+A failure (unreachable server, wrong password, missing file, missing column, broken CSV) is
+published as a `failed` event and raised; a failure before publishing starts writes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from .config import Mode, Settings
+from .contract import LINE, ContractError, Rejection, validate
+from .fetch import Credentials, FetchError, Limits, download, redact
+from .messages import EndOfIngest, RowBatch
+from .progress import Bar
+from .publish import Publisher, ensure_topics
+from .read import ReadError, convert, decompress_if_gzip
+
+log = logging.getLogger(__name__)
+
+PROGRESS_EVERY_S = 1.0
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    ingest_id: str
+    rows_total: int
+    rows_published: int
+    rows_rejected: int
+    batches: int
+    seconds: dict[str, float]
+
+
+class IngestFailed(RuntimeError):
+    def __init__(self, stage: str, reason: str) -> None:
+        super().__init__(f"{stage} failed: {reason}")
+        self.stage, self.reason = stage, reason
+
+
+class DuplicateFilter:
+    """Rejects an activity_id seen earlier in the same file (the first occurrence wins).
+
+    Seen ids are kept as one sorted int64 array (8 bytes a row) rather than a Python set
+    (~70 bytes a row), so memory stays small as files grow.
+    """
+
+    def __init__(self) -> None:
+        self._ids = np.empty(0, dtype=np.int64)
+        self._lines = np.empty(0, dtype=np.int64)
+
+    def filter(self, rows: pa.Table) -> tuple[pa.Table, list[Rejection]]:
+        ids = rows.column("activity_id").to_numpy()
+        lines = rows.column(LINE).to_numpy()
+        order = np.argsort(ids, kind="stable")
+        dup_in_chunk = np.zeros(len(ids), dtype=bool)
+        sorted_ids = ids[order]
+        repeats = np.flatnonzero(sorted_ids[1:] == sorted_ids[:-1]) + 1
+        dup_in_chunk[order[repeats]] = True
+        pos = np.searchsorted(self._ids, ids)
+        pos_clipped = np.minimum(pos, len(self._ids) - 1) if len(self._ids) else pos
+        seen_before = (len(self._ids) > 0) & (self._ids[pos_clipped] == ids) if len(self._ids) \
+            else np.zeros(len(ids), dtype=bool)
+        dup = dup_in_chunk | seen_before
+        rejections = []
+        for i in np.flatnonzero(dup):
+            if seen_before[i]:
+                first = int(self._lines[pos_clipped[i]])
+            else:
+                first = int(lines[ids == ids[i]].min())
+            rejections.append(Rejection(int(lines[i]), f"duplicate activity_id {int(ids[i])} "
+                                        f"(first seen on line {first})",
+                                        {"activity_id": str(int(ids[i]))}))
+        keep = ~dup
+        merged_ids = np.concatenate([self._ids, ids[keep]])
+        merged_lines = np.concatenate([self._lines, lines[keep]])
+        order = np.argsort(merged_ids, kind="stable")
+        self._ids, self._lines = merged_ids[order], merged_lines[order]
+        return (rows.filter(pa.array(keep)) if dup.any() else rows), rejections
+
+
+def run(url: str, *, ingest_id: str, settings: Settings, credentials: Credentials,
+        mode: Mode | None = None, batch_size: int | None = None,
+        show_progress: bool = False) -> FetchResult:
+    mode = mode or settings.mode
+    batch_size = batch_size or settings.batch_size
+    if batch_size < 1:
+        raise ValueError("batch size must be at least 1")
+    started = time.time()
+    seconds: dict[str, float] = {}
+    work = settings.work_dir / _safe_name(ingest_id)
+    ensure_topics(settings.kafka_bootstrap, settings.topics,
+                  rows_partitions=settings.rows_partitions)
+    publisher = Publisher(settings.kafka_bootstrap, settings.topics, client_id="molstream-fetcher")
+    stage = "fetch"
+    try:
+        publisher.event("started", ingest_id, source=redact(url))
+        limits = Limits(max_bytes=settings.max_download_bytes,
+                        timeout_s=settings.download_timeout_s, retries=settings.retries)
+        with Bar(show_progress, "download", unit="B") as bar:
+            path = download(url, work / "download", credentials=credentials, limits=limits,
+                            progress=bar.update_to)
+        seconds["download"] = time.time() - started
+
+        stage = "read"
+        t = time.time()
+        csv_path = decompress_if_gzip(path, work / "source.csv",
+                                      max_bytes=settings.max_decompressed_bytes)
+        with Bar(show_progress, "read", unit="rows") as bar:
+            converted = convert(csv_path, work / "hdf5", on_block=bar.update_to)
+        for warning in converted.warnings:
+            log.warning("%s: %s", redact(url), warning)
+        seconds["read"] = time.time() - t
+
+        stage = "publish"
+        t = time.time()
+        rows_total = converted.rows + len(converted.rejections)
+        rejected = len(converted.rejections)
+        publisher.send_rejections(ingest_id, converted.rejections)
+        published, seq, last_event = 0, 0, 0.0
+        duplicates = DuplicateFilter()
+        with Bar(show_progress, "publish", unit="rows", total=rows_total) as bar:
+            for chunk in converted.chunks(batch_size):
+                valid, bad = validate(chunk, max_field_bytes=settings.max_field_bytes)
+                valid, dups = duplicates.filter(valid)
+                bad += dups
+                if bad:
+                    publisher.send_rejections(ingest_id, bad)
+                    rejected += len(bad)
+                if valid.num_rows:
+                    publisher.send_batch(RowBatch(ingest_id, seq, mode, valid, started))
+                    seq += 1
+                    published += valid.num_rows
+                bar.update(chunk.num_rows)
+                if time.monotonic() - last_event >= PROGRESS_EVERY_S:
+                    last_event = time.monotonic()
+                    publisher.event("publishing", ingest_id, rows_total=rows_total,
+                                    rows_published=published, rows_rejected=rejected)
+            converted.df.close()
+            publisher.send_end(EndOfIngest(ingest_id, mode, redact(url), seq, rows_total,
+                                           published, rejected, started))
+        seconds["publish"] = time.time() - t
+        publisher.event("published", ingest_id, rows_total=rows_total, rows_published=published,
+                        rows_rejected=rejected, batches=seq)
+        publisher.wait_for_acks()
+        shutil.rmtree(work, ignore_errors=True)
+        return FetchResult(ingest_id, rows_total, published, rejected, seq, seconds)
+    except (FetchError, ReadError, ContractError) as e:
+        reason = str(e)
+        log.error("ingest %s: %s failed: %s", ingest_id, stage, reason)
+        _best_effort_failed_event(publisher, ingest_id, stage, reason)
+        if stage != "fetch":
+            shutil.rmtree(work, ignore_errors=True)  # keep a partial download to resume
+        raise IngestFailed(stage, reason) from None
+    finally:
+        publisher.close()
+
+
+def _best_effort_failed_event(publisher: Publisher, ingest_id: str, stage: str,
+                              reason: str) -> None:
+    try:
+        publisher.event("failed", ingest_id, stage=stage, reason=reason)
+        publisher.wait_for_acks()
+    except Exception as e:  # the ingest already failed; say so in the log at least
+        log.error("could not publish the failure event: %s", e)
+
+
+def _safe_name(ingest_id: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "_", ingest_id)[:200] or "ingest"
+
+
+__all__ = ["run", "FetchResult", "IngestFailed", "DuplicateFilter"]

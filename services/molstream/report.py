@@ -1,0 +1,92 @@
+"""The report of a completed ingest: rows per table, rows written and rejected, duration.
+
+Written as a CSV file (`<reports_dir>/<ingest id>.csv`, one `section,name,value` row per
+figure) and carried, with the same figures, by the `completed` event.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+import time
+from pathlib import Path
+
+from sqlalchemy import Engine, func, select
+
+from .db import DATA_TABLES, AppliedBatch, IngestRun
+from .messages import TABLES
+
+_RUN = IngestRun.__table__
+_APPLIED = AppliedBatch.__table__
+
+
+def build(engine: Engine, ingest_id: str) -> dict:
+    with engine.connect() as conn:
+        run = conn.execute(select(_RUN).where(_RUN.c.id == ingest_id)).mappings().one()
+        written = dict.fromkeys(TABLES, 0)
+        for (per_batch,) in conn.execute(
+                select(_APPLIED.c.written).where(_APPLIED.c.ingest_id == ingest_id)):
+            for table, n in per_batch.items():
+                written[table] += n
+        totals = {name: conn.execute(select(func.count()).select_from(table)
+                                     .where(table.c.active)).scalar_one()
+                  for name, table in DATA_TABLES.items()}
+    started = run["fetch_started_at"] or time.time()
+    return {
+        "ingest_id": ingest_id,
+        "source": run["source"],
+        "mode": run["mode"],
+        "rows_total": run["rows_total"],
+        "rows_published": run["rows_published"],
+        "rows_written": run["rows_written"],
+        "rows_rejected": run["rows_rejected"],
+        "batches": run["batches_applied"],
+        "duration_s": round(time.time() - started, 3),
+        "tables": written,
+        "table_totals": {name: totals[name] for name in TABLES},
+    }
+
+
+def write_csv(report: dict, reports_dir: Path) -> Path:
+    reports_dir.mkdir(parents=True, exist_ok=True)
+    path = reports_dir / f"{re.sub(r'[^A-Za-z0-9._-]', '_', report['ingest_id'])}.csv"
+    tmp = path.with_suffix(".csv.tmp")
+    with open(tmp, "w", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(["section", "name", "value"])
+        for key in ("ingest_id", "source", "mode", "rows_total", "rows_published",
+                    "rows_written", "rows_rejected", "batches", "duration_s"):
+            out.writerow(["summary", key, _cell(report[key])])
+        for table in TABLES:
+            out.writerow(["rows_written", table, report["tables"][table]])
+        for table in TABLES:
+            out.writerow(["rows_in_table", table, report["table_totals"][table]])
+    tmp.replace(path)
+    return path
+
+
+def _cell(value: object) -> str:
+    # A report is opened in spreadsheets: never let a value start like a formula.
+    text = "" if value is None else str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@") and not _is_number(text) else text
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def format_table(report: dict) -> str:
+    """The report as a small text table, for terminals."""
+    lines = [f"ingest {report['ingest_id']}  ({report['mode']}, {report['duration_s']:.1f}s)",
+             f"{'table':<14}{'written':>12}{'in table':>12}"]
+    for table in TABLES:
+        lines.append(f"{table:<14}{report['tables'][table]:>12,}"
+                     f"{report['table_totals'][table]:>12,}")
+    lines.append(f"rows: {report['rows_total'] or 0:,} in file, {report['rows_published'] or 0:,}"
+                 f" published, {report['rows_written']:,} written, "
+                 f"{report['rows_rejected'] or 0:,} rejected")
+    return "\n".join(lines)

@@ -1,0 +1,201 @@
+"""The worker: consume row batches, apply each in one transaction, then commit Kafka offsets.
+
+Offsets are committed only after the database transactions of every message of a poll have
+committed, so a crash at any point means redelivery, never loss; redelivery is harmless
+because `Applier` recognises batches it has applied. When an ingest's last batch is in (or its
+end marker arrives after its batches), exactly one worker writes the report and announces
+`completed` on the events topic.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from kafka import KafkaConsumer
+from kafka.errors import CommitFailedError, KafkaError
+from sqlalchemy import select, update
+from sqlalchemy.exc import OperationalError
+
+from . import report
+from .apply import Applier, finish_if_complete
+from .cache import IdCache
+from .config import Settings
+from .db import IngestRun, create_schema, make_engine
+from .messages import EndOfIngest, RowBatch, decode
+from .progress import Bar
+from .publish import MAX_MESSAGE_BYTES, Publisher, ensure_topics
+
+log = logging.getLogger(__name__)
+
+_RUN = IngestRun.__table__
+PROGRESS_EVERY_S = 1.0
+_RETRYABLE = ("database is locked", "deadlock detected", "could not serialize",
+              "server closed the connection", "connection refused", "terminating connection")
+
+
+@dataclass
+class _Progress:
+    last_sent: dict[str, float] = field(default_factory=dict)
+
+
+class Worker:
+    def __init__(self, settings: Settings, *, show_progress: bool = False) -> None:
+        self.settings = settings
+        self.engine = make_engine(settings.database_url)
+        instance_id = create_schema(self.engine)
+        self.cache = IdCache(settings.redis_url or None, namespace=instance_id)
+        self.applier = Applier(self.engine, self.cache)
+        ensure_topics(settings.kafka_bootstrap, settings.topics,
+                      rows_partitions=settings.rows_partitions)
+        self.events = Publisher(settings.kafka_bootstrap, settings.topics,
+                                client_id="molstream-worker")
+        self.consumer = KafkaConsumer(
+            settings.topics.rows,
+            bootstrap_servers=settings.kafka_bootstrap,
+            group_id=settings.worker_group,
+            client_id="molstream-worker",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_partition_fetch_bytes=MAX_MESSAGE_BYTES,
+            fetch_max_bytes=4 * MAX_MESSAGE_BYTES,
+            max_poll_records=16,
+            max_poll_interval_ms=900_000,  # a locked SQLite file may hold a batch for minutes
+            session_timeout_ms=30_000,
+            reconnect_backoff_max_ms=5_000,
+        )
+        self._stop = False
+        self._progress = _Progress()
+        self._bar = Bar(show_progress, "apply", unit="rows")
+        self.completed: list[dict] = []
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def stop(self, *_args) -> None:
+        self._stop = True
+
+    def run(self, *, until_complete: Iterable[str] = (), idle_timeout_s: float | None = None
+            ) -> None:
+        """Consume until stopped (SIGTERM/SIGINT), until the given ingests have completed, or
+        until nothing arrived for `idle_timeout_s`."""
+        waiting = set(until_complete)
+        signal.signal(signal.SIGTERM, self.stop)
+        self._announce_pending()
+        last_message = time.monotonic()
+        try:
+            while not self._stop:
+                polled = self.consumer.poll(timeout_ms=500)
+                messages = [m for batch in polled.values() for m in batch]
+                for message in messages:
+                    self._handle(message.value, message.headers)
+                if messages:
+                    last_message = time.monotonic()
+                    self._commit()
+                if waiting and waiting <= {r["ingest_id"] for r in self.completed}:
+                    break
+                if idle_timeout_s is not None and time.monotonic() - last_message > idle_timeout_s:
+                    break
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self._bar.__exit__()
+        for closer in (self.consumer.close, self.events.close, self.cache.close,
+                       self.engine.dispose):
+            try:
+                closer()
+            except Exception as e:  # closing is best effort
+                log.debug("while closing: %s", e)
+
+    # -- one message ----------------------------------------------------------------------
+
+    def _handle(self, value: bytes, headers) -> None:
+        try:
+            message = decode(value, headers)
+        except (ValueError, KeyError) as e:
+            log.error("skipping a message that is not a molstream batch: %s", e)
+            return
+        if isinstance(message, RowBatch):
+            applied = self._with_retries(lambda: self.applier.apply(message))
+            if applied is not None:
+                self._bar.update(applied.rows)
+                self._maybe_progress(message.ingest_id, force=False)
+        elif isinstance(message, EndOfIngest):
+            self._with_retries(lambda: self.applier.record_end(message))
+        self._finish(message.ingest_id)
+
+    def _finish(self, ingest_id: str) -> None:
+        if self._with_retries(lambda: finish_if_complete(self.engine, ingest_id)):
+            self._announce(ingest_id)
+        elif self._is_completed_unannounced(ingest_id):
+            self._announce(ingest_id)  # we crashed between completing and announcing
+
+    def _announce(self, ingest_id: str) -> None:
+        self._maybe_progress(ingest_id, force=True)
+        rep = report.build(self.engine, ingest_id)
+        path = report.write_csv(rep, self.settings.reports_dir)
+        with self.engine.begin() as conn:
+            conn.execute(update(_RUN).where(_RUN.c.id == ingest_id).values(report=rep))
+        self.events.event("completed", ingest_id, rows_published=rep["rows_published"],
+                          rows_written=rep["rows_written"], rows_rejected=rep["rows_rejected"],
+                          duration_s=rep["duration_s"], tables=rep["tables"],
+                          report_path=str(path))
+        self.events.wait_for_acks()
+        with self.engine.begin() as conn:
+            conn.execute(update(_RUN).where(_RUN.c.id == ingest_id).values(announced=True))
+        log.info("ingest %s completed: %s rows written, %s rejected, report %s", ingest_id,
+                 rep["rows_written"], rep["rows_rejected"], path)
+        self.completed.append(rep)
+
+    def _announce_pending(self) -> None:
+        with self.engine.connect() as conn:
+            pending = conn.execute(select(_RUN.c.id).where(
+                _RUN.c.status == "completed", _RUN.c.announced.is_(False))).scalars().all()
+        for ingest_id in pending:
+            self._announce(ingest_id)
+
+    def _is_completed_unannounced(self, ingest_id: str) -> bool:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(_RUN.c.status, _RUN.c.announced)
+                               .where(_RUN.c.id == ingest_id)).first()
+        return bool(row and row.status == "completed" and not row.announced)
+
+    def _maybe_progress(self, ingest_id: str, *, force: bool) -> None:
+        now = time.monotonic()
+        if not force and now - self._progress.last_sent.get(ingest_id, 0.0) < PROGRESS_EVERY_S:
+            return
+        self._progress.last_sent[ingest_id] = now
+        with self.engine.connect() as conn:
+            run = conn.execute(select(_RUN).where(_RUN.c.id == ingest_id)).mappings().first()
+        if run is None:
+            return
+        self.events.event("progress", ingest_id, rows_written=run["rows_written"],
+                          rows_applied=run["rows_applied"],
+                          batches_applied=run["batches_applied"],
+                          batches_total=run["batches_expected"], rows_total=run["rows_total"])
+
+    # -- resilience -----------------------------------------------------------------------
+
+    def _commit(self) -> None:
+        try:
+            self.consumer.commit()
+        except (CommitFailedError, KafkaError) as e:
+            # Harmless: the batches are in the database and will be recognised if redelivered.
+            log.warning("could not commit Kafka offsets (%s); batches may be redelivered", e)
+
+    def _with_retries(self, action):
+        delay = 0.5
+        while True:
+            try:
+                return action()
+            except OperationalError as e:
+                text = str(e.orig if e.orig is not None else e).lower()
+                if not any(r in text for r in _RETRYABLE) or self._stop:
+                    raise
+                log.warning("database busy or unavailable (%s); retrying in %.1fs",
+                            text.splitlines()[0], delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 10.0)
