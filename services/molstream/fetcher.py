@@ -146,7 +146,7 @@ def run(url: str, *, ingest_id: str, settings: Settings, credentials: Credential
                     last_event = time.monotonic()
                     publisher.event("publishing", ingest_id, rows_total=rows_total,
                                     rows_published=published, rows_rejected=rejected)
-            converted.df.close()
+            converted.close()
             publisher.send_end(EndOfIngest(ingest_id, mode, redact(url), seq, rows_total,
                                            published, rejected, started))
         seconds["publish"] = time.time() - t

@@ -47,6 +47,15 @@ class Converted:
     rejections: list[Rejection] = field(default_factory=list)  # rows the parser refused
     warnings: list[str] = field(default_factory=list)
 
+    def __enter__(self) -> Converted:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.df.close()
+
     def chunks(self, size: int) -> Iterator[pa.Table]:
         for _, _, table in self.df.to_arrow_table(chunk_size=size, parallel=False):
             yield table.select([LINE, *COLUMN_NAMES])

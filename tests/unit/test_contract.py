@@ -1,0 +1,93 @@
+import pyarrow as pa
+import pytest
+
+from molstream.contract import (
+    COLUMN_NAMES,
+    LINE,
+    ContractError,
+    check_header,
+    validate,
+)
+
+GOOD = {
+    "activity_id": "31863", "molecule_id": "180094", "molecule_name": 'N,N-"DIMETHYL"',
+    "molecule_max_phase": "0.5", "molecule_structure": "CCO",
+    "molecule_inchi_key": "BSYNRYMUTXBXSQ-UHFFFAOYSA-N", "target_id": "11", "target_name": "ABL1",
+    "target_organism": "Homo sapiens", "activity_type": "IC50", "activity_units": "nM",
+    "activity_value": "-1.5e3", "activity_relation": "<=",
+}
+
+
+def _chunk(*rows: dict) -> pa.Table:
+    return pa.table({LINE: pa.array(range(2, 2 + len(rows)), pa.int64()),
+                     **{c: pa.array([r[c] for r in rows], pa.string()) for c in COLUMN_NAMES}})
+
+
+def _one(**changes: str):
+    return validate(_chunk({**GOOD, **changes}), max_field_bytes=1000)
+
+
+def test_good_row_is_typed():
+    rows, rejected = _one()
+    assert rejected == []
+    row = rows.to_pylist()[0]
+    assert row["activity_id"] == 31863 and row["activity_value"] == -1500.0
+    assert row["molecule_max_phase"] == 0.5 and row["molecule_name"] == 'N,N-"DIMETHYL"'
+
+
+def test_empty_optional_fields_become_null():
+    rows, rejected = _one(molecule_name="", molecule_max_phase="", activity_value="",
+                          activity_relation="", molecule_inchi_key="")
+    assert rejected == []
+    row = rows.to_pylist()[0]
+    assert row["molecule_name"] is None and row["activity_value"] is None
+    assert row["molecule_max_phase"] is None
+
+
+@pytest.mark.parametrize("changes, reason", [
+    ({"activity_id": ""}, "activity_id is empty"),
+    ({"activity_id": "12a"}, "activity_id is not a whole number"),
+    ({"molecule_id": "-3"}, "molecule_id is not a whole number"),
+    ({"target_id": "1" * 19}, "target_id is not a whole number"),
+    ({"target_name": ""}, "target_name is empty"),
+    ({"activity_type": ""}, "activity_type is empty"),
+    ({"activity_value": "NaN"}, "activity_value is not a finite number"),
+    ({"activity_value": "inf"}, "activity_value is not a finite number"),
+    ({"activity_value": "1e999"}, "activity_value is not a finite number"),
+    ({"molecule_max_phase": "5"}, "molecule_max_phase is not one of"),
+    ({"activity_relation": "=="}, "activity_relation is not one of"),
+    ({"molecule_inchi_key": "SHORT"}, "molecule_inchi_key is not a 27-character InChIKey"),
+    ({"molecule_name": "x" * 1001}, "molecule_name is longer than 1000 bytes"),
+    ({"target_name": "a\x00b"}, "target_name contains a NUL byte"),
+])
+def test_bad_rows_are_rejected_with_a_reason(changes, reason):
+    rows, rejected = _one(**changes)
+    assert rows.num_rows == 0
+    assert len(rejected) == 1 and rejected[0].line == 2
+    assert reason in rejected[0].reason
+
+
+def test_one_bad_row_does_not_stop_the_others():
+    rows, rejected = validate(_chunk(GOOD, {**GOOD, "activity_id": "x"}, GOOD),
+                              max_field_bytes=1000)
+    assert rows.column(LINE).to_pylist() == [2, 4]
+    assert [r.line for r in rejected] == [3]
+
+
+def test_formula_like_names_are_kept_as_data():
+    rows, rejected = _one(molecule_name="=cmd|' /C calc'!A0")
+    assert rejected == [] and rows.column("molecule_name")[0].as_py().startswith("=cmd")
+
+
+def test_header_checks():
+    assert check_header(list(COLUMN_NAMES)) == []
+    with pytest.raises(ContractError, match="'target_id' is missing"):
+        check_header([c for c in COLUMN_NAMES if c != "target_id"])
+    with pytest.raises(ContractError, match="'activity_id' appears more than once"):
+        check_header([*COLUMN_NAMES, "activity_id"])
+    with pytest.raises(ContractError, match="delimited by something other than commas"):
+        check_header([";".join(COLUMN_NAMES)])
+    warnings = check_header([*COLUMN_NAMES, "extra"][1:] + ["activity_id"])
+    assert any("extra" in w for w in warnings)
+    warnings = check_header([c for c in COLUMN_NAMES if c != "molecule_name"])
+    assert any("molecule_name" in w for w in warnings)
