@@ -1,0 +1,60 @@
+"""Helpers for pipeline tests: settings isolated per test (own topics, group, database)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import pytest
+from kafka import KafkaConsumer
+
+from molstream import fetcher
+from molstream.config import Mode, Settings, Topics
+from molstream.fetch import Credentials
+from molstream.worker import Worker
+
+
+class Pipeline:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def fetch(self, url: str, ingest_id: str, *, mode: Mode = Mode.UPSERT,
+              credentials: Credentials = Credentials()) -> fetcher.FetchResult:
+        return fetcher.run(url, ingest_id=ingest_id, settings=self.settings,
+                           credentials=credentials, mode=mode)
+
+    def work(self, *ingest_ids: str, idle_timeout_s: float = 60) -> list[dict]:
+        worker = Worker(self.settings)
+        worker.run(until_complete=ingest_ids, idle_timeout_s=idle_timeout_s)
+        done = {r["ingest_id"] for r in worker.completed}
+        assert set(ingest_ids) <= done, f"ingests {set(ingest_ids) - done} did not complete"
+        return worker.completed
+
+    def ingest(self, url: str, ingest_id: str, **kw) -> dict:
+        self.fetch(url, ingest_id, **kw)
+        return self.work(ingest_id)[-1]
+
+    def read_topic(self, topic: str, *, timeout_s: float = 5) -> list[dict]:
+        consumer = KafkaConsumer(topic, bootstrap_servers=self.settings.kafka_bootstrap,
+                                 auto_offset_reset="earliest", enable_auto_commit=False,
+                                 consumer_timeout_ms=int(timeout_s * 1000))
+        try:
+            return [json.loads(m.value) for m in consumer]
+        finally:
+            consumer.close()
+
+
+@pytest.fixture
+def make_pipeline(tmp_path: Path, kafka_bootstrap: str, redis_url: str):
+    def make(*, database_url: str | None = None, redis: bool = True, batch_size: int = 1000,
+             **overrides) -> Pipeline:
+        prefix = f"t{uuid.uuid4().hex[:10]}"
+        settings = Settings(
+            kafka_bootstrap=kafka_bootstrap, topics=Topics(prefix=prefix),
+            database_url=database_url or f"sqlite:///{tmp_path / f'{prefix}.sqlite'}",
+            redis_url=redis_url if redis else "", reports_dir=tmp_path / "reports",
+            work_dir=tmp_path / "work", worker_group=f"{prefix}-worker",
+            batch_size=batch_size, retries=1, **overrides)
+        return Pipeline(settings)
+    return make
