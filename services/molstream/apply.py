@@ -50,6 +50,7 @@ class Applied:
     rows: int
     written: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TABLES, 0))
     new_ids: dict[str, dict] = field(default_factory=dict)
+    all_in: bool = False  # every batch the fetcher announced has now been applied
 
     @property
     def rows_written(self) -> int:
@@ -81,6 +82,10 @@ class Applier:
                 batches_applied=_RUN.c.batches_applied + 1,
                 rows_applied=_RUN.c.rows_applied + result.rows,
                 rows_written=_RUN.c.rows_written + result.rows_written))
+            expected, applied = conn.execute(select(
+                _RUN.c.batches_expected, _RUN.c.batches_applied).where(
+                _RUN.c.id == batch.ingest_id)).one()
+            result.all_in = expected is not None and applied >= expected
         # Only ids that are committed may be shared through the cache.
         for dimension, ids in result.new_ids.items():
             self.cache.remember(dimension, ids)

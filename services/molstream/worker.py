@@ -120,10 +120,15 @@ class Worker:
             return
         if isinstance(message, RowBatch):
             applied = self._with_retries(lambda: self.applier.apply(message))
-            if applied is not None:
-                self._bar.update(applied.rows)
-                self._maybe_progress(message.ingest_id, force=False)
-        elif isinstance(message, EndOfIngest):
+            if applied is None:  # a redelivery: maybe we stopped before announcing
+                if self._is_completed_unannounced(message.ingest_id):
+                    self._announce(message.ingest_id)
+                return
+            self._bar.update(applied.rows)
+            self._maybe_progress(message.ingest_id, force=False)
+            if not applied.all_in:
+                return
+        else:
             self._with_retries(lambda: self.applier.record_end(message))
         self._finish(message.ingest_id)
 
