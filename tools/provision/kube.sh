@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# Installs the Kubernetes test environment (the envtest recipe), idempotently:
+#   etcd            Debian's etcd-server (apt; needs root)
+#   kube-apiserver  built from k8s.io/kubernetes through the Go module proxy (tools/k8s/go.mod)
+#   kubectl         built from the same module, so client and server versions match
+#   helm            go install helm.sh/helm/v3/cmd/helm@$HELM_VERSION
+# Binaries go to $MOLSTREAM_CACHE/bin (default <repo>/.cache/bin), where the pytest fixtures
+# look first. Go's module and build caches live under $MOLSTREAM_CACHE/go, so a second run,
+# or a rebuild after a version bump, downloads and compiles only what changed. A binary already
+# at the pinned version is kept as it is.
+#
+# Usage: tools/provision/kube.sh            (as root on a fresh machine: CI does this)
+#        BUILD_JOBS=1 tools/provision/kube.sh   (gentler on a shared machine; default 2)
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+CACHE=${MOLSTREAM_CACHE:-$REPO/.cache}
+BIN=$CACHE/bin
+MODULE=$REPO/tools/k8s
+HELM_VERSION=${HELM_VERSION:-v3.19.5}
+KUBE_VERSION=$(awk '$1 == "require" && $2 == "k8s.io/kubernetes" {print $3}' "$MODULE/go.mod")
+
+export PATH=$PATH:/usr/local/go/bin
+export GOMODCACHE=${GOMODCACHE:-$CACHE/go/mod}
+export GOCACHE=${GOCACHE:-$CACHE/go/build}
+export GOFLAGS="-modcacherw -p=${BUILD_JOBS:-2}"
+export GOTOOLCHAIN=local CGO_ENABLED=0
+
+log() { printf '[kube.sh] %s\n' "$*" >&2; }
+timed() {  # timed LABEL CMD... : run CMD at low priority and report its wall time
+    local label=$1 start=$SECONDS
+    shift
+    nice -n 10 "$@"
+    log "$label built in $((SECONDS - start)) s"
+}
+
+mkdir -p "$BIN"
+
+# --- etcd -------------------------------------------------------------------------------------
+if ! command -v etcd >/dev/null && [[ ! -x $BIN/etcd ]]; then
+    if [[ $(id -u) -ne 0 ]]; then
+        log "etcd is missing: run this script as root (it installs Debian's etcd-server)"
+        exit 1
+    fi
+    log "installing Debian's etcd-server"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends etcd-server >/dev/null
+fi
+# The package enables a system etcd on :2379 where systemd runs; tests start their own.
+if [[ -d /run/systemd/system ]] && systemctl is-enabled --quiet etcd 2>/dev/null; then
+    systemctl disable --now etcd >/dev/null 2>&1 || true
+fi
+log "etcd: $(etcd --version 2>/dev/null | head -1 || "$BIN/etcd" --version | head -1)"
+
+# --- Go ---------------------------------------------------------------------------------------
+if ! command -v go >/dev/null; then
+    log "Go is missing (expected in /usr/local/go/bin): install Go >= 1.23 first"
+    exit 1
+fi
+
+# --- kube-apiserver and kubectl ---------------------------------------------------------------
+# Version stamps: without them the binaries say v0.0.0-master and helm's kubeVersion checks fail.
+k8s_ldflags() {
+    local minor=${KUBE_VERSION#v1.}
+    minor=${minor%%.*}
+    local flags="-s -w" pkg
+    for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+        flags+=" -X $pkg.gitVersion=$KUBE_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
+        flags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
+    done
+    echo "$flags"
+}
+
+if [[ $("$BIN/kube-apiserver" --version 2>/dev/null) != "Kubernetes $KUBE_VERSION" ]]; then
+    log "building kube-apiserver $KUBE_VERSION (a few minutes on 2 cores)"
+    (cd "$MODULE" && timed kube-apiserver go build -trimpath -ldflags "$(k8s_ldflags)" \
+        -o "$BIN/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver)
+else
+    log "kube-apiserver $KUBE_VERSION already built"
+fi
+
+kubectl_version=$("$BIN/kubectl" version --client 2>/dev/null || true)
+if [[ $kubectl_version != "Client Version: $KUBE_VERSION"* ]]; then
+    log "building kubectl $KUBE_VERSION"
+    (cd "$MODULE" && timed kubectl go build -trimpath -ldflags "$(k8s_ldflags)" \
+        -o "$BIN/kubectl" k8s.io/kubernetes/cmd/kubectl)
+else
+    log "kubectl $KUBE_VERSION already built"
+fi
+
+# --- helm -------------------------------------------------------------------------------------
+if [[ $("$BIN/helm" version --template '{{.Version}}' 2>/dev/null) != "$HELM_VERSION" ]]; then
+    log "building helm $HELM_VERSION"
+    # helm's Makefile stamps its version and the Kubernetes version its libraries target (the
+    # default .Capabilities.KubeVersion of `helm template`); do the same.
+    helm_gomod=$(cd /tmp && go mod download -json "helm.sh/helm/v3@$HELM_VERSION" |
+        sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p')
+    client_go=$(awk '$1 == "k8s.io/client-go" {print $2}' "$helm_gomod")  # v0.34.2 -> 1.34
+    kminor=$(cut -d. -f2 <<<"$client_go")
+    flags="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+    flags+=" -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+    for pkg in helm.sh/helm/v3/pkg/lint/rules helm.sh/helm/v3/pkg/chartutil; do
+        flags+=" -X $pkg.k8sVersionMajor=1 -X $pkg.k8sVersionMinor=$kminor"
+    done
+    (cd /tmp && GOBIN=$BIN timed helm go install -trimpath -ldflags "$flags" \
+        "helm.sh/helm/v3/cmd/helm@$HELM_VERSION")
+else
+    log "helm $HELM_VERSION already built"
+fi
+
+log "ready in $BIN: $(ls "$BIN" | tr '\n' ' ')"
