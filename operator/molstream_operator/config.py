@@ -1,0 +1,155 @@
+"""Operator settings, from the environment, and the fetcher Job template, from a YAML file.
+
+* ``MOLSTREAM_KAFKA_BOOTSTRAP``: Kafka bootstrap servers, for the fetcher and the event
+  consumer (unset: no consumer, the status follows the Jobs only);
+* ``MOLSTREAM_TOPIC_PREFIX``: topic prefix, events are read from ``<prefix>.events``
+  (default ``molstream``);
+* ``MOLSTREAM_ALLOWED_HOSTS``: comma-separated source hosts allowed, ``*.example.org`` too
+  (empty: any host);
+* ``MOLSTREAM_FETCHER_TEMPLATE``: YAML file with the fetcher Job settings (``FetcherTemplate``;
+  unset: built-in defaults);
+* ``MOLSTREAM_OPERATOR_GROUP_ID``: Kafka consumer group (default ``molstream-operator``);
+* ``MOLSTREAM_WATCH_NAMESPACES``: comma-separated namespaces to serve, like ``-n`` on the
+  command line (unset: the Pod's own namespace).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = ["DEFAULT_TEMPLATE", "FetcherTemplate", "OperatorConfig"]
+
+logger = logging.getLogger(__name__)
+
+#: What a fetcher Pod gets when the template file leaves a key out: non-root, read-only root
+#: filesystem, no capabilities, a writable emptyDir on /tmp for the download and vaex's HDF5 file.
+DEFAULT_TEMPLATE: dict[str, Any] = {
+    "image": "molstream:latest",
+    "imagePullPolicy": "IfNotPresent",
+    "resources": {
+        "requests": {"cpu": "100m", "memory": "256Mi"},
+        "limits": {"memory": "1Gi"},
+    },
+    "securityContext": {
+        "runAsNonRoot": True,
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    },
+    "podSecurityContext": {
+        "runAsNonRoot": True,
+        "runAsUser": 10001,
+        "runAsGroup": 10001,
+        "fsGroup": 10001,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    },
+    "serviceAccountName": "",
+    # The fetcher's work directory (download, HDF5) on the writable emptyDir.
+    "env": [{"name": "MOLSTREAM_WORK_DIR", "value": "/tmp/molstream-work"}],
+    "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "4Gi"}}],
+    "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+}
+
+_LIST_KEYS = ("env", "volumes", "volumeMounts")
+_MAP_KEYS = ("resources", "securityContext", "podSecurityContext")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class FetcherTemplate:
+    """Settings of the fetcher Job's Pod: the keys of ``DEFAULT_TEMPLATE``.
+
+    A key given in the file replaces the default whole (``securityContext: {}`` really means
+    none). ``env`` entries are added to the operator's own variables; they cannot replace them.
+    """
+
+    image: str
+    imagePullPolicy: str  # noqa: N815 - the Kubernetes spelling, as in the file
+    resources: dict[str, Any]
+    securityContext: dict[str, Any]  # noqa: N815
+    podSecurityContext: dict[str, Any]  # noqa: N815
+    serviceAccountName: str  # noqa: N815
+    env: list[dict[str, Any]]
+    volumes: list[dict[str, Any]]
+    volumeMounts: list[dict[str, Any]]  # noqa: N815
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any] | None) -> FetcherTemplate:
+        data = dict(data or {})
+        unknown = sorted(set(data) - set(DEFAULT_TEMPLATE))
+        if unknown:
+            logger.warning("Fetcher template: ignoring unknown keys %s", ", ".join(unknown))
+        values = copy.deepcopy(DEFAULT_TEMPLATE)
+        for key in DEFAULT_TEMPLATE:
+            if key in data and data[key] is not None:
+                values[key] = copy.deepcopy(data[key])
+        if not isinstance(values["image"], str) or not values["image"]:
+            raise ValueError("fetcher template: image must be a non-empty string")
+        for key in _LIST_KEYS:
+            if not isinstance(values[key], list):
+                raise ValueError(f"fetcher template: {key} must be a list")
+        for key in _MAP_KEYS:
+            if not isinstance(values[key], dict):
+                raise ValueError(f"fetcher template: {key} must be a mapping")
+        values["serviceAccountName"] = str(values["serviceAccountName"] or "")
+        return cls(**values)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str]) -> FetcherTemplate:
+        with open(path, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh)
+        if data is not None and not isinstance(data, dict):
+            raise ValueError(f"fetcher template {path}: expected a mapping at the top level")
+        return cls.from_mapping(data)
+
+
+def _split(value: str | None) -> tuple[str, ...]:
+    return tuple(item.strip() for item in (value or "").split(",") if item.strip())
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class OperatorConfig:
+    kafka_bootstrap: str | None = None
+    topic_prefix: str = "molstream"
+    allowed_hosts: tuple[str, ...] = ()
+    group_id: str = "molstream-operator"
+    namespaces: tuple[str, ...] = ()
+    fetcher: FetcherTemplate = dataclasses.field(
+        default_factory=lambda: FetcherTemplate.from_mapping(None)
+    )
+
+    @property
+    def events_topic(self) -> str:
+        return f"{self.topic_prefix}.events"
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, *, namespaces: tuple[str, ...] | None = None
+    ) -> OperatorConfig:
+        env = os.environ if environ is None else environ
+        template_path = env.get("MOLSTREAM_FETCHER_TEMPLATE", "").strip()
+        fetcher = (
+            FetcherTemplate.from_file(Path(template_path))
+            if template_path
+            else FetcherTemplate.from_mapping(None)
+        )
+        return cls(
+            kafka_bootstrap=env.get("MOLSTREAM_KAFKA_BOOTSTRAP", "").strip() or None,
+            topic_prefix=env.get("MOLSTREAM_TOPIC_PREFIX", "").strip() or "molstream",
+            allowed_hosts=_split(env.get("MOLSTREAM_ALLOWED_HOSTS")),
+            group_id=env.get("MOLSTREAM_OPERATOR_GROUP_ID", "").strip() or "molstream-operator",
+            namespaces=(
+                namespaces
+                if namespaces is not None
+                else _split(env.get("MOLSTREAM_WATCH_NAMESPACES"))
+            ),
+            fetcher=fetcher,
+        )

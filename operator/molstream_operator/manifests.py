@@ -1,0 +1,304 @@
+"""Pure builders of the fetcher's Job and CronJob, their names, labels and ingest ids.
+
+One run of an IngestRequest is one Job. Its ingest id, which keys every message of the run on
+Kafka, is ``<namespace>.<name>.<run>``:
+
+* runs the operator launches (the first one, and one per new ``molstream.io/rerun`` annotation)
+  use the counter ``status.run``; the Job is ``<name>-run-<run>``, so a restarted operator finds
+  the Job of a run instead of creating a second one;
+* runs a CronJob launches use the Job's name (``<name>-cron-<minutes>``): the Pod reads it from
+  its ``job-name`` label through the downward API (env ``MOLSTREAM_JOB_NAME``), and Kubernetes
+  expands ``MOLSTREAM_INGEST_ID`` = ``<namespace>.<name>.$(MOLSTREAM_JOB_NAME)``.
+
+Credentials never appear here: the container receives ``MOLSTREAM_SOURCE_USERNAME`` and
+``MOLSTREAM_SOURCE_PASSWORD`` through ``secretKeyRef``.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import re
+from typing import Any
+
+import kopf
+
+from .config import OperatorConfig
+from .models import IngestRequestRef, IngestRequestSpec
+
+__all__ = [
+    "ANNOTATION_INGEST_ID",
+    "ANNOTATION_IR",
+    "ANNOTATION_RERUN",
+    "ANNOTATION_SCHEDULED_AT",
+    "LABEL_IR",
+    "LABEL_RUN",
+    "LABEL_SCHEDULED",
+    "build_cronjob",
+    "build_job",
+    "cronjob_name",
+    "ingest_id",
+    "job_name",
+    "label_value",
+    "parse_ingest_id",
+]
+
+LABEL_IR = "molstream.io/ingestrequest"
+LABEL_RUN = "molstream.io/run"
+LABEL_SCHEDULED = "molstream.io/scheduled"
+ANNOTATION_IR = "molstream.io/ingestrequest-name"
+ANNOTATION_INGEST_ID = "molstream.io/ingest-id"
+#: Set it to any new value to ask for a new run:
+#: ``kubectl annotate ir NAME molstream.io/rerun=$(date +%s) --overwrite``.
+ANNOTATION_RERUN = "molstream.io/rerun"
+#: Set by the CronJob controller (Kubernetes 1.28+) on the Jobs it creates.
+ANNOTATION_SCHEDULED_AT = "batch.kubernetes.io/cronjob-scheduled-timestamp"
+
+ENV_INGEST_ID = "MOLSTREAM_INGEST_ID"
+ENV_JOB_NAME = "MOLSTREAM_JOB_NAME"
+ENV_USERNAME = "MOLSTREAM_SOURCE_USERNAME"
+ENV_PASSWORD = "MOLSTREAM_SOURCE_PASSWORD"
+_RESERVED_ENV = frozenset(
+    {
+        ENV_INGEST_ID,
+        ENV_JOB_NAME,
+        ENV_USERNAME,
+        ENV_PASSWORD,
+        "MOLSTREAM_KAFKA_BOOTSTRAP",
+        "MOLSTREAM_TOPIC_PREFIX",
+    }
+)
+
+_JOB_NAME_MAX = 63  # the Job's name is also the value of the Pod label job-name
+_CRONJOB_NAME_MAX = 52  # the CronJob controller appends -<11 digits>
+_NOT_LABEL = re.compile(r"[^a-z0-9.\-]")
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+def _fit(base: str, suffix: str, limit: int, *, original: str) -> str:
+    """``base + suffix`` within ``limit`` characters, a hash keeping shortened names distinct."""
+    if len(base) + len(suffix) <= limit:
+        return base + suffix
+    keep = limit - len(suffix) - 9
+    return f"{base[:keep].rstrip('-')}-{_digest(original)}{suffix}"
+
+
+def _dns_label_base(name: str) -> str:
+    # IngestRequest names are DNS subdomains; Job names become ingest id parts, so no dots.
+    return name.replace(".", "-")
+
+
+def job_name(name: str, run: int) -> str:
+    """Name of the Job of counter run ``run``: ``<name>-run-<run>``, at most 63 characters."""
+    return _fit(_dns_label_base(name), f"-run-{run}", _JOB_NAME_MAX, original=name)
+
+
+def cronjob_name(name: str) -> str:
+    """Name of the CronJob: ``<name>-cron``, at most 52 characters."""
+    return _fit(_dns_label_base(name), "-cron", _CRONJOB_NAME_MAX, original=name)
+
+
+def label_value(name: str) -> str:
+    """``name`` as a label value (at most 63 characters, alphanumeric at both ends)."""
+    value = _NOT_LABEL.sub("-", name.lower())
+    if len(value) > 63:
+        value = f"{value[:54]}-{_digest(name)}"
+    return value.strip("-.") or _digest(name)
+
+
+def ingest_id(namespace: str, name: str, run: int | str) -> str:
+    return f"{namespace}.{name}.{run}"
+
+
+def parse_ingest_id(value: str) -> tuple[str, str, str] | None:
+    """``(namespace, name, run)`` of an ingest id, or None when it is not one of ours.
+
+    Namespaces and run suffixes have no dots; names may have some.
+    """
+    namespace, sep, rest = value.partition(".")
+    name, sep2, run = rest.rpartition(".")
+    if not (sep and sep2 and namespace and name and run):
+        return None
+    return namespace, name, run
+
+
+def _labels(ref: IngestRequestRef) -> dict[str, str]:
+    value = label_value(ref.name)
+    return {
+        "app.kubernetes.io/name": "molstream",
+        "app.kubernetes.io/instance": value,
+        "app.kubernetes.io/component": "fetcher",
+        "app.kubernetes.io/part-of": "molstream",
+        "app.kubernetes.io/managed-by": "molstream-operator",
+        LABEL_IR: value,
+    }
+
+
+def _escape(arg: str) -> str:
+    # Kubernetes expands $(VAR) in args; a literal $ is written $$.
+    return arg.replace("$", "$$")
+
+
+def _env(
+    ref: IngestRequestRef,
+    spec: IngestRequestSpec,
+    config: OperatorConfig,
+    *,
+    ingest: str | None,
+) -> list[dict[str, Any]]:
+    env: list[dict[str, Any]] = []
+    if ingest is None:  # CronJob run: the ingest id follows the Job's name
+        env.append(
+            {
+                "name": ENV_JOB_NAME,
+                "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['job-name']"}},
+            }
+        )
+        env.append(
+            {
+                "name": ENV_INGEST_ID,
+                "value": ingest_id(_escape(ref.namespace), _escape(ref.name), f"$({ENV_JOB_NAME})"),
+            }
+        )
+    else:
+        env.append({"name": ENV_INGEST_ID, "value": _escape(ingest)})
+    if config.kafka_bootstrap:
+        env.append({"name": "MOLSTREAM_KAFKA_BOOTSTRAP", "value": _escape(config.kafka_bootstrap)})
+    env.append({"name": "MOLSTREAM_TOPIC_PREFIX", "value": _escape(config.topic_prefix)})
+    if spec.credentials_secret:
+        for var, key in ((ENV_USERNAME, "username"), (ENV_PASSWORD, "password")):
+            env.append(
+                {
+                    "name": var,
+                    "valueFrom": {
+                        "secretKeyRef": {
+                            "name": spec.credentials_secret,
+                            "key": key,
+                            "optional": False,
+                        }
+                    },
+                }
+            )
+    for extra in config.fetcher.env:
+        if isinstance(extra, dict) and extra.get("name") not in _RESERVED_ENV:
+            env.append(copy.deepcopy(extra))
+    return env
+
+
+def _pod_template(
+    ref: IngestRequestRef,
+    spec: IngestRequestSpec,
+    config: OperatorConfig,
+    *,
+    ingest: str | None,
+    labels: dict[str, str],
+) -> dict[str, Any]:
+    template = config.fetcher
+    args = [
+        "fetch",
+        "--url",
+        _escape(spec.url),
+        "--ingest-id",
+        _escape(ingest) if ingest is not None else f"$({ENV_INGEST_ID})",
+        "--batch-size",
+        str(spec.batch_size),
+        "--mode",
+        spec.mode.cli,
+    ]
+    container: dict[str, Any] = {
+        "name": "fetcher",
+        "image": template.image,
+        "imagePullPolicy": template.imagePullPolicy,
+        "command": ["molstream"],
+        "args": args,
+        "env": _env(ref, spec, config, ingest=ingest),
+        "resources": copy.deepcopy(template.resources),
+    }
+    if template.securityContext:
+        container["securityContext"] = copy.deepcopy(template.securityContext)
+    if template.volumeMounts:
+        container["volumeMounts"] = copy.deepcopy(template.volumeMounts)
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "containers": [container],
+    }
+    if template.serviceAccountName:
+        pod_spec["serviceAccountName"] = template.serviceAccountName
+    if template.podSecurityContext:
+        pod_spec["securityContext"] = copy.deepcopy(template.podSecurityContext)
+    if template.volumes:
+        pod_spec["volumes"] = copy.deepcopy(template.volumes)
+    return {"metadata": {"labels": dict(labels)}, "spec": pod_spec}
+
+
+def build_job(
+    ref: IngestRequestRef,
+    spec: IngestRequestSpec,
+    config: OperatorConfig,
+    *,
+    run: int,
+) -> dict[str, Any]:
+    """The batch/v1 Job of counter run ``run``, owned by the IngestRequest."""
+    ingest = ingest_id(ref.namespace, ref.name, run)
+    labels = {**_labels(ref), LABEL_RUN: str(run)}
+    job: dict[str, Any] = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": job_name(ref.name, run),
+            "namespace": ref.namespace,
+            "labels": labels,
+            "annotations": {ANNOTATION_IR: ref.name, ANNOTATION_INGEST_ID: ingest},
+        },
+        "spec": {
+            "backoffLimit": spec.backoff_limit,
+            "activeDeadlineSeconds": spec.active_deadline_seconds,
+            "suspend": spec.suspend,
+            "template": _pod_template(ref, spec, config, ingest=ingest, labels=labels),
+        },
+    }
+    kopf.adopt(job, owner=kopf.Body(ref.owner_body()))
+    return job
+
+
+def build_cronjob(
+    ref: IngestRequestRef,
+    spec: IngestRequestSpec,
+    config: OperatorConfig,
+) -> dict[str, Any]:
+    """The batch/v1 CronJob for ``spec.schedule``, owned by the IngestRequest."""
+    if not spec.schedule:
+        raise ValueError("build_cronjob needs spec.schedule")
+    labels = {**_labels(ref), LABEL_SCHEDULED: "true"}
+    cronjob: dict[str, Any] = {
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": {
+            "name": cronjob_name(ref.name),
+            "namespace": ref.namespace,
+            "labels": dict(labels),
+            "annotations": {ANNOTATION_IR: ref.name},
+        },
+        "spec": {
+            "schedule": spec.schedule,
+            "suspend": spec.suspend,
+            "concurrencyPolicy": "Forbid",
+            "startingDeadlineSeconds": 300,
+            "successfulJobsHistoryLimit": 3,
+            "failedJobsHistoryLimit": 3,
+            "jobTemplate": {
+                "metadata": {"labels": dict(labels), "annotations": {ANNOTATION_IR: ref.name}},
+                "spec": {
+                    "backoffLimit": spec.backoff_limit,
+                    "activeDeadlineSeconds": spec.active_deadline_seconds,
+                    "template": _pod_template(ref, spec, config, ingest=None, labels=labels),
+                },
+            },
+        },
+    }
+    kopf.adopt(cronjob, owner=kopf.Body(ref.owner_body()))
+    return cronjob

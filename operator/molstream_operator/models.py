@@ -1,0 +1,194 @@
+"""Typed views of the IngestRequest resource and of the Jobs the operator launches."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import Collection, Mapping
+from typing import Any
+
+from .urls import InvalidSpecError, check_source_url
+
+__all__ = [
+    "GROUP",
+    "KIND",
+    "PLURAL",
+    "VERSION",
+    "IngestRequestRef",
+    "IngestRequestSpec",
+    "JobView",
+    "Mode",
+]
+
+GROUP = "molstream.io"
+VERSION = "v1alpha1"
+PLURAL = "ingestrequests"
+KIND = "IngestRequest"
+
+BATCH_SIZE_BOUNDS = (1, 100_000)
+DEADLINE_BOUNDS = (30, 604_800)
+BACKOFF_BOUNDS = (0, 10)
+
+
+class Mode(enum.StrEnum):
+    UPSERT = "upsert"
+    INSERT_ONLY = "insertOnly"
+
+    @property
+    def cli(self) -> str:
+        """The fetcher's spelling: ``--mode upsert|insert-only``."""
+        return "insert-only" if self is Mode.INSERT_ONLY else "upsert"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class IngestRequestRef:
+    """Identity of one IngestRequest, enough to address it and to own children."""
+
+    namespace: str
+    name: str
+    uid: str = ""
+    generation: int = 0
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> IngestRequestRef:
+        meta = body.get("metadata") or {}
+        return cls(
+            namespace=str(meta.get("namespace") or ""),
+            name=str(meta.get("name") or ""),
+            uid=str(meta.get("uid") or ""),
+            generation=int(meta.get("generation") or 0),
+        )
+
+    def owner_body(self) -> dict[str, Any]:
+        """A minimal body for ``kopf.adopt`` and for Kubernetes Events."""
+        return {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": KIND,
+            "metadata": {"namespace": self.namespace, "name": self.name, "uid": self.uid},
+        }
+
+
+def _int_in(spec: Mapping[str, Any], key: str, default: int, bounds: tuple[int, int]) -> int:
+    value = spec.get(key, default)
+    if value is None:
+        value = default
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidSpecError(f"spec.{key}", "must be an integer")
+    low, high = bounds
+    if not low <= value <= high:
+        raise InvalidSpecError(f"spec.{key}", f"must be between {low} and {high}")
+    return value
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class IngestRequestSpec:
+    """``spec`` of an IngestRequest, checked (again: the CRD schema checks it first)."""
+
+    url: str
+    credentials_secret: str | None = None
+    schedule: str | None = None
+    batch_size: int = 5000
+    mode: Mode = Mode.UPSERT
+    suspend: bool = False
+    active_deadline_seconds: int = 3600
+    backoff_limit: int = 2
+
+    @classmethod
+    def parse(
+        cls, spec: Mapping[str, Any] | None, *, allowed_hosts: Collection[str] = ()
+    ) -> IngestRequestSpec:
+        spec = spec or {}
+        url = check_source_url(spec.get("url"), allowed_hosts=allowed_hosts)
+
+        secret = spec.get("credentialsSecret")
+        secret_name: str | None = None
+        if secret is not None:
+            if not isinstance(secret, Mapping) or not isinstance(secret.get("name"), str):
+                raise InvalidSpecError("spec.credentialsSecret.name", "must be a Secret name")
+            secret_name = secret["name"].strip() or None
+            if secret_name is None:
+                raise InvalidSpecError("spec.credentialsSecret.name", "must not be empty")
+
+        schedule = spec.get("schedule")
+        if schedule is not None:
+            if not isinstance(schedule, str):
+                raise InvalidSpecError("spec.schedule", "must be a cron expression")
+            schedule = schedule.strip() or None
+
+        raw_mode = spec.get("mode") or Mode.UPSERT.value
+        try:
+            mode = Mode(raw_mode)
+        except ValueError:
+            raise InvalidSpecError("spec.mode", "must be upsert or insertOnly") from None
+
+        suspend = spec.get("suspend", False)
+        if not isinstance(suspend, bool):
+            raise InvalidSpecError("spec.suspend", "must be true or false")
+
+        return cls(
+            url=url,
+            credentials_secret=secret_name,
+            schedule=schedule,
+            batch_size=_int_in(spec, "batchSize", 5000, BATCH_SIZE_BOUNDS),
+            mode=mode,
+            suspend=suspend,
+            active_deadline_seconds=_int_in(spec, "activeDeadlineSeconds", 3600, DEADLINE_BOUNDS),
+            backoff_limit=_int_in(spec, "backoffLimit", 2, BACKOFF_BOUNDS),
+        )
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class JobView:
+    """What the operator reads from a fetcher Job (batch/v1)."""
+
+    name: str
+    namespace: str
+    ingestrequest: str | None
+    creation_time: str | None
+    scheduled: bool
+    active: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    suspended: bool = False
+    complete: bool = False
+    failure_reason: str | None = None
+    failure_message: str | None = None
+    schedule_time: str | None = None
+
+    @classmethod
+    def from_body(cls, job: Mapping[str, Any]) -> JobView:
+        from .manifests import ANNOTATION_IR, ANNOTATION_SCHEDULED_AT, LABEL_IR, LABEL_SCHEDULED
+
+        meta = job.get("metadata") or {}
+        labels = meta.get("labels") or {}
+        annotations = meta.get("annotations") or {}
+        spec = job.get("spec") or {}
+        status = job.get("status") or {}
+        complete = False
+        failure_reason = failure_message = None
+        suspended = bool(spec.get("suspend"))
+        for cond in status.get("conditions") or []:
+            if cond.get("status") != "True":
+                continue
+            if cond.get("type") == "Complete":
+                complete = True
+            elif cond.get("type") == "Failed":
+                failure_reason = cond.get("reason") or "JobFailed"
+                failure_message = cond.get("message") or ""
+            elif cond.get("type") == "Suspended":
+                suspended = True
+        return cls(
+            name=str(meta.get("name") or ""),
+            namespace=str(meta.get("namespace") or ""),
+            ingestrequest=annotations.get(ANNOTATION_IR) or labels.get(LABEL_IR),
+            creation_time=meta.get("creationTimestamp"),
+            scheduled=labels.get(LABEL_SCHEDULED) == "true",
+            active=int(status.get("active") or 0),
+            succeeded=int(status.get("succeeded") or 0),
+            failed=int(status.get("failed") or 0),
+            suspended=suspended,
+            complete=complete,
+            failure_reason=failure_reason,
+            failure_message=failure_message,
+            schedule_time=annotations.get(ANNOTATION_SCHEDULED_AT),
+        )

@@ -1,0 +1,365 @@
+"""The work behind the handlers: launch runs, follow their Jobs, apply the pipeline's events.
+
+Every status write goes through ``Kube.update_status`` (read, compute with the pure functions of
+``status``, patch with the resourceVersion as precondition), so the kopf handlers and the Kafka
+consumer thread can update the same IngestRequest concurrently.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from . import status as st
+from .config import OperatorConfig
+from .ingest_events import IngestEvent
+from .kube import ApiError, Kube
+from .manifests import (
+    ANNOTATION_RERUN,
+    build_cronjob,
+    build_job,
+    cronjob_name,
+    ingest_id,
+    job_name,
+    parse_ingest_id,
+)
+from .models import IngestRequestRef, IngestRequestSpec, JobView
+from .urls import InvalidSpecError, redact
+
+__all__ = ["IngestService", "RetryLater"]
+
+logger = logging.getLogger(__name__)
+
+
+class RetryLater(Exception):
+    """The resource cannot be reconciled yet (the handler turns it into kopf.TemporaryError)."""
+
+    def __init__(self, message: str, delay: float = 10.0) -> None:
+        super().__init__(message)
+        self.delay = delay
+
+
+def _status(body: Mapping[str, Any]) -> dict[str, Any]:
+    return dict(body.get("status") or {})
+
+
+def _generation(body: Mapping[str, Any]) -> int:
+    return int((body.get("metadata") or {}).get("generation") or 0)
+
+
+def _owned_by(obj: Mapping[str, Any], uid: str) -> bool:
+    owners = (obj.get("metadata") or {}).get("ownerReferences") or []
+    return any(owner.get("uid") == uid for owner in owners)
+
+
+def _container(cronjob_spec: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What a spec change may alter in a CronJob's fetcher container (the server adds defaults)."""
+    job = (cronjob_spec.get("jobTemplate") or {}).get("spec") or {}
+    pod = (job.get("template") or {}).get("spec") or {}
+    container = (pod.get("containers") or [{}])[0]
+    env = [(var.get("name"), var.get("value")) for var in container.get("env") or []]
+    return (
+        job.get("backoffLimit"),
+        job.get("activeDeadlineSeconds"),
+        container.get("image"),
+        container.get("args"),
+        env,
+    )
+
+
+class IngestService:
+    def __init__(
+        self, *, kube: Kube, config: OperatorConfig, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.kube = kube
+        self.config = config
+        self._clock = clock
+
+    def _now(self) -> str:
+        return st.format_time(self._clock())
+
+    # --- IngestRequest created, resumed or changed ---------------------------------------------
+
+    def reconcile(self, body: Mapping[str, Any]) -> None:
+        """Bring the children of one IngestRequest in line with its spec and annotations."""
+        ref = IngestRequestRef.from_body(body)
+        try:
+            spec = IngestRequestSpec.parse(
+                body.get("spec"), allowed_hosts=self.config.allowed_hosts
+            )
+        except InvalidSpecError as exc:
+            error = str(exc)
+            logger.warning("IngestRequest %s/%s refused: %s", ref.namespace, ref.name, error)
+            now = self._now()
+            self.kube.update_status(
+                ref.namespace,
+                ref.name,
+                lambda b: st.invalid_spec(
+                    _status(b), error=error, generation=_generation(b), now=now
+                ),
+            )
+            return
+
+        try:
+            if spec.schedule:
+                self._ensure_cronjob(ref, spec)
+            else:
+                self._remove_cronjob(ref, body)
+        except ApiError as exc:
+            if exc.status in (400, 403, 422):
+                self._reject(ref, "CronJobRejected", f"CronJob refused by the API server: {exc}")
+                return
+            raise
+
+        rerun = str(
+            ((body.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_RERUN, "")
+        )
+        now = self._now()
+        read, change = self.kube.update_status(
+            ref.namespace, ref.name, lambda b: self._plan(b, spec, rerun, now)
+        )
+        if read is None:
+            return
+        current = change.status if change else _status(read)
+        self._ensure_job(IngestRequestRef.from_body(read), spec, current)
+
+    def _plan(
+        self, body: Mapping[str, Any], spec: IngestRequestSpec, rerun: str, now: str
+    ) -> st.Change | None:
+        ref = IngestRequestRef.from_body(body)
+        current = _status(body)
+        generation = _generation(body)
+        run = int(current.get("run") or 0)
+        recorded = current.get("rerunToken")
+        failed_invalid = any(
+            cond.get("type") == "Failed"
+            and cond.get("status") == "True"
+            and cond.get("reason") == "InvalidSpec"
+            for cond in current.get("conditions") or []
+        )
+        rerun_asked = recorded is not None and rerun != recorded
+        first_run = run == 0 and not spec.schedule
+        fixed = failed_invalid and not spec.schedule
+
+        base = dict(current, observedGeneration=generation, rerunToken=rerun)
+        if spec.schedule:
+            base["cronJobName"] = cronjob_name(ref.name)
+        else:
+            base.pop("cronJobName", None)
+
+        if first_run or rerun_asked or fixed:
+            run += 1
+            change = st.new_run(
+                base,
+                run=run,
+                ingest_id=ingest_id(ref.namespace, ref.name, run),
+                job_name=job_name(ref.name, run),
+                start_time=now,
+                now=now,
+            )
+            logger.info(
+                "IngestRequest %s/%s: run %d (%s)",
+                ref.namespace,
+                ref.name,
+                run,
+                "rerun asked" if rerun_asked else "first run",
+            )
+            return change
+
+        if spec.schedule:
+            cronjob = cronjob_name(ref.name)
+            message = f"CronJob {cronjob} runs on schedule {spec.schedule!r}" + (
+                " (suspended)" if spec.suspend else ""
+            )
+            waiting = None if current.get("jobName") else "waiting for the first scheduled run"
+            change = st.set_ready(
+                base,
+                reason="CronJobCreated",
+                message=message,
+                generation=generation,
+                now=now,
+                phase_message=waiting,
+            )
+        else:
+            change = st.set_ready(
+                base,
+                reason="JobCreated",
+                message=f"Job {current.get('jobName')} created",
+                generation=generation,
+                now=now,
+            )
+        if change is None and base != current:
+            change = st.Change(base)
+        return change
+
+    def _reject(self, ref: IngestRequestRef, reason: str, message: str) -> None:
+        message = redact(message)
+        logger.warning("IngestRequest %s/%s: %s", ref.namespace, ref.name, message)
+        now = self._now()
+        self.kube.update_status(
+            ref.namespace,
+            ref.name,
+            lambda b: st.set_ready(
+                _status(b),
+                reason=reason,
+                message=message,
+                generation=_generation(b),
+                now=now,
+                ready=False,
+                phase_message=message,
+                fail=reason,
+            ),
+        )
+
+    def _ensure_job(
+        self, ref: IngestRequestRef, spec: IngestRequestSpec, current: Mapping[str, Any]
+    ) -> None:
+        """Create the Job of the current counter run if it is missing; keep its suspend flag."""
+        run = int(current.get("run") or 0)
+        if run == 0 or current.get("jobName") != job_name(ref.name, run):
+            return  # no counter run, or a CronJob run is current
+        name = job_name(ref.name, run)
+        existing = self.kube.get_job(ref.namespace, name)
+        if existing is None:
+            if current.get("phase") != st.Phase.PENDING:
+                return  # the run went on and its Job is gone (deleted by a person or a TTL)
+            manifest = build_job(ref, spec, self.config, run=run)
+            try:
+                created = self.kube.create(manifest)
+            except ApiError as exc:
+                if exc.status in (400, 403, 422):
+                    self._reject(ref, "JobRejected", f"Job refused by the API server: {exc}")
+                    return
+                raise
+            if created is not None:
+                logger.info("IngestRequest %s/%s: created Job %s", ref.namespace, ref.name, name)
+                return
+            existing = self.kube.get_job(ref.namespace, name)
+            if existing is None:
+                raise RetryLater(f"Job {name} was created and deleted meanwhile", delay=1)
+        if not _owned_by(existing, ref.uid):
+            raise RetryLater(
+                f"Job {name} belongs to another object (an older IngestRequest of the same "
+                "name, awaiting garbage collection?)"
+            )
+        job = JobView.from_body(existing)
+        if (
+            not job.complete
+            and not job.failure_reason
+            and bool((existing.get("spec") or {}).get("suspend")) != spec.suspend
+        ):
+            self.kube.patch_job(ref.namespace, name, {"spec": {"suspend": spec.suspend}})
+            logger.info(
+                "IngestRequest %s/%s: Job %s %s",
+                ref.namespace,
+                ref.name,
+                name,
+                "suspended" if spec.suspend else "resumed",
+            )
+
+    def _ensure_cronjob(self, ref: IngestRequestRef, spec: IngestRequestSpec) -> None:
+        manifest = build_cronjob(ref, spec, self.config)
+        name = manifest["metadata"]["name"]
+        existing = self.kube.get_cronjob(ref.namespace, name)
+        if existing is None:
+            if self.kube.create(manifest) is not None:
+                logger.info(
+                    "IngestRequest %s/%s: created CronJob %s", ref.namespace, ref.name, name
+                )
+                return
+            existing = self.kube.get_cronjob(ref.namespace, name)
+            if existing is None:
+                raise RetryLater(f"CronJob {name} was created and deleted meanwhile", delay=1)
+        if not _owned_by(existing, ref.uid):
+            raise RetryLater(f"CronJob {name} belongs to another object")
+        wanted, have = manifest["spec"], existing.get("spec") or {}
+        if any(have.get(key) != wanted[key] for key in ("schedule", "suspend")) or _container(
+            have
+        ) != _container(wanted):
+            self.kube.patch_cronjob(ref.namespace, name, {"spec": wanted})
+            logger.info("IngestRequest %s/%s: updated CronJob %s", ref.namespace, ref.name, name)
+
+    def _remove_cronjob(self, ref: IngestRequestRef, body: Mapping[str, Any]) -> None:
+        name = _status(body).get("cronJobName")
+        if not name:
+            return
+        existing = self.kube.get_cronjob(ref.namespace, name)
+        if existing is not None and _owned_by(existing, ref.uid):
+            self.kube.delete_cronjob(ref.namespace, name)
+            logger.info(
+                "IngestRequest %s/%s: schedule removed, deleted CronJob %s",
+                ref.namespace,
+                ref.name,
+                name,
+            )
+
+    # --- a fetcher Job changed -----------------------------------------------------------------
+
+    def on_job(self, job_body: Mapping[str, Any]) -> None:
+        job = JobView.from_body(job_body)
+        if not job.ingestrequest or not job.namespace:
+            return
+        now = self._now()
+
+        def compute(body: Mapping[str, Any]) -> st.Change | None:
+            current = _status(body)
+            uid = (body.get("metadata") or {}).get("uid", "")
+            if not job.scheduled and not _owned_by(job_body, uid):
+                return None  # a Job of an older object of the same name
+            if (body.get("spec") or {}).get("schedule") and st.is_newer_scheduled_run(current, job):
+                started = self._scheduled_run(body, job, now)
+                return started.then(st.apply_job(started.status, job, now=now))
+            return st.apply_job(current, job, now=now)
+
+        self.kube.update_status(job.namespace, job.ingestrequest, compute)
+
+    def _scheduled_run(self, body: Mapping[str, Any], job: JobView, now: str) -> st.Change:
+        ref = IngestRequestRef.from_body(body)
+        return st.new_run(
+            _status(body),
+            ingest_id=ingest_id(ref.namespace, ref.name, job.name),
+            job_name=job.name,
+            start_time=job.creation_time or now,
+            now=now,
+            last_schedule_time=job.schedule_time or job.creation_time or now,
+        )
+
+    # --- an event from the fetcher or the worker -----------------------------------------------
+
+    def on_event(self, event: IngestEvent) -> str:
+        """Apply one pipeline event; returns what happened (``applied`` or why it was ignored)."""
+        parts = parse_ingest_id(event.ingest_id)
+        if parts is None:
+            return "ignored: not an IngestRequest ingest id"
+        namespace, name, run = parts
+        if self.config.namespaces and namespace not in self.config.namespaces:
+            return "ignored: namespace not served"
+        now = self._now()
+
+        def compute(body: Mapping[str, Any]) -> st.Change | None:
+            current = _status(body)
+            if current.get("ingestId") == event.ingest_id:
+                return st.apply_event(current, event, now=now)
+            if run.isdigit() or not (body.get("spec") or {}).get("schedule"):
+                return None
+            # Perhaps a CronJob run whose Job this operator has not seen yet.
+            job_body = self.kube.get_job(namespace, run)
+            if job_body is None:
+                return None
+            job = JobView.from_body(job_body)
+            if job.ingestrequest != name or not st.is_newer_scheduled_run(current, job):
+                return None
+            started = self._scheduled_run(body, job, now)
+            return started.then(st.apply_event(started.status, event, now=now))
+
+        try:
+            read, change = self.kube.update_status(namespace, name, compute)
+        except ApiError as exc:
+            if exc.status in (403, 404):
+                return f"ignored: {exc.status} from the API server"
+            raise
+        if read is None:
+            return "ignored: no such IngestRequest"
+        return "applied" if change else "ignored: stale or no change"

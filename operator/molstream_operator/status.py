@@ -1,0 +1,538 @@
+"""Pure status logic: what ``IngestRequest.status`` becomes after a Job change or an event.
+
+Phases: Pending → Fetching → Ingesting → Succeeded, or Failed from any of them. Within a run the
+phase never goes back, with one exception: a ``started`` event after a fetcher failure (the Job
+retried the Pod) reopens the run in Fetching. A Succeeded run stays Succeeded.
+
+Conditions, always all three, in the standard Kubernetes shape:
+
+* ``Ready``: True once the spec is accepted and the Job (or CronJob) exists; False with reason
+  ``InvalidSpec`` or ``JobRejected`` otherwise.
+* ``Complete``: True when the current run succeeded (``kubectl wait --for=condition=Complete``).
+* ``Failed``: True when the current run failed; its reason says why (``FetchFailed``,
+  ``ReadFailed``, ``PublishFailed``, ``ApplyFailed``, ``BackoffLimitExceeded``,
+  ``DeadlineExceeded``, ``InvalidSpec``, ...).
+
+The reason of a False Complete/Failed condition is the phase (``Pending``, ``Fetching``...).
+Every function here takes the current status and returns a ``Change`` (the whole new status and
+the Kubernetes Event to post, if the phase moved) or None when nothing changes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from .ingest_events import IngestEvent
+from .models import JobView
+from .urls import redact
+
+__all__ = [
+    "SKEW_SECONDS",
+    "Change",
+    "Note",
+    "Phase",
+    "apply_event",
+    "apply_job",
+    "format_time",
+    "invalid_spec",
+    "is_newer_scheduled_run",
+    "merge_patch",
+    "new_run",
+    "parse_time",
+    "set_ready",
+]
+
+#: Events stamped this long before the run's startTime still count (clock skew between nodes).
+SKEW_SECONDS = 5.0
+_MESSAGE_MAX = 1000
+
+
+class Phase(enum.StrEnum):
+    PENDING = "Pending"
+    FETCHING = "Fetching"
+    INGESTING = "Ingesting"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+
+
+_RANK = {
+    Phase.PENDING: 0,
+    Phase.FETCHING: 1,
+    Phase.INGESTING: 2,
+    Phase.SUCCEEDED: 3,
+    Phase.FAILED: 3,
+}
+_STAGE_REASONS = {
+    "fetch": "FetchFailed",
+    "read": "ReadFailed",
+    "publish": "PublishFailed",
+    "apply": "ApplyFailed",
+}
+#: Failures of the fetcher's Pod that a retry of the Job may still overcome.
+_RETRYABLE = frozenset({"FetchFailed", "ReadFailed", "PublishFailed"})
+#: Fields of one run, cleared when a new run starts.
+_RUN_FIELDS = (
+    "rowsTotal",
+    "rowsPublished",
+    "rowsWritten",
+    "rowsRejected",
+    "progress",
+    "report",
+    "reportPath",
+    "completionTime",
+    "message",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Note:
+    """A Kubernetes Event to post on the IngestRequest."""
+
+    type: str  # Normal or Warning
+    reason: str
+    message: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Change:
+    """The whole next status, and the Kubernetes Events the move deserves (maybe none)."""
+
+    status: dict[str, Any]
+    notes: tuple[Note, ...] = ()
+
+    def then(self, other: Change | None) -> Change:
+        """This change followed by ``other`` (computed from ``self.status``)."""
+        if other is None:
+            return self
+        return Change(other.status, self.notes + other.notes)
+
+
+def format_time(value: float | datetime) -> str:
+    if not isinstance(value, datetime):
+        value = datetime.fromtimestamp(value, UTC)
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(value: object) -> float | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def _phase(status: Mapping[str, Any]) -> Phase:
+    try:
+        return Phase(status.get("phase") or Phase.PENDING)
+    except ValueError:
+        return Phase.PENDING
+
+
+def _condition(status: Mapping[str, Any], kind: str) -> Mapping[str, Any]:
+    for cond in status.get("conditions") or []:
+        if isinstance(cond, Mapping) and cond.get("type") == kind:
+            return cond
+    return {}
+
+
+def _clip(message: str) -> str:
+    message = redact(message)
+    return message if len(message) <= _MESSAGE_MAX else message[: _MESSAGE_MAX - 1] + "…"
+
+
+def _conditions(
+    status: Mapping[str, Any],
+    *,
+    phase: Phase,
+    message: str,
+    failure_reason: str | None,
+    ready: tuple[bool, str, str] | None,
+    generation: int,
+    now: str,
+) -> list[dict[str, Any]]:
+    def cond(kind: str, value: bool, reason: str, text: str) -> dict[str, Any]:
+        old = _condition(status, kind)
+        flag = "True" if value else "False"
+        since = old.get("lastTransitionTime") if old.get("status") == flag else None
+        return {
+            "type": kind,
+            "status": flag,
+            "reason": reason,
+            "message": text,
+            "lastTransitionTime": since or now,
+            "observedGeneration": generation,
+        }
+
+    if ready is None:
+        old_ready = _condition(status, "Ready")
+        ready = (True, "Accepted", "")
+        if old_ready:
+            ready = (
+                old_ready.get("status") == "True",
+                old_ready.get("reason") or "",
+                old_ready.get("message") or "",
+            )
+    ready_value, ready_reason, ready_message = ready
+    failed = phase is Phase.FAILED
+    return [
+        cond("Ready", ready_value, ready_reason or "Accepted", ready_message),
+        cond(
+            "Complete",
+            phase is Phase.SUCCEEDED,
+            phase.value,
+            message if phase is Phase.SUCCEEDED else "",
+        ),
+        cond(
+            "Failed",
+            failed,
+            (failure_reason or "Failed") if failed else phase.value,
+            message if failed else "",
+        ),
+    ]
+
+
+def _with_phase(
+    status: Mapping[str, Any],
+    phase: Phase,
+    *,
+    message: str,
+    now: str,
+    failure_reason: str | None = None,
+    ready: tuple[bool, str, str] | None = None,
+    generation: int | None = None,
+) -> dict[str, Any]:
+    new = dict(status)
+    message = _clip(message)
+    new["phase"] = phase.value
+    new["message"] = message
+    if generation is not None:
+        new["observedGeneration"] = generation
+    if failure_reason is None and phase is Phase.FAILED:
+        failure_reason = _condition(status, "Failed").get("reason") or "Failed"
+    new["conditions"] = _conditions(
+        status,
+        phase=phase,
+        message=message,
+        failure_reason=failure_reason,
+        ready=ready,
+        generation=int(new.get("observedGeneration") or 0),
+        now=now,
+    )
+    return new
+
+
+def _change(
+    old: Mapping[str, Any], new: dict[str, Any], *, kind: str | None = None
+) -> Change | None:
+    if new == dict(old):
+        return None
+    note = None
+    old_phase, new_phase = old.get("phase"), new.get("phase")
+    if kind is not None or old_phase != new_phase:
+        phase = _phase(new)
+        note = Note(
+            type="Warning" if phase is Phase.FAILED else "Normal",
+            reason=kind or phase.value,
+            message=str(new.get("message") or phase.value),
+        )
+    return Change(status=new, notes=(note,) if note else ())
+
+
+def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON merge patch (RFC 7386) turning ``old`` into ``new``; lists go whole."""
+    patch: dict[str, Any] = {key: None for key in old if key not in new}
+    for key, value in new.items():
+        before = old.get(key)
+        if key in old and before == value:
+            continue
+        if isinstance(value, Mapping) and isinstance(before, Mapping):
+            patch[key] = merge_patch(before, value)
+        else:
+            patch[key] = value
+    return patch
+
+
+# --- the spec side: runs, readiness --------------------------------------------------------------
+
+
+def new_run(
+    status: Mapping[str, Any],
+    *,
+    ingest_id: str,
+    job_name: str,
+    start_time: str,
+    now: str,
+    run: int | None = None,
+    last_schedule_time: str | None = None,
+) -> Change:
+    """Status of a run that just began: counters zeroed, phase Pending."""
+    new = {key: value for key, value in status.items() if key not in _RUN_FIELDS}
+    if run is not None:
+        new["run"] = run
+    new.update(
+        ingestId=ingest_id,
+        jobName=job_name,
+        startTime=start_time,
+        rowsPublished=0,
+        rowsWritten=0,
+        rowsRejected=0,
+    )
+    if last_schedule_time:
+        new["lastScheduleTime"] = last_schedule_time
+        message = f"CronJob started Job {job_name} (ingest id {ingest_id})"
+        ready = _condition(status, "Ready")
+        ready_state = (True, ready.get("reason") or "CronJobCreated", ready.get("message") or "")
+    else:
+        message = f"Job {job_name} created (ingest id {ingest_id})"
+        ready_state = (True, "JobCreated", f"Job {job_name} created")
+    new = _with_phase(new, Phase.PENDING, message=message, now=now, ready=ready_state)
+    return Change(status=new, notes=(Note("Normal", "RunStarted", message),))
+
+
+def invalid_spec(
+    status: Mapping[str, Any], *, error: str, generation: int, now: str
+) -> Change | None:
+    """The spec cannot be acted on: Failed, Ready=False, reason InvalidSpec."""
+    message = f"invalid spec: {error}"
+    new = _with_phase(
+        status,
+        Phase.FAILED,
+        message=message,
+        now=now,
+        failure_reason="InvalidSpec",
+        ready=(False, "InvalidSpec", _clip(message)),
+        generation=generation,
+    )
+    change = _change(status, new)
+    if change is not None and (status.get("message") != new["message"] or change.notes):
+        change = Change(change.status, (Note("Warning", "InvalidSpec", new["message"]),))
+    return change
+
+
+def set_ready(
+    status: Mapping[str, Any],
+    *,
+    reason: str,
+    message: str,
+    generation: int,
+    now: str,
+    ready: bool = True,
+    phase_message: str | None = None,
+    fail: str | None = None,
+) -> Change | None:
+    """Record the spec's generation and the Ready condition; ``fail`` (a reason) fails the run."""
+    phase = Phase.FAILED if fail else _phase(status)
+    was_invalid = _condition(status, "Failed").get("reason") == "InvalidSpec"
+    if phase is Phase.FAILED and not fail and was_invalid:
+        # The spec is valid again but no run has been launched for it yet.
+        phase = Phase.PENDING
+    new = _with_phase(
+        status,
+        phase,
+        message=phase_message if phase_message is not None else str(status.get("message") or ""),
+        now=now,
+        failure_reason=fail,
+        ready=(ready, reason, _clip(message)),
+        generation=generation,
+    )
+    old_ready = _condition(status, "Ready")
+    kind = None
+    flag = "True" if ready else "False"
+    if old_ready.get("reason") != reason or old_ready.get("status") != flag:
+        kind = reason
+    return _change(status, new, kind=kind)
+
+
+def is_newer_scheduled_run(status: Mapping[str, Any], job: JobView) -> bool:
+    """Whether ``job`` is a CronJob run that started after the current run."""
+    if not job.scheduled or job.name == status.get("jobName"):
+        return False
+    started = parse_time(status.get("startTime"))
+    created = parse_time(job.creation_time)
+    return started is None or (created is not None and created >= started)
+
+
+# --- the Job side ---------------------------------------------------------------------------
+
+
+def apply_job(status: Mapping[str, Any], job: JobView, *, now: str) -> Change | None:
+    """Follow the current run's Job: running → Fetching, failed → Failed, done → Ingesting."""
+    if status.get("jobName") != job.name:
+        return None
+    phase = _phase(status)
+    if job.failure_reason:
+        if phase in (Phase.SUCCEEDED, Phase.FAILED):
+            return None
+        detail = job.failure_message or job.failure_reason
+        new = _with_phase(
+            status,
+            Phase.FAILED,
+            message=f"Job {job.name} failed: {detail}",
+            now=now,
+            failure_reason=job.failure_reason,
+        )
+        new["completionTime"] = now
+        return _change(status, new)
+    if job.complete:
+        if phase not in (Phase.PENDING, Phase.FETCHING):
+            return None
+        new = _with_phase(
+            status,
+            Phase.INGESTING,
+            message=f"Job {job.name} finished publishing; the worker is applying the batches",
+            now=now,
+        )
+        return _change(status, new)
+    if phase is not Phase.PENDING:
+        return None
+    if job.suspended:
+        return _change(
+            status,
+            _with_phase(
+                status,
+                Phase.PENDING,
+                message=f"Job {job.name} is suspended (spec.suspend)",
+                now=now,
+            ),
+            kind="Suspended",
+        )
+    if job.active > 0:
+        return _change(
+            status,
+            _with_phase(status, Phase.FETCHING, message=f"Job {job.name} is running", now=now),
+        )
+    return None
+
+
+# --- the events side ----------------------------------------------------------------------------
+
+
+def _fetch_progress(status: Mapping[str, Any]) -> str:
+    done = int(status.get("rowsPublished") or 0) + int(status.get("rowsRejected") or 0)
+    total = status.get("rowsTotal")
+    return f"rows {done}/{total}" if total else f"rows {done}"
+
+
+def _ingest_progress(status: Mapping[str, Any], total: int | None) -> str:
+    written = int(status.get("rowsWritten") or 0)
+    return f"rows written {written}/{total}" if total else f"rows written {written}"
+
+
+def _set_counts(new: dict[str, Any], event: IngestEvent, **fields: str) -> None:
+    for field, status_key in fields.items():
+        value = event.int_field(field)
+        if value is not None:
+            new[status_key] = value
+
+
+def apply_event(status: Mapping[str, Any], event: IngestEvent, *, now: str) -> Change | None:
+    """Apply one fetcher or worker event of the current run (others return None)."""
+    if status.get("ingestId") != event.ingest_id:
+        return None
+    started = parse_time(status.get("startTime"))
+    if started is not None and event.ts < started - SKEW_SECONDS:
+        return None  # an older run that had the same ingest id (resource deleted and recreated)
+    phase = _phase(status)
+    if phase is Phase.SUCCEEDED:
+        return None
+    if phase is Phase.FAILED:
+        retry = event.type == "started" and _condition(status, "Failed").get("reason") in _RETRYABLE
+        if not retry:
+            return None
+
+    new = dict(status)
+    kind = event.type
+    if kind == "started":
+        source = event.str_field("source")
+        new.pop("completionTime", None)
+        new["progress"] = _fetch_progress(new)
+        new = _with_phase(
+            new, Phase.FETCHING, message=f"fetching {source}" if source else "fetching", now=now
+        )
+    elif kind == "publishing":
+        _set_counts(
+            new,
+            event,
+            rows_total="rowsTotal",
+            rows_published="rowsPublished",
+            rows_rejected="rowsRejected",
+        )
+        if _RANK[phase] <= _RANK[Phase.FETCHING]:
+            new["progress"] = _fetch_progress(new)
+            new = _with_phase(new, Phase.FETCHING, message="publishing rows", now=now)
+        else:
+            new["progress"] = _ingest_progress(new, None)
+    elif kind == "published":
+        _set_counts(
+            new,
+            event,
+            rows_total="rowsTotal",
+            rows_published="rowsPublished",
+            rows_rejected="rowsRejected",
+        )
+        new["progress"] = _ingest_progress(new, new.get("rowsPublished"))
+        batches = event.int_field("batches")
+        message = (
+            f"fetcher published {new.get('rowsPublished', 0)} rows"
+            + (f" in {batches} batches" if batches is not None else "")
+            + f" ({new.get('rowsRejected', 0)} rejected); the worker is applying them"
+        )
+        new = _with_phase(new, Phase.INGESTING, message=message, now=now)
+    elif kind == "progress":
+        _set_counts(new, event, rows_written="rowsWritten")
+        new["progress"] = _ingest_progress(new, event.int_field("rows_total"))
+        if _RANK[phase] < _RANK[Phase.INGESTING]:
+            new = _with_phase(
+                new, Phase.INGESTING, message="the worker is applying batches", now=now
+            )
+    elif kind == "completed":
+        _set_counts(
+            new,
+            event,
+            rows_published="rowsPublished",
+            rows_written="rowsWritten",
+            rows_rejected="rowsRejected",
+        )
+        if "rowsTotal" not in new:
+            published, rejected = new.get("rowsPublished") or 0, new.get("rowsRejected") or 0
+            new["rowsTotal"] = int(published) + int(rejected)
+        tables = event.data.get("tables")
+        if isinstance(tables, Mapping):
+            new["report"] = {
+                str(table): int(rows)
+                for table, rows in tables.items()
+                if isinstance(rows, int) and not isinstance(rows, bool)
+            }
+        report_path = event.str_field("report_path")
+        if report_path:
+            new["reportPath"] = report_path
+        new["completionTime"] = format_time(event.ts)
+        written, rejected = new.get("rowsWritten", 0), new.get("rowsRejected", 0)
+        new["progress"] = f"done: rows written {written}, rejected {rejected}"
+        duration = event.data.get("duration_s")
+        took = f" in {duration:.1f}s" if isinstance(duration, int | float) else ""
+        new = _with_phase(
+            new,
+            Phase.SUCCEEDED,
+            message=f"{written} rows written, {rejected} rows rejected{took}",
+            now=now,
+        )
+    elif kind == "failed":
+        stage = event.str_field("stage") or "ingest"
+        reason = event.str_field("reason") or "unknown error"
+        new["completionTime"] = format_time(event.ts)
+        new = _with_phase(
+            new,
+            Phase.FAILED,
+            message=f"{stage} failed: {reason}",
+            now=now,
+            failure_reason=_STAGE_REASONS.get(stage, "IngestFailed"),
+        )
+    else:  # pragma: no cover - parse_event admits only the types above
+        return None
+    return _change(status, new)
