@@ -18,12 +18,15 @@ __all__ = ["cleanup", "events_probe", "startup"]
 
 def configure(settings: kopf.OperatorSettings) -> None:
     """kopf settings for least privilege and a clean status."""
-    # Progress and last-handled state in annotations: the status belongs to the schema.
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="molstream.io")
+    # Progress and last-handled state in annotations: the status belongs to the schema. Not
+    # under molstream.io/: kopf leaves annotations under its storage prefix out of its diffs,
+    # and molstream.io/rerun must trigger the update handler.
+    prefix = "operator.molstream.io"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=prefix)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix="molstream.io", key="last-handled-configuration"
+        prefix=prefix, key="last-handled-configuration"
     )
-    settings.persistence.finalizer = "molstream.io/operator"
+    settings.persistence.finalizer = f"{prefix}/finalizer"
     # One replica, no peering objects; no cluster-wide scan of CRDs and namespaces.
     settings.peering.standalone = True
     settings.scanning.disabled = True
