@@ -61,6 +61,14 @@ class Kube:
             kubernetes.config.load_kube_config(client_configuration=configuration)
         return cls(kubernetes.client.ApiClient(configuration))
 
+    @classmethod
+    def from_kubeconfig(cls, path: str | os.PathLike[str]) -> Kube:
+        configuration = kubernetes.client.Configuration()
+        kubernetes.config.load_kube_config(
+            config_file=os.fspath(path), client_configuration=configuration
+        )
+        return cls(kubernetes.client.ApiClient(configuration))
+
     def close(self) -> None:
         self._api.close()
 
