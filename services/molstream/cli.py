@@ -24,6 +24,10 @@ def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("kafka").setLevel(logging.WARNING if not verbose else logging.INFO)
+    # kafka-python logs every coordinator hand-over at WARNING; vaex warns about memory maps
+    # it cannot unmap while Arrow still references them. Neither is actionable.
+    logging.getLogger("kafka.coordinator").setLevel(logging.ERROR if not verbose else logging.INFO)
+    logging.getLogger("vaex").setLevel(logging.ERROR if not verbose else logging.INFO)
 
 
 def _settings(**overrides) -> Settings:

@@ -99,6 +99,7 @@ def run(url: str, *, ingest_id: str, settings: Settings, credentials: Credential
     started = time.time()
     seconds: dict[str, float] = {}
     work = settings.work_dir / _safe_name(ingest_id)
+    work.mkdir(parents=True, exist_ok=True)
     ensure_topics(settings.kafka_bootstrap, settings.topics,
                   rows_partitions=settings.rows_partitions)
     publisher = Publisher(settings.kafka_bootstrap, settings.topics, client_id="molstream-fetcher")
