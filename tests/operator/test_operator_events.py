@@ -1,0 +1,293 @@
+"""The operator against a real kube-apiserver and a real Kafka broker: the fetcher's and the
+worker's events (published here, as they would publish them) drive IngestRequest.status.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import signal
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from kafka import KafkaProducer
+from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.errors import TopicAlreadyExistsError
+from operator_harness import Namespace, ingestrequest, secret, wait_for
+
+pytestmark = [pytest.mark.kube, pytest.mark.kafka]
+
+TABLES = {
+    "phase": 4,
+    "activity_type": 6,
+    "unit": 5,
+    "relation": 4,
+    "organism": 12,
+    "molecule": 610,
+    "target": 45,
+    "activity": 975,
+}
+
+
+class Publisher:
+    """Publish pipeline events the way the fetcher and the worker do (key = ingest id)."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.topic = topic
+        self.producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+
+    def raw(self, key: bytes | None, value: bytes) -> None:
+        self.producer.send(self.topic, key=key, value=value).get(timeout=30)
+
+    def __call__(
+        self, kind: str, ingest_id: str, *, ts: float | None = None, **fields: Any
+    ) -> None:
+        event = {"type": kind, "ingest_id": ingest_id, "ts": ts or time.time(), **fields}
+        self.raw(ingest_id.encode(), json.dumps(event).encode())
+
+    def close(self) -> None:
+        self.producer.close(timeout=10)
+
+
+@pytest.fixture
+def publish(kafka_bootstrap: str, topic_prefix: str) -> Iterator[Publisher]:
+    topic = f"{topic_prefix}.events"
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    try:
+        admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)])
+    except TopicAlreadyExistsError:
+        pass
+    finally:
+        admin.close()
+    publisher = Publisher(kafka_bootstrap, topic)
+    yield publisher
+    publisher.close()
+
+
+@pytest.fixture
+def operator_with_kafka(ns: Namespace, start_operator: Any, kafka_bootstrap: str) -> Any:
+    op = start_operator(kafka=kafka_bootstrap)
+    ns.context = op.tail
+    wait_for(
+        lambda: (op.healthy() or {}).get("events", {}).get("connected"),
+        what="the event consumer connected",
+        context=op.tail,
+    )
+    return op
+
+
+def _run_to_fetching(ns: Namespace, publish: Publisher, name: str) -> str:
+    ns.apply([secret("pw"), ingestrequest(name)])
+    ns.wait_jobs(1)
+    ingest = ns.wait_status(name, lambda s: s.get("ingestId"), "an ingest id")["ingestId"]
+    ns.job_status(f"{name}-run-1", "active")
+    ns.wait_phase(name, "Fetching")
+    return str(ingest)
+
+
+def test_events_drive_the_request_to_succeeded(
+    ns: Namespace, operator_with_kafka: Any, publish: Publisher, kubectl: Any
+) -> None:
+    ingest = _run_to_fetching(ns, publish, "ok")
+    assert ingest == f"{ns.name}.ok.1"
+
+    publish("started", ingest, source="ftp://molstream-ftp:2121/activities.csv.gz")
+    status = ns.wait_status(
+        "ok", lambda s: s.get("message", "").startswith("fetching"), "the started event"
+    )
+    assert status["message"] == "fetching ftp://molstream-ftp:2121/activities.csv.gz"
+
+    publish("publishing", ingest, rows_total=1000, rows_published=390, rows_rejected=10)
+    ns.wait_status("ok", lambda s: s.get("progress") == "rows 400/1000", "fetch progress")
+
+    publish("published", ingest, rows_total=1000, rows_published=975, rows_rejected=25, batches=10)
+    status = ns.wait_phase("ok", "Ingesting")
+    assert status["progress"] == "rows written 0/975"
+    ns.job_status("ok-run-1", "complete")  # the fetcher's Job ends: still Ingesting
+    publish(
+        "progress",
+        ingest,
+        rows_written=500,
+        rows_applied=500,
+        batches_applied=5,
+        batches_total=10,
+        rows_total=975,
+    )
+    status = ns.wait_status(
+        "ok", lambda s: s.get("progress") == "rows written 500/975", "worker progress"
+    )
+    assert status["phase"] == "Ingesting" and status["rowsWritten"] == 500
+
+    publish(
+        "completed",
+        ingest,
+        rows_published=975,
+        rows_written=975,
+        rows_rejected=25,
+        duration_s=12.5,
+        tables=TABLES,
+        report_path=f"/var/lib/molstream/reports/{ingest}.json",
+    )
+    status = ns.wait_phase("ok", "Succeeded")
+    assert status["rowsTotal"] == 1000
+    assert status["rowsPublished"] == 975
+    assert status["rowsWritten"] == 975
+    assert status["rowsRejected"] == 25
+    assert status["report"] == TABLES
+    assert status["reportPath"] == f"/var/lib/molstream/reports/{ingest}.json"
+    assert status["message"] == "975 rows written, 25 rows rejected in 12.5s"
+    assert "completionTime" in status and "startTime" in status
+    complete = ns.condition("ok", "Complete")
+    assert complete["status"] == "True" and complete["reason"] == "Succeeded"
+    assert ns.condition("ok", "Failed")["status"] == "False"
+
+    kubectl("wait", "--for=condition=Complete", "ir/ok", "--timeout=10s", namespace=ns.name)
+    row = kubectl("get", "ir", "ok", "--no-headers", namespace=ns.name).stdout.split()
+    assert row[:4] == ["ok", "Succeeded", "975", "25"]
+    reasons = [e["reason"] for e in ns.events("ok")]
+    for reason in ("RunStarted", "Fetching", "Ingesting", "Succeeded"):
+        assert reason in reasons
+
+
+def test_a_failed_event_fails_the_request_with_its_reason(
+    ns: Namespace, operator_with_kafka: Any, publish: Publisher
+) -> None:
+    ingest = _run_to_fetching(ns, publish, "nocol")
+    publish("started", ingest, source="ftp://molstream-ftp:2121/activities.csv.gz")
+    publish("failed", ingest, stage="read", reason="missing required column: target_id")
+    status = ns.wait_phase("nocol", "Failed")
+    assert status["message"] == "read failed: missing required column: target_id"
+    failed = ns.condition("nocol", "Failed")
+    assert failed["status"] == "True" and failed["reason"] == "ReadFailed"
+    assert any(
+        e["type"] == "Warning" and "missing required column" in e["message"]
+        for e in ns.events("nocol")
+    )
+    # the Job fails afterwards: the fetcher's reason stays
+    ns.job_status("nocol-run-1", "failed")
+    time.sleep(1.5)
+    assert ns.status("nocol")["message"] == "read failed: missing required column: target_id"
+
+
+def test_an_unreachable_source_fails_the_request(
+    ns: Namespace, operator_with_kafka: Any, publish: Publisher
+) -> None:
+    ingest = _run_to_fetching(ns, publish, "unreachable")
+    publish(
+        "failed",
+        ingest,
+        stage="fetch",
+        reason="cannot connect to molstream-ftp:2121: [Errno 111] Connection refused",
+    )
+    status = ns.wait_phase("unreachable", "Failed")
+    assert "Connection refused" in status["message"]
+    assert ns.condition("unreachable", "Failed")["reason"] == "FetchFailed"
+
+
+def test_stray_stale_and_malformed_events_are_ignored(
+    ns: Namespace, operator_with_kafka: Any, publish: Publisher
+) -> None:
+    ingest = _run_to_fetching(ns, publish, "strict")
+    started = ns.status("strict")
+    publish.raw(b"garbage", b"\xff not json")
+    publish.raw(ingest.encode(), b'{"type":"exploded"}')
+    publish("completed", f"{ns.name}.nobody.1", rows_written=1, tables={})
+    publish("completed", "other-namespace.strict.1", rows_written=1, tables={})
+    publish("completed", f"{ns.name}.strict.0", rows_written=1, tables={})  # another run
+    publish("completed", ingest, ts=time.time() - 3600, rows_written=1, tables={})  # too old
+    publish("publishing", ingest, rows_total=10, rows_published=3, rows_rejected=0)
+    status = ns.wait_status("strict", lambda s: s.get("progress") == "rows 3/10", "the good event")
+    assert status["phase"] == "Fetching"
+    assert status["rowsWritten"] == 0
+    assert status["startTime"] == started["startTime"]
+    assert "report" not in status
+
+
+def test_credentials_never_appear_in_status_events_or_logs(
+    ns: Namespace, operator_with_kafka: Any, publish: Publisher, kafka_bootstrap: str
+) -> None:
+    password = f"pw-{secrets.token_hex(8)}"
+    ns.apply([secret(password), ingestrequest("secret")])
+    (job,) = ns.wait_jobs(1)
+    ingest = ns.wait_status("secret", lambda s: s.get("ingestId"), "an ingest id")["ingestId"]
+    ns.job_status("secret-run-1", "active")
+    publish("started", ingest, source="ftp://molstream-ftp:2121/activities.csv.gz")
+    # a careless component puts the credentials in an error message: they must stop here
+    publish(
+        "failed",
+        ingest,
+        stage="fetch",
+        reason=f"530 login incorrect for ftp://molstream:{password}@molstream-ftp:2121 "
+        f"(password={password})",
+    )
+    status = ns.wait_phase("secret", "Failed")
+    assert "ftp://***@molstream-ftp:2121" in status["message"]
+    # and credentials embedded in a URL are refused without being repeated
+    other = f"pw-{secrets.token_hex(8)}"
+    ns.apply(
+        ingestrequest(
+            "embedded",
+            url=f"ftp://molstream:{other}@molstream-ftp:2121/a.csv",
+            credentialsSecret=None,
+        )
+    )
+    ns.wait_phase("embedded", "Failed")
+    time.sleep(1)
+
+    everything = "\n".join(
+        [
+            json.dumps([ns.status(name) for name in ("secret", "embedded")]),
+            json.dumps(ns.events()),
+            operator_with_kafka.log(),
+            json.dumps(ns.jobs()),
+        ]
+    )
+    assert password not in everything
+    assert other not in everything
+    env = {v["name"]: v for v in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert "value" not in env["MOLSTREAM_SOURCE_PASSWORD"]
+
+
+def test_restarted_operator_picks_up_where_it_left(
+    ns: Namespace, start_operator: Any, kafka_bootstrap: str, publish: Publisher
+) -> None:
+    first = start_operator(kafka=kafka_bootstrap)
+    ns.context = first.tail
+    ingest = _run_to_fetching(ns, publish, "resume")
+    publish("published", ingest, rows_total=100, rows_published=100, rows_rejected=0, batches=1)
+    ns.wait_phase("resume", "Ingesting")
+    first.stop(signal.SIGKILL)
+
+    # while the operator is down the run finishes
+    publish(
+        "completed",
+        ingest,
+        rows_published=100,
+        rows_written=100,
+        rows_rejected=0,
+        duration_s=3.0,
+        tables={**TABLES, "activity": 100},
+    )
+    ns.job_status("resume-run-1", "complete")
+    second = start_operator(kafka=kafka_bootstrap)
+    ns.context = second.tail
+    status = ns.wait_phase("resume", "Succeeded", timeout=90)  # the group waits for the dead one
+    assert status["rowsWritten"] == 100
+    assert [j["metadata"]["name"] for j in ns.jobs()] == ["resume-run-1"]
+
+
+def test_a_rerun_ignores_the_previous_runs_events(
+    ns: Namespace, operator_with_kafka: Any, publish: Publisher, kubectl: Any
+) -> None:
+    first = _run_to_fetching(ns, publish, "twice")
+    publish("failed", first, stage="fetch", reason="timed out")
+    ns.wait_phase("twice", "Failed")
+    kubectl("annotate", "ir", "twice", "molstream.io/rerun=1", namespace=ns.name)
+    second = ns.wait_status("twice", lambda s: s.get("run") == 2, "run 2")["ingestId"]
+    assert second == f"{ns.name}.twice.2"
+    publish("completed", first, rows_written=5, tables={"activity": 5})  # late, run 1
+    publish("started", second, source="ftp://molstream-ftp:2121/activities.csv.gz")
+    status = ns.wait_phase("twice", "Fetching")
+    assert "report" not in status and status["rowsWritten"] == 0
