@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import kopf
@@ -18,8 +19,14 @@ def job_changed(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) ->
     if type == "DELETED":
         return
     service: IngestService = memo.service
-    try:
-        service.on_job(body)
-    except TransientApiError as exc:
-        # Event handlers are not retried; the next change of the Job brings the status along.
-        kopf.warn(body, reason="StatusNotUpdated", message=f"Kubernetes API: {exc}")
+    # kopf does not retry event handlers: retry here, then leave it to the Job's next change
+    # (or to the operator's next start, which lists every Job again).
+    for delay in (1, 2, 4, 8, 0):
+        try:
+            service.on_job(body)
+            return
+        except TransientApiError as exc:
+            if not delay:
+                kopf.warn(body, reason="StatusNotUpdated", message=f"Kubernetes API: {exc}")
+                return
+            time.sleep(delay)
