@@ -146,9 +146,8 @@ class Applier:
         missing = [v for v in values if v not in found]
         if missing:
             table = DIMENSIONS[dimension]
-            stmt = self._insert(table).on_conflict_do_nothing(index_elements=["value"])
-            result.written[dimension] = conn.execute(
-                stmt, [{"value": v} for v in sorted(missing)]).rowcount
+            result.written[dimension] = self._execute_many(
+                conn, table, "new-values", ("value",), [(v,) for v in sorted(missing)])
             new = dict(conn.execute(
                 select(table.c.value, table.c.id).where(table.c.value.in_(missing))).all())
             found.update(new)
@@ -157,6 +156,10 @@ class Applier:
 
     def _upsert(self, conn: Connection, table: Table, mode: Mode, columns: tuple[str, ...],
                 rows: list[tuple]) -> int:
+        return self._execute_many(conn, table, mode, columns, rows)
+
+    def _execute_many(self, conn: Connection, table: Table, mode: Mode | str,
+                      columns: tuple[str, ...], rows: list[tuple]) -> int:
         if not rows:
             return 0
         sql, order = self._statement(table, mode, columns)
@@ -170,12 +173,14 @@ class Applier:
         # that otherwise costs as much as SQLite's own work.
         return conn.exec_driver_sql(sql, params).rowcount
 
-    def _statement(self, table: Table, mode: Mode, columns: tuple[str, ...]
+    def _statement(self, table: Table, mode: Mode | str, columns: tuple[str, ...]
                    ) -> tuple[str, tuple[str, ...] | None]:
         key = (table.name, mode, columns)
         if key not in self._statements:
             stmt = self._insert(table)
-            if mode is Mode.INSERT_ONLY:
+            if mode == "new-values":  # dimension values: the unique value is the key
+                stmt = stmt.on_conflict_do_nothing(index_elements=["value"])
+            elif mode is Mode.INSERT_ONLY:
                 stmt = stmt.on_conflict_do_nothing(index_elements=["id"])
             else:
                 updated = [c for c in columns if c != "id"]

@@ -76,6 +76,7 @@ class Settings:
     download_timeout_s: int = 6 * 3600
     max_field_bytes: int = 100_000
     retries: int = 5
+    source_ca_file: Path | None = None
     rows_partitions: int = 1
     worker_group: str = "molstream-worker"
 
@@ -95,6 +96,7 @@ class Settings:
             download_timeout_s=_env_int("DOWNLOAD_TIMEOUT_S", cls.download_timeout_s),
             max_field_bytes=_env_int("MAX_FIELD_BYTES", cls.max_field_bytes),
             retries=_env_int("RETRIES", cls.retries),
+            source_ca_file=Path(_env("SOURCE_CA_FILE", "")) if _env("SOURCE_CA_FILE", "") else None,
             rows_partitions=_env_int("ROWS_PARTITIONS", cls.rows_partitions),
             worker_group=_env("WORKER_GROUP", cls.worker_group),
         )

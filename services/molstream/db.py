@@ -225,9 +225,10 @@ def make_engine(url: str, *, busy_timeout_s: float = 60.0) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _sqlite_begin(conn):
-        # Take the write lock up front: a busy database then waits in busy_timeout instead of
-        # failing mid-transaction when a read lock cannot be upgraded.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Deferred BEGIN: readers never take the write lock (WAL lets them run beside the
+        # writer). Every write transaction of molstream starts with a write statement, so it
+        # takes the lock first thing and waits in busy_timeout instead of failing on upgrade.
+        conn.exec_driver_sql("BEGIN")
 
     return engine
 

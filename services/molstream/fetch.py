@@ -56,6 +56,7 @@ class Limits:
     retries: int = 5
     backoff_s: float = 1.0
     socket_timeout_s: float = 30.0
+    ca_file: Path | None = None  # extra trust for ftps/https sources behind a private CA
 
 
 def credentials_from_env(env: dict[str, str] | None = None) -> Credentials:
@@ -157,7 +158,7 @@ def _ftp_fetch(url: str, dest: Path, creds: Credentials, limits: Limits, deadlin
     host, port = parts.hostname, parts.port or 21
     path = unquote(parts.path)
     tls = parts.scheme == "ftps"
-    ftp: ftplib.FTP = ftplib.FTP_TLS(context=ssl.create_default_context()) if tls else ftplib.FTP()
+    ftp: ftplib.FTP = ftplib.FTP_TLS(context=_tls_context(limits)) if tls else ftplib.FTP()
     try:
         try:
             ftp.connect(host, port, timeout=limits.socket_timeout_s)
@@ -204,6 +205,10 @@ def _ftp_fetch(url: str, dest: Path, creds: Credentials, limits: Limits, deadlin
             pass
 
 
+def _tls_context(limits: Limits) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=str(limits.ca_file) if limits.ca_file else None)
+
+
 def _ftp_reply(e: ftplib.Error) -> str:
     return str(e).strip()
 
@@ -234,7 +239,9 @@ def _http_fetch(url: str, dest: Path, creds: Credentials, limits: Limits, deadli
     if have:
         request.add_header("Range", f"bytes={have}-")
     try:
-        response = urllib.request.urlopen(request, timeout=limits.socket_timeout_s)  # noqa: S310
+        response = urllib.request.urlopen(  # noqa: S310 - the scheme was checked
+            request, timeout=limits.socket_timeout_s,
+            context=_tls_context(limits) if parts.scheme == "https" else None)
     except urllib.error.HTTPError as e:
         if e.code == 416 and have:  # the partial file is already complete
             return

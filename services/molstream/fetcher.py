@@ -107,7 +107,8 @@ def run(url: str, *, ingest_id: str, settings: Settings, credentials: Credential
     try:
         publisher.event("started", ingest_id, source=redact(url))
         limits = Limits(max_bytes=settings.max_download_bytes,
-                        timeout_s=settings.download_timeout_s, retries=settings.retries)
+                        timeout_s=settings.download_timeout_s, retries=settings.retries,
+                        ca_file=settings.source_ca_file)
         with Bar(show_progress, "download", unit="B") as bar:
             path = download(url, work / "download", credentials=credentials, limits=limits,
                             progress=bar.update_to)

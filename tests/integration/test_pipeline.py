@@ -65,13 +65,18 @@ def test_http_to_postgresql_matches_the_input(make_pipeline, http_server, sample
     p = make_pipeline(database_url=postgres_url)
     report = p.ingest(http.url("activities.csv"), "pg-1")
     expected = expected_tables(sample_dir / "activities.csv")
-    assert actual_tables(make_engine(postgres_url)) == expected
+    engine = make_engine(postgres_url)
+    try:
+        assert actual_tables(engine) == expected
+    finally:
+        engine.dispose()
     assert report["rows_written"] == 3_000
 
 
-def test_ftps_with_credentials_from_the_environment(make_pipeline, ftp_server, sample_dir):
+def test_ftps_with_credentials_from_the_environment(make_pipeline, ftp_server, sample_dir,
+                                                    tls_ca_file):
     ftp = ftp_server(sample_dir, tls=True)
-    p = make_pipeline()
+    p = make_pipeline(source_ca_file=tls_ca_file)
     from molstream.fetch import Credentials
     url = f"ftps://127.0.0.1:{ftp.port}/activities.csv"
     p.fetch(url, "tls-1", credentials=Credentials(ftp.user, ftp.password))
@@ -91,7 +96,8 @@ def test_same_file_twice_insert_only_is_unchanged_and_upsert_updates_in_place(
 
     # A new edition of the file: every 10th activity value changed.
     src = sample_dir / "activities.csv"
-    rows = list(csv.DictReader(open(src, newline="")))
+    with open(src, newline="") as f:
+        rows = list(csv.DictReader(f))
     for i, row in enumerate(rows):
         if i % 10 == 0:
             row["activity_value"] = "123.25"
@@ -106,7 +112,8 @@ def test_same_file_twice_insert_only_is_unchanged_and_upsert_updates_in_place(
     assert len(after["activity"]) == len(before["activity"])  # updated in place, not duplicated
     changed = [(b, a) for b, a in zip(before["activity"], after["activity"]) if b != a]
     assert len(changed) == 300
-    cols = [c for c in engine.connect().execute(text("SELECT * FROM activity")).keys()]
+    with engine.connect() as conn:
+        cols = list(conn.execute(text("SELECT * FROM activity")).keys())
     lm, created = cols.index("last_modified_on"), cols.index("created_on")
     assert all(a[lm] > b[lm] and a[created] == b[created] for b, a in changed)
     assert actual_tables(engine) == expected_tables(edited)
