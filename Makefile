@@ -30,3 +30,8 @@ venv: $(VENV)/.installed ## Create .venv with molstream and its test tools.
 .PHONY: test
 test: venv ## Run every test against real services (started on 127.0.0.1 by the test environment).
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+.PHONY: local
+local: venv ## Run the whole pipeline locally (Kafka, Redis, FTP on 127.0.0.1) on LOCAL_ROWS generated rows.
+	@bash tools/provision/services.sh >/dev/null
+	$(PY) -m molstream_dev.local --rows $(LOCAL_ROWS)

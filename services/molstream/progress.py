@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
+
 from tqdm import tqdm
 
 
 class Bar:
     def __init__(self, enabled: bool, desc: str, *, unit: str, total: int | None = None) -> None:
+        # Two processes share the terminal in `make local`: each draws on its own line.
+        line = int(os.environ.get("MOLSTREAM_PROGRESS_LINE", "0"))
         self._bar = tqdm(desc=desc, unit=unit, total=total, unit_scale=True, leave=True,
-                         dynamic_ncols=True) if enabled else None
+                         dynamic_ncols=True, position=line) if enabled else None
 
     def __enter__(self) -> Bar:
         return self

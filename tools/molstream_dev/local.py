@@ -1,0 +1,91 @@
+"""`make local`: the whole pipeline on this machine, without Kubernetes.
+
+Starts Kafka, Redis and an FTP server serving a generated sample on 127.0.0.1, runs the worker
+and the fetcher as the real `molstream` commands (two processes, as in a cluster), prints the
+report, the throughput and each process's peak memory, and stops what it started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import subprocess
+import sys
+import time
+
+from ._process import CACHE
+from .ftp import FtpServer
+from .kafka import KafkaServer
+from .redis import RedisServer
+
+
+def _wait(process: subprocess.Popen) -> tuple[int, float]:
+    """Exit status and peak RSS (MiB) of one child."""
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    return process.returncode, usage.ru_maxrss / 1024
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="make local")
+    p.add_argument("--rows", type=int, default=int(os.environ.get("LOCAL_ROWS", 100_000)))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=None)
+    args = p.parse_args(argv)
+
+    base = CACHE / "local"
+    ftp_root = base / "ftp"
+    ftp_root.mkdir(parents=True, exist_ok=True)
+    sample = ftp_root / f"activities-{args.rows}-{args.seed}.csv.gz"
+    if not sample.exists():
+        print(f"generating {args.rows:,} sample rows → {sample}")
+        subprocess.run([sys.executable, "-m", "molstream", "sample", "--rows", str(args.rows),
+                        "--seed", str(args.seed), "--out", str(sample)], check=True,
+                       stdout=subprocess.DEVNULL)
+    database = base / "molstream.db"
+    for suffix in ("", "-wal", "-shm"):
+        (base / f"molstream.db{suffix}").unlink(missing_ok=True)
+
+    print("starting Kafka, Redis and the FTP server on 127.0.0.1 …")
+    with KafkaServer() as kafka, RedisServer() as redis, FtpServer(ftp_root) as ftp:
+        ingest_id = f"local-{time.strftime('%Y%m%dT%H%M%S')}"
+        env = {
+            **os.environ,
+            "MOLSTREAM_KAFKA_BOOTSTRAP": kafka.bootstrap,
+            "MOLSTREAM_REDIS_URL": redis.url,
+            "MOLSTREAM_DATABASE_URL": f"sqlite:///{database}",
+            "MOLSTREAM_REPORTS_DIR": str(base / "reports"),
+            "MOLSTREAM_WORK_DIR": str(base / "work"),
+            "MOLSTREAM_SOURCE_USERNAME": ftp.user,
+            "MOLSTREAM_SOURCE_PASSWORD": ftp.password,
+        }
+        if args.batch_size:
+            env["MOLSTREAM_BATCH_SIZE"] = str(args.batch_size)
+        molstream = [sys.executable, "-m", "molstream"]
+        start = time.time()
+        worker = subprocess.Popen(
+            [*molstream, "worker", "--until-complete", ingest_id, "--progress"],
+            env={**env, "MOLSTREAM_PROGRESS_LINE": "1"})
+        fetcher = subprocess.Popen(
+            [*molstream, "fetch", "--url", ftp.url(sample.name, with_credentials=False),
+             "--ingest-id", ingest_id, "--progress"], env=env, stdout=subprocess.DEVNULL)
+        fetch_status, fetch_rss = _wait(fetcher)
+        if fetch_status != 0:
+            worker.terminate()
+            worker.wait()
+            print(f"the fetcher failed (exit {fetch_status})", file=sys.stderr)
+            return fetch_status
+        work_status, work_rss = _wait(worker)
+        elapsed = time.time() - start
+    if work_status != 0:
+        print(f"the worker failed (exit {work_status})", file=sys.stderr)
+        return work_status
+    print(f"\n{args.rows:,} rows end to end in {elapsed:.1f}s: {args.rows / elapsed:,.0f} rows/s")
+    print(f"peak memory: fetcher {fetch_rss:.0f} MiB, worker {work_rss:.0f} MiB")
+    print(f"database: {database}  report: {base / 'reports' / (ingest_id + '.csv')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
