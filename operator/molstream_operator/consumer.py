@@ -77,6 +77,9 @@ class EventConsumer:
             auto_offset_reset="earliest",  # a new group reads the whole topic
             enable_auto_commit=False,
             metadata_max_age_ms=30_000,  # notice the topic soon if it is created after us
+            # A crashed operator's partitions go to its successor within 15 s.
+            session_timeout_ms=15_000,
+            heartbeat_interval_ms=3_000,
         )
         consumer.subscribe([self.topic])
         return consumer

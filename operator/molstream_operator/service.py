@@ -133,15 +133,17 @@ class IngestService:
         generation = _generation(body)
         run = int(current.get("run") or 0)
         recorded = current.get("rerunToken")
-        failed_invalid = any(
+        # A run that never got its Job (spec refused by us or by the API server) is retried
+        # when the spec changes or the operator restarts.
+        failed_before_start = any(
             cond.get("type") == "Failed"
             and cond.get("status") == "True"
-            and cond.get("reason") == "InvalidSpec"
+            and cond.get("reason") in st.NOT_STARTED_REASONS
             for cond in current.get("conditions") or []
         )
         rerun_asked = recorded is not None and rerun != recorded
         first_run = run == 0 and not spec.schedule
-        fixed = failed_invalid and not spec.schedule
+        fixed = failed_before_start and not spec.schedule
 
         base = dict(current, observedGeneration=generation, rerunToken=rerun)
         if spec.schedule:

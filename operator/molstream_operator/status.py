@@ -31,6 +31,7 @@ from .models import JobView
 from .urls import redact
 
 __all__ = [
+    "NOT_STARTED_REASONS",
     "SKEW_SECONDS",
     "Change",
     "Note",
@@ -74,6 +75,8 @@ _STAGE_REASONS = {
 }
 #: Failures of the fetcher's Pod that a retry of the Job may still overcome.
 _RETRYABLE = frozenset({"FetchFailed", "ReadFailed", "PublishFailed"})
+#: Failures that happen before any run could start: the spec or the child was refused.
+NOT_STARTED_REASONS = frozenset({"InvalidSpec", "JobRejected", "CronJobRejected"})
 #: Fields of one run, cleared when a new run starts.
 _RUN_FIELDS = (
     "rowsTotal",
@@ -327,9 +330,9 @@ def set_ready(
 ) -> Change | None:
     """Record the spec's generation and the Ready condition; ``fail`` (a reason) fails the run."""
     phase = Phase.FAILED if fail else _phase(status)
-    was_invalid = _condition(status, "Failed").get("reason") == "InvalidSpec"
-    if phase is Phase.FAILED and not fail and was_invalid:
-        # The spec is valid again but no run has been launched for it yet.
+    not_started = _condition(status, "Failed").get("reason") in NOT_STARTED_REASONS
+    if phase is Phase.FAILED and not fail and not_started:
+        # The spec is accepted again but no run has been launched for it yet.
         phase = Phase.PENDING
     new = _with_phase(
         status,

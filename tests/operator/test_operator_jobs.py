@@ -197,6 +197,22 @@ def test_schedule_makes_a_cronjob_and_suspend_is_honoured(
     )
 
 
+def test_a_schedule_the_api_server_refuses_fails_the_request(
+    ns: Namespace, start_operator: Any
+) -> None:
+    ns.context = start_operator().tail
+    ns.apply([secret("pw"), ingestrequest("badcron", schedule="every night")])
+    status = ns.wait_phase("badcron", "Failed")
+    assert "CronJob refused by the API server" in status["message"]
+    assert "spec.schedule" in status["message"]
+    assert ns.condition("badcron", "Failed")["reason"] == "CronJobRejected"
+    assert ns.condition("badcron", "Ready")["status"] == "False"
+    ns.apply(ingestrequest("badcron", schedule="@daily"))
+    wait_for(ns.cronjobs, what="the CronJob", context=ns.context)
+    status = ns.wait_phase("badcron", "Pending")
+    assert ns.condition("badcron", "Ready")["reason"] == "CronJobCreated"
+
+
 def test_suspend_on_a_one_off_job(ns: Namespace, start_operator: Any) -> None:
     ns.context = start_operator().tail
     ns.apply([secret("pw"), ingestrequest("held", suspend=True)])
