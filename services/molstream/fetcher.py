@@ -62,30 +62,25 @@ class DuplicateFilter:
     def filter(self, rows: pa.Table) -> tuple[pa.Table, list[Rejection]]:
         ids = rows.column("activity_id").to_numpy()
         lines = rows.column(LINE).to_numpy()
-        order = np.argsort(ids, kind="stable")
-        dup_in_chunk = np.zeros(len(ids), dtype=bool)
-        sorted_ids = ids[order]
-        repeats = np.flatnonzero(sorted_ids[1:] == sorted_ids[:-1]) + 1
-        dup_in_chunk[order[repeats]] = True
         pos = np.searchsorted(self._ids, ids)
-        pos_clipped = np.minimum(pos, len(self._ids) - 1) if len(self._ids) else pos
-        seen_before = (len(self._ids) > 0) & (self._ids[pos_clipped] == ids) if len(self._ids) \
-            else np.zeros(len(ids), dtype=bool)
-        dup = dup_in_chunk | seen_before
+        seen = pos < len(self._ids)
+        seen[seen] = self._ids[pos[seen]] == ids[seen]
+        unique, first = np.unique(ids, return_index=True)
+        repeated = np.ones(len(ids), dtype=bool)
+        repeated[first] = False  # np.unique reports each id's first position in the chunk
+        dup = seen | repeated
         rejections = []
         for i in np.flatnonzero(dup):
-            if seen_before[i]:
-                first = int(self._lines[pos_clipped[i]])
-            else:
-                first = int(lines[ids == ids[i]].min())
-            rejections.append(Rejection(int(lines[i]), f"duplicate activity_id {int(ids[i])} "
-                                        f"(first seen on line {first})",
-                                        {"activity_id": str(int(ids[i]))}))
+            first_line = (self._lines[pos[i]] if seen[i]
+                          else lines[first[np.searchsorted(unique, ids[i])]])
+            rejections.append(Rejection(
+                int(lines[i]), f"duplicate activity_id {ids[i]} (first seen on line {first_line})",
+                {"activity_id": str(ids[i])}))
         keep = ~dup
         merged_ids = np.concatenate([self._ids, ids[keep]])
-        merged_lines = np.concatenate([self._lines, lines[keep]])
         order = np.argsort(merged_ids, kind="stable")
-        self._ids, self._lines = merged_ids[order], merged_lines[order]
+        self._ids = merged_ids[order]
+        self._lines = np.concatenate([self._lines, lines[keep]])[order]
         return (rows.filter(pa.array(keep)) if dup.any() else rows), rejections
 
 
