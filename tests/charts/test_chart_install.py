@@ -132,7 +132,7 @@ def test_invalid_ingestrequest_refused(
         ("create", "jobs.batch", True),
         ("create", "cronjobs.batch", True),
         ("create", "events", True),
-        ("get", "secrets", True),
+        ("get", "secrets", False),
         ("list", "secrets", False),
         ("delete", "ingestrequests.molstream.io", False),
         ("create", "pods", False),
