@@ -83,7 +83,7 @@ def _serve(argv: list[str]) -> None:
             if args.cut_after_bytes and self.tot_bytes_sent >= args.cut_after_bytes \
                     and not (state / "cut-1").exists():
                 (state / "cut-1").touch()
-                self.close()  # as if the network dropped
+                self.handle_close()  # drop the data connection; the server replies 426
                 return 0
             return super().send(data)
 
@@ -99,6 +99,8 @@ def _serve(argv: list[str]) -> None:
         handler.tls_control_required = handler.tls_data_required = True
     handler.authorizer = authorizer
     handler.dtp_handler = FaultyDTP
+    if args.cut_after_bytes or args.throttle_bps:
+        handler.use_sendfile = False  # sendfile() would bypass FaultyDTP.send
     handler.passive_ports = None  # any free port, loopback only
     handler.banner = "molstream test FTP server"
     server = FTPServer(("127.0.0.1", args.port), handler)
