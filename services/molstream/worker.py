@@ -94,7 +94,7 @@ class Worker:
                 if messages:
                     last_message = time.monotonic()
                     self._commit()
-                if waiting and waiting <= {r["ingest_id"] for r in self.completed}:
+                if waiting and self._all_completed(waiting):
                     break
                 if idle_timeout_s is not None and time.monotonic() - last_message > idle_timeout_s:
                     break
@@ -161,6 +161,17 @@ class Worker:
                 _RUN.c.status == "completed", _RUN.c.announced.is_(False))).scalars().all()
         for ingest_id in pending:
             self._announce(ingest_id)
+
+    def _all_completed(self, ingest_ids: set[str]) -> bool:
+        # Ask the database, not our own announcements: with several workers, another one may
+        # have applied the last batch.
+        if not ingest_ids <= {r["ingest_id"] for r in self.completed}:
+            with self.engine.connect() as conn:
+                done = conn.execute(select(_RUN.c.id).where(
+                    _RUN.c.id.in_(ingest_ids), _RUN.c.status == "completed",
+                    _RUN.c.announced.is_(True))).scalars().all()
+            return set(done) == ingest_ids
+        return True
 
     def _is_completed_unannounced(self, ingest_id: str) -> bool:
         with self.engine.connect() as conn:

@@ -205,3 +205,36 @@ def test_gzip_bomb_is_refused(make_pipeline, ftp_server, tmp_path):
     p = make_pipeline(max_decompressed_bytes=1_000_000)
     with pytest.raises(IngestFailed, match="gzip bomb"):
         p.fetch(ftp.url("bomb.csv.gz"), "bomb")
+
+
+@pytest.mark.postgres
+def test_two_workers_share_an_ingest_on_postgresql(make_pipeline, ftp_server, tmp_path,
+                                                   postgres_url):
+    """PostgreSQL is how a user outgrows one worker: two worker processes, four partitions."""
+    src = tmp_path / "srv2"
+    src.mkdir()
+    generate(src / "big.csv", 30_000, seed=11)
+    ftp = ftp_server(src)
+    p = make_pipeline(database_url=postgres_url, rows_partitions=4)
+    p.fetch(ftp.url("big.csv"), "two")
+    env = {"MOLSTREAM_KAFKA_BOOTSTRAP": p.settings.kafka_bootstrap,
+           "MOLSTREAM_TOPIC_PREFIX": p.settings.topics.prefix,
+           "MOLSTREAM_WORKER_GROUP": p.settings.worker_group,
+           "MOLSTREAM_DATABASE_URL": postgres_url, "MOLSTREAM_REDIS_URL": "",
+           "MOLSTREAM_REPORTS_DIR": str(tmp_path / "reports"), "PATH": "/usr/bin:/bin"}
+    workers = [subprocess.Popen([sys.executable, "-m", "molstream", "worker", "--until-complete",
+                                 "two", "--idle-timeout", "60", "--no-progress"],
+                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for _ in range(2)]
+    outputs = [w.communicate(timeout=300) for w in workers]
+    assert [w.returncode for w in workers] == [0, 0], outputs
+    engine = make_engine(postgres_url)
+    try:
+        assert actual_tables(engine) == expected_tables(src / "big.csv")
+        with engine.connect() as conn:
+            per_worker = conn.execute(text("SELECT count(*) FROM applied_batch")).scalar_one()
+        assert per_worker == 30  # every batch applied exactly once between them
+    finally:
+        engine.dispose()
+    # Exactly one of them announced the completion.
+    assert sum("completed" in err for _, err in outputs) == 1
