@@ -25,6 +25,11 @@ $(VENV)/.installed: pyproject.toml
 .PHONY: venv
 venv: $(VENV)/.installed ## Create .venv with molstream and its test tools.
 
+.PHONY: provision
+provision: ## Install/build what tests need: Redis, PostgreSQL, Kafka jars, etcd, kube-apiserver, helm (root).
+	bash tools/provision/services.sh
+	bash tools/provision/kube.sh
+
 ##@ Development
 
 .PHONY: test
@@ -35,3 +40,84 @@ test: venv ## Run every test against real services (started on 127.0.0.1 by the 
 local: venv ## Run the whole pipeline locally (Kafka, Redis, FTP on 127.0.0.1) on LOCAL_ROWS generated rows.
 	@bash tools/provision/services.sh >/dev/null
 	$(PY) -m molstream_dev.local --rows $(LOCAL_ROWS)
+
+##@ Kubernetes (kind)
+
+# Tools: the ones tools/provision/kube.sh builds into .cache/bin win over PATH.
+DOCKER ?= docker
+KIND ?= kind
+SKAFFOLD ?= skaffold
+KUBECTL ?= $(if $(wildcard .cache/bin/kubectl),.cache/bin/kubectl,kubectl)
+HELM ?= $(if $(wildcard .cache/bin/helm),.cache/bin/helm,helm)
+IMAGE ?= $(IMAGE_REPO):$(IMAGE_TAG)
+KUBE_CONTEXT ?= kind-$(CLUSTER_NAME)
+CHART ?= charts/molstream
+SAMPLE_IR ?= k8s/ingestrequest.yaml
+SAMPLE_NAME ?= ingestrequest-sample
+RUN_TIMEOUT_S ?= 1800
+K := $(KUBECTL) --context $(KUBE_CONTEXT) --namespace $(NAMESPACE)
+
+.PHONY: check-tools
+check-tools: ## Check for docker (with a running engine), kind, kubectl and helm; say how to get what is missing.
+	@missing=0; \
+	command -v $(DOCKER) >/dev/null || { echo "missing docker: install Docker Engine (https://docs.docker.com/engine/install/)"; missing=1; }; \
+	command -v $(DOCKER) >/dev/null && ! $(DOCKER) info >/dev/null 2>&1 && { echo "docker is installed but no engine answers: start it (docker info fails)"; missing=1; }; \
+	command -v $(KIND) >/dev/null || { echo "missing kind: go install sigs.k8s.io/kind@latest (or https://kind.sigs.k8s.io/docs/user/quick-start/)"; missing=1; }; \
+	command -v $(KUBECTL) >/dev/null || { echo "missing kubectl: tools/provision/kube.sh builds it into .cache/bin"; missing=1; }; \
+	command -v $(HELM) >/dev/null || { echo "missing helm: tools/provision/kube.sh builds it into .cache/bin"; missing=1; }; \
+	if [ $$missing = 0 ]; then echo "docker, kind, kubectl and helm are ready"; fi; \
+	exit $$missing
+
+.PHONY: cluster
+cluster: check-tools ## Create the kind cluster $(CLUSTER_NAME) unless it exists (Kafka UI on localhost:$(KAFKA_UI_PORT)).
+	@if $(KIND) get clusters 2>/dev/null | grep -qx '$(CLUSTER_NAME)'; then \
+	  echo "kind cluster $(CLUSTER_NAME) already exists"; \
+	else \
+	  mkdir -p .cache; \
+	  sed 's/$${KAFKA_UI_PORT}/$(KAFKA_UI_PORT)/' k8s/kind-config.yaml > .cache/kind-config.yaml; \
+	  $(KIND) create cluster --name $(CLUSTER_NAME) --config .cache/kind-config.yaml --wait 180s; \
+	fi
+
+.PHONY: image
+image: check-tools ## Build the molstream image ($(IMAGE)) and load it into the kind cluster.
+	$(DOCKER) build --target runtime --tag $(IMAGE) .
+	$(KIND) load docker-image $(IMAGE) --name $(CLUSTER_NAME)
+
+.PHONY: deploy
+deploy: ## helm upgrade --install the chart into the kind cluster and wait for it.
+	$(HELM) upgrade --install $(RELEASE) $(CHART) --kube-context $(KUBE_CONTEXT) \
+	  --namespace $(NAMESPACE) --create-namespace --values k8s/kind-values.yaml \
+	  --set image.repository=$(IMAGE_REPO) --set image.tag=$(IMAGE_TAG) \
+	  --set ftp.sampleRows=$(LOCAL_ROWS) --wait --timeout 10m
+	$(HELM) test $(RELEASE) --kube-context $(KUBE_CONTEXT) --namespace $(NAMESPACE) --logs
+
+.PHONY: run
+run: cluster image deploy ## Everything on kind: cluster, image, chart, the sample IngestRequest followed to its report.
+	@# Already there from an earlier run: ask the operator for a new run of it.
+	@if $(K) get ir $(SAMPLE_NAME) >/dev/null 2>&1; then \
+	  $(K) annotate ir $(SAMPLE_NAME) molstream.io/rerun="$$(date +%s)" --overwrite >/dev/null; fi
+	$(K) apply -f $(SAMPLE_IR)
+	@deadline=$$((SECONDS + $(RUN_TIMEOUT_S))); \
+	while :; do \
+	  phase=$$($(K) get ir $(SAMPLE_NAME) -o jsonpath='{.status.phase}'); \
+	  echo "$$(date +%T) $${phase:-Pending} $$($(K) get ir $(SAMPLE_NAME) -o jsonpath='{.status.progress}')"; \
+	  case "$$phase" in \
+	    Succeeded) break ;; \
+	    Failed) $(K) get ir $(SAMPLE_NAME) -o jsonpath='{.status.message}{"\n"}'; exit 1 ;; \
+	  esac; \
+	  if [ $$SECONDS -gt $$deadline ]; then echo "still not done after $(RUN_TIMEOUT_S) s"; exit 1; fi; \
+	  sleep 5; \
+	done
+	@echo "Rows written per table:"
+	@$(K) get ir $(SAMPLE_NAME) -o go-template='{{range $$table, $$rows := .status.report}}{{printf "  %-15s %v\n" $$table $$rows}}{{end}}'
+	@echo "Kafka UI: http://localhost:$(KAFKA_UI_PORT)"
+
+.PHONY: dev
+dev: cluster ## skaffold dev on the kind cluster: rebuild/sync on change, worker and operator restart.
+	@command -v $(SKAFFOLD) >/dev/null || { echo "missing skaffold: https://skaffold.dev/docs/install/ (v2.16 or later)"; exit 1; }
+	$(SKAFFOLD) dev --kube-context $(KUBE_CONTEXT) --port-forward=off
+
+.PHONY: clean
+clean: ## Uninstall the release and delete the kind cluster (make run's counterpart).
+	-$(HELM) uninstall $(RELEASE) --kube-context $(KUBE_CONTEXT) --namespace $(NAMESPACE)
+	-$(KIND) delete cluster --name $(CLUSTER_NAME)
