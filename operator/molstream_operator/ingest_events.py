@@ -1,17 +1,8 @@
 """The events the fetcher and the worker publish on ``<prefix>.events``, parsed and checked.
 
 Each Kafka record: key = ingest id (UTF-8), value = a JSON object with ``type``, ``ingest_id``,
-``ts`` (unix seconds) and the fields of its type:
-
-| type | from | fields |
-| --- | --- | --- |
-| ``started`` | fetcher | source (URL without credentials) |
-| ``publishing`` | fetcher | rows_total, rows_published, rows_rejected |
-| ``published`` | fetcher | rows_total, rows_published, rows_rejected, batches |
-| ``progress`` | worker | rows_written, rows_applied, batches_applied, batches_total, rows_total |
-| ``completed`` | worker | rows_published, rows_written, rows_rejected, duration_s, tables, |
-| | | report_path |
-| ``failed`` | either | stage (fetch, read, publish, apply), reason |
+``ts`` (unix seconds) and the fields of its type, as `molstream.messages` defines them (the
+fetcher and the worker build them there; this module only reads them defensively).
 """
 
 from __future__ import annotations
@@ -22,9 +13,11 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from molstream.messages import EVENT_FIELDS
+
 __all__ = ["EVENT_TYPES", "IngestEvent", "MalformedEvent", "parse_event"]
 
-EVENT_TYPES = frozenset({"started", "publishing", "published", "progress", "completed", "failed"})
+EVENT_TYPES = frozenset(EVENT_FIELDS)
 
 
 class MalformedEvent(ValueError):

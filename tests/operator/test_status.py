@@ -361,3 +361,14 @@ def test_parse_event() -> None:
         except MalformedEvent:
             continue
         raise AssertionError(f"{value!r} was accepted")
+
+
+def test_every_event_the_pipeline_builds_parses():
+    """The operator reads exactly what molstream.messages builds, field for field."""
+    from molstream.messages import EVENT_FIELDS, event, to_json
+    from molstream_operator.ingest_events import parse_event
+
+    for kind, fields in EVENT_FIELDS.items():
+        parsed = parse_event(b"ns.name.1", to_json(event(kind, "ns.name.1", **dict.fromkeys(fields, 1))))
+        assert parsed.type == kind and parsed.ingest_id == "ns.name.1"
+        assert all(parsed.int_field(f) == 1 for f in fields)
