@@ -1,4 +1,4 @@
-"""Fixtures for every suite: real services started on 127.0.0.1 by the project's own test environment."""
+"""Fixtures for every suite: real services on 127.0.0.1, started by the project's own scripts."""
 
 pytest_plugins = [
     "molstream_dev.pytest_services",  # Kafka, Redis, FTP/FTPS, HTTP, PostgreSQL

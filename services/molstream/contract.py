@@ -79,12 +79,14 @@ def check_header(header: list[str]) -> list[str]:
     seen: set[str] = set()
     twice = sorted({h for h in header if h in seen or seen.add(h)})
     if twice:
-        raise ContractError(f"column {', '.join(map(repr, twice))} appears more than once in the header")
+        names = ", ".join(map(repr, twice))
+        raise ContractError(f"column {names} appears more than once in the header")
     missing = [name for name in REQUIRED_COLUMNS if name not in seen]
     if missing:
         hint = ""
         if len(header) == 1 and any(d in header[0] for d in ";\t|"):
-            hint = " (the header has one column: is the file delimited by something other than commas?)"
+            hint = (" (the header has one column: is the file delimited by something other than"
+                    " commas?)")
         raise ContractError(f"required column {', '.join(map(repr, missing))} is missing{hint}")
     warnings = []
     extra = [h for h in header if h not in COLUMN_NAMES]

@@ -46,7 +46,8 @@ class Credentials:
     password: str | None = None
 
     def __repr__(self) -> str:  # never print a password, even by accident
-        return f"Credentials(username={self.username!r}, password={'***' if self.password else None})"
+        hidden = "***" if self.password else None
+        return f"Credentials(username={self.username!r}, password={hidden})"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -117,7 +118,8 @@ def download(url: str, dest: Path, *, credentials: Credentials = Credentials(),
             return dest
         except _Transient as e:
             if attempt == limits.retries or time.monotonic() >= deadline:
-                raise FetchError(f"{redact(url)}: giving up after {attempt + 1} attempt(s): {e}") from None
+                raise FetchError(
+                    f"{redact(url)}: giving up after {attempt + 1} attempt(s): {e}") from None
             wait = min(limits.backoff_s * 2**attempt, 30.0, max(0.0, deadline - time.monotonic()))
             have = dest.stat().st_size if dest.exists() else 0
             log.warning("download of %s interrupted (%s); retry %d/%d in %.1fs from byte %d",

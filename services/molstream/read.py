@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import vaex
 
-from .contract import COLUMN_NAMES, LINE, ContractError, Rejection, check_header
+from .contract import COLUMN_NAMES, LINE, Rejection, check_header
 
 log = logging.getLogger(__name__)
 

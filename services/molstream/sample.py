@@ -60,7 +60,7 @@ def _molecule_pool(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
     names = np.array([
         "" if r < 0.4 else f"{_NAME_PARTS[a]} {_NAME_PARTS[b]}-{i}"
         for i, (r, a, b) in enumerate(zip(rng.random(n), rng.integers(0, 11, n),
-                                          rng.integers(0, 11, n)))
+                                          rng.integers(0, 11, n), strict=True))
     ], dtype=object)
     phases = np.array([""] + [f"{p:g}" for p in MAX_PHASES], dtype=object)[
         rng.choice(len(MAX_PHASES) + 1, n, p=[0.5, 0.05, 0.05, 0.05, 0.15, 0.08, 0.06, 0.06])]

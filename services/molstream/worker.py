@@ -25,7 +25,7 @@ from .apply import Applier, finish_if_complete
 from .cache import IdCache
 from .config import Settings
 from .db import IngestRun, create_schema, make_engine
-from .messages import EndOfIngest, RowBatch, decode
+from .messages import RowBatch, decode
 from .progress import Bar
 from .publish import MAX_MESSAGE_BYTES, Publisher, ensure_topics
 

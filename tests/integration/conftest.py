@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 from kafka import KafkaConsumer
-
 from molstream import fetcher
 from molstream.config import Mode, Settings, Topics
 from molstream.fetch import Credentials
@@ -20,9 +19,9 @@ class Pipeline:
         self.settings = settings
 
     def fetch(self, url: str, ingest_id: str, *, mode: Mode = Mode.UPSERT,
-              credentials: Credentials = Credentials()) -> fetcher.FetchResult:
+              credentials: Credentials | None = None) -> fetcher.FetchResult:
         return fetcher.run(url, ingest_id=ingest_id, settings=self.settings,
-                           credentials=credentials, mode=mode)
+                           credentials=credentials or Credentials(), mode=mode)
 
     def work(self, *ingest_ids: str, idle_timeout_s: float = 60) -> list[dict]:
         worker = Worker(self.settings)

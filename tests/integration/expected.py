@@ -56,7 +56,8 @@ def actual_tables(engine: Engine) -> dict[str, object]:
             "SELECT m.id, m.name, p.value, m.structure, m.inchi_key FROM molecule m "
             "LEFT JOIN phase p ON p.id = m.phase_id")}
         targets = {r[0]: tuple(r[1:]) for r in q(
-            "SELECT t.id, t.name, o.value FROM target t LEFT JOIN organism o ON o.id = t.organism_id")}
+            "SELECT t.id, t.name, o.value FROM target t "
+            "LEFT JOIN organism o ON o.id = t.organism_id")}
         activities = {r[0]: tuple(r[1:]) for r in q(
             "SELECT a.id, a.molecule_id, a.target_id, ty.value, u.value, r.value, a.value "
             "FROM activity a JOIN activity_type ty ON ty.id = a.activity_type_id "

@@ -4,8 +4,6 @@ import time
 
 import pyarrow as pa
 import pytest
-from sqlalchemy import func, select, text
-
 from molstream.apply import Applier, finish_if_complete
 from molstream.cache import IdCache
 from molstream.config import Mode
@@ -21,6 +19,7 @@ from molstream.db import (
     soft_delete,
 )
 from molstream.messages import EndOfIngest, RowBatch, decode, encode_batch
+from sqlalchemy import func, select, text
 
 ROW = {
     "activity_id": "1", "molecule_id": "10", "molecule_name": "ASPIRIN", "molecule_max_phase": "4",

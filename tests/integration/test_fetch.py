@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from molstream.fetch import Credentials, FetchError, Limits, download, redact
 
 pytestmark = pytest.mark.ftp

@@ -10,13 +10,12 @@ import sys
 import pytest
 import redis
 from expected import actual_tables, expected_tables, snapshot
-from sqlalchemy import text
-
 from molstream.config import Mode
 from molstream.contract import COLUMN_NAMES
 from molstream.db import make_engine
 from molstream.fetcher import IngestFailed
 from molstream.sample import generate
+from sqlalchemy import text
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis, pytest.mark.ftp]
 
@@ -110,7 +109,8 @@ def test_same_file_twice_insert_only_is_unchanged_and_upsert_updates_in_place(
     assert third["tables"]["activity"] == 300
     after = snapshot(engine)
     assert len(after["activity"]) == len(before["activity"])  # updated in place, not duplicated
-    changed = [(b, a) for b, a in zip(before["activity"], after["activity"]) if b != a]
+    changed = [(b, a) for b, a in zip(before["activity"], after["activity"], strict=True)
+               if b != a]
     assert len(changed) == 300
     with engine.connect() as conn:
         cols = list(conn.execute(text("SELECT * FROM activity")).keys())
@@ -142,7 +142,8 @@ def test_malformed_rows_are_rejected_and_good_rows_land(make_pipeline, ftp_serve
     }
     engine = make_engine(p.settings.database_url)
     with engine.connect() as conn:
-        assert [r[0] for r in conn.execute(text("SELECT id FROM activity ORDER BY id"))] == [1, 5, 7]
+        ids = [r[0] for r in conn.execute(text("SELECT id FROM activity ORDER BY id"))]
+    assert ids == [1, 5, 7]
 
 
 def test_missing_column_fails_at_once_and_writes_nothing(make_pipeline, ftp_server, tmp_path):

@@ -369,6 +369,7 @@ def test_every_event_the_pipeline_builds_parses():
     from molstream_operator.ingest_events import parse_event
 
     for kind, fields in EVENT_FIELDS.items():
-        parsed = parse_event(b"ns.name.1", to_json(event(kind, "ns.name.1", **dict.fromkeys(fields, 1))))
+        built = event(kind, "ns.name.1", **dict.fromkeys(fields, 1))
+        parsed = parse_event(b"ns.name.1", to_json(built))
         assert parsed.type == kind and parsed.ingest_id == "ns.name.1"
         assert all(parsed.int_field(f) == 1 for f in fields)

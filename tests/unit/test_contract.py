@@ -1,6 +1,5 @@
 import pyarrow as pa
 import pytest
-
 from molstream.contract import (
     COLUMN_NAMES,
     LINE,

@@ -1,5 +1,4 @@
 import pyarrow as pa
-
 from molstream.contract import LINE
 from molstream.fetcher import DuplicateFilter
 

@@ -1,7 +1,6 @@
 import gzip
 
 import pytest
-
 from molstream.contract import COLUMN_NAMES, ContractError
 from molstream.read import ReadError, convert, decompress_if_gzip
 
