@@ -32,8 +32,12 @@ provision: ## Install/build what tests need: Redis, PostgreSQL, Kafka jars, etcd
 
 ##@ Development
 
+.PHONY: lint
+lint: venv ## ruff over the Python sources and tests.
+	$(VENV)/bin/ruff check services operator tools tests bench
+
 .PHONY: test
-test: venv ## Run every test against real services (started on 127.0.0.1 by the test environment).
+test: lint ## Lint, then every test against real services (started on 127.0.0.1 by the test environment).
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 .PHONY: local
