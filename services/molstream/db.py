@@ -177,6 +177,7 @@ DATA_TABLES: dict[str, Table] = {
     **DIMENSIONS, **{m.__tablename__: m.__table__ for m in (Molecule, Target, Activity)}
 }
 
+_SCHEMA_LOCK = 0x6D6F6C73  # "mols": the advisory lock key for schema creation
 _SQLITE_TRIGGER = """
 CREATE TRIGGER IF NOT EXISTS trg_{t}_last_modified AFTER UPDATE ON {t}
 FOR EACH ROW WHEN NEW.last_modified_on IS OLD.last_modified_on
@@ -235,10 +236,12 @@ def make_engine(url: str, *, busy_timeout_s: float = 60.0) -> Engine:
 
 def create_schema(engine: Engine) -> str:
     """Create tables and triggers if missing; return this database's instance id."""
-    Base.metadata.create_all(engine)
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
+            # Workers starting together would race to create the same tables.
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_SCHEMA_LOCK})")
             conn.exec_driver_sql(_PG_FUNCTION)
+        Base.metadata.create_all(conn)
         for name in DATA_TABLES:
             template = _PG_TRIGGER if engine.dialect.name == "postgresql" else _SQLITE_TRIGGER
             conn.exec_driver_sql(template.format(t=name))
