@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -28,6 +29,11 @@ def _setup_logging(verbose: bool) -> None:
     # it cannot unmap while Arrow still references them. Neither is actionable.
     logging.getLogger("kafka.coordinator").setLevel(logging.ERROR if not verbose else logging.INFO)
     logging.getLogger("vaex").setLevel(logging.ERROR if not verbose else logging.INFO)
+    # Importing vaex (later, lazily) would otherwise add a handler printing to stdout, where
+    # `fetch` writes its JSON result, and reset the level set above.
+    os.environ.setdefault("VAEX_LOGGING_SETUP", "false")
+    os.environ.setdefault("VAEX_LOGGING_WARNING", "")
+    os.environ.setdefault("VAEX_LOGGING_ERROR" if not verbose else "VAEX_LOGGING_INFO", "vaex")
 
 
 def _settings(**overrides) -> Settings:
