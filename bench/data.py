@@ -1,0 +1,54 @@
+"""The benchmark's input: deterministic generated files (cached), and rows read back from them.
+
+Files come from `molstream.sample.generate` and are kept under `.cache/bench/data`, keyed by row
+count and seed, so a second run skips generation. Reading here uses plain Arrow with no
+validation: the baseline and the limit are given the rows, not the pipeline's checks.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+from molstream.contract import COLUMNS, FLOAT, INT
+from molstream_dev._process import CACHE
+
+DATA = CACHE / "bench" / "data"
+_TYPES = {INT: pa.int64(), FLOAT: pa.float64()}
+
+
+def sample(rows: int, seed: int = 0) -> Path:
+    """The generated `.csv.gz` of `rows` rows (generated in a child process on first use, so
+    the harness's own memory stays small)."""
+    DATA.mkdir(parents=True, exist_ok=True)
+    path = DATA / f"activities-{rows}-{seed}.csv.gz"
+    if not path.exists():
+        tmp = path.with_name(f"tmp-{path.name}")
+        subprocess.run([sys.executable, "-m", "molstream", "sample", "--rows", str(rows),
+                        "--seed", str(seed), "--out", str(tmp)], check=True,
+                       stdout=subprocess.DEVNULL)
+        tmp.replace(path)
+    return path
+
+
+def read_rows(path: Path, limit: int | None = None) -> pa.Table:
+    """Typed columns of the file (empty field → null), optionally only its first `limit` rows."""
+    reader = pacsv.open_csv(
+        path,
+        read_options=pacsv.ReadOptions(block_size=8 << 20),
+        parse_options=pacsv.ParseOptions(newlines_in_values=True),
+        convert_options=pacsv.ConvertOptions(
+            column_types={c.name: _TYPES.get(c.kind, pa.string()) for c in COLUMNS},
+            strings_can_be_null=True, quoted_strings_can_be_null=True),
+    )
+    batches, n = [], 0
+    for batch in reader:
+        batches.append(batch)
+        n += batch.num_rows
+        if limit is not None and n >= limit:
+            break
+    table = pa.Table.from_batches(batches, reader.schema)
+    return table.slice(0, limit) if limit is not None else table

@@ -1,0 +1,139 @@
+"""End to end: a generated CSV on the local FTP server → fetcher process → Kafka → worker
+process → SQLite, as `make local` runs it, measured.
+
+The worker and the fetcher are the real `python -m molstream` commands, started together (as
+in a cluster, the worker is already waiting when the fetcher begins). Wall time runs from
+their start to the worker's exit after it has applied the last batch and written the report.
+Peak RSS of each comes from `os.wait4`. Stage times: download, read and validate+publish from
+the fetcher's JSON result; apply from the database (`ingest_run.started_on`, set by the first
+batch's transaction, to `finished_on`, set when the last batch committed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from datetime import datetime
+from pathlib import Path
+
+from molstream.db import IngestRun
+from sqlalchemy import create_engine, select
+
+
+class Failed(RuntimeError):
+    pass
+
+
+def _wait(process: subprocess.Popen, timeout_s: float) -> tuple[int, float]:
+    """Exit status and peak RSS (MiB) of one child; kills it past the deadline."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+        if pid:
+            process.returncode = os.waitstatus_to_exitcode(status)
+            return process.returncode, usage.ru_maxrss / 1024
+        if time.monotonic() > deadline:
+            process.kill()
+        time.sleep(0.02)
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    if not path.exists():
+        return ""
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def run(sample: Path, rows: int, *, kafka_bootstrap: str, redis_url: str, ftp, work: Path,
+        batch_size: int | None = None, timeout_s: float = 1800) -> dict:
+    """One ingest of `sample` (served by `ftp`, a molstream_dev FtpServer); its figures."""
+    tag = f"bench{uuid.uuid4().hex[:8]}"
+    run_dir = work / tag
+    run_dir.mkdir(parents=True)
+    database = run_dir / "molstream.db"
+    env = {
+        **os.environ,
+        "MOLSTREAM_KAFKA_BOOTSTRAP": kafka_bootstrap,
+        "MOLSTREAM_TOPIC_PREFIX": tag,
+        "MOLSTREAM_WORKER_GROUP": f"{tag}-worker",
+        "MOLSTREAM_REDIS_URL": redis_url,
+        "MOLSTREAM_DATABASE_URL": f"sqlite:///{database}",
+        "MOLSTREAM_REPORTS_DIR": str(run_dir / "reports"),
+        "MOLSTREAM_WORK_DIR": str(run_dir / "work"),
+        "MOLSTREAM_SOURCE_USERNAME": ftp.user,
+        "MOLSTREAM_SOURCE_PASSWORD": ftp.password,
+    }
+    if batch_size:
+        env["MOLSTREAM_BATCH_SIZE"] = str(batch_size)
+    molstream = [sys.executable, "-m", "molstream"]
+    ingest_id = tag
+    logs = {name: open(run_dir / f"{name}.log", "wb") for name in ("worker", "fetcher")}
+    fetcher_out = run_dir / "fetcher.json"
+    try:
+        started = time.perf_counter()
+        worker = subprocess.Popen(
+            [*molstream, "worker", "--until-complete", ingest_id, "--no-progress",
+             "--idle-timeout", "300"],
+            env=env, stdout=subprocess.DEVNULL, stderr=logs["worker"])
+        with open(fetcher_out, "wb") as out:
+            fetcher = subprocess.Popen(
+                [*molstream, "fetch", "--url", ftp.url(sample.name, with_credentials=False),
+                 "--ingest-id", ingest_id, "--no-progress"],
+                env=env, stdout=out, stderr=logs["fetcher"])
+            fetch_status, fetch_rss = _wait(fetcher, timeout_s)
+        fetcher_done = time.perf_counter()
+        if fetch_status != 0:
+            worker.kill()
+            _wait(worker, 30)
+            raise Failed(f"the fetcher failed (exit {fetch_status}):\n"
+                         + _tail(run_dir / "fetcher.log"))
+        work_status, work_rss = _wait(worker, timeout_s)
+        elapsed = time.perf_counter() - started
+    finally:
+        for f in logs.values():
+            f.close()
+    if work_status != 0:
+        raise Failed(f"the worker failed (exit {work_status}):\n" + _tail(run_dir / "worker.log"))
+    result = _last_json(fetcher_out)
+    engine = create_engine(f"sqlite:///{database}")
+    try:
+        with engine.connect() as conn:
+            ingest = conn.execute(select(IngestRun.__table__).where(
+                IngestRun.__table__.c.id == ingest_id)).mappings().one_or_none()
+    finally:
+        engine.dispose()
+    if ingest is None or ingest["status"] != "completed":
+        raise Failed(f"ingest {ingest_id} did not complete:\n" + _tail(run_dir / "worker.log"))
+    if ingest["rows_written"] != rows:
+        raise Failed(f"{ingest['rows_written']} rows written, expected {rows}")
+    apply_s = _seconds(ingest["finished_on"]) - _seconds(ingest["started_on"])
+    stages = {**result["seconds"], "apply": apply_s}
+    return {
+        "rows": rows,
+        "seconds": elapsed,
+        "rows_per_s": rows / elapsed,
+        "fetcher_seconds": fetcher_done - started,
+        "stage_seconds": stages,
+        "stage_rows_per_s": {k: rows / v if v > 0 else None for k, v in stages.items()},
+        "fetcher_peak_rss_mb": fetch_rss,
+        "worker_peak_rss_mb": work_rss,
+        "batches": result["batches"],
+        "dir": str(run_dir),
+    }
+
+
+def _last_json(path: Path) -> dict:
+    """The fetcher's result: the last line of its stdout that is a JSON object."""
+    for line in reversed(path.read_text(errors="replace").splitlines()):
+        if line.startswith("{"):
+            return json.loads(line)
+    raise Failed(f"no JSON result in the fetcher's output {path}")
+
+
+def _seconds(value: datetime | str) -> float:
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.timestamp()

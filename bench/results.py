@@ -1,0 +1,127 @@
+"""The figures of one bench run: what they are computed from, the targets, the table, the files."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+# Issue 5's targets, for the default run (1,000,000 rows on the 2-core machine).
+TARGETS = {
+    "e2e_rows_per_s": (">=", 50_000),
+    "ratio_vs_baseline": (">=", 500),
+    "ratio_vs_limit": (">=", 0.30),
+    "fetcher_peak_rss_mb": ("<", 400),
+    "worker_peak_rss_mb": ("<", 400),
+    "fetcher_rss_growth_pct": ("<", 15),
+    "worker_rss_growth_pct": ("<", 15),
+}
+STAGES = ("download", "read", "publish", "apply")
+STAGE_LABELS = {"download": "download", "read": "read (CSV → HDF5)",
+                "publish": "validate + publish", "apply": "apply (worker)"}
+
+
+def figures(e2e: dict, e2e_2n: dict, baseline: dict, limit: dict, meta: dict) -> dict:
+    rows = e2e["rows"]
+    out = {
+        "rows": rows,
+        "e2e_rows_per_s": e2e["rows_per_s"],
+        "e2e_seconds": e2e["seconds"],
+        "baseline_rows": baseline["rows"],
+        "baseline_rows_per_s": baseline["rows_per_s"],
+        "baseline_ms_per_row": baseline["ms_per_row"],
+        "limit_rows_per_s": limit["rows_per_s"],
+        "limit_seconds": limit["seconds"],
+        "ratio_vs_baseline": e2e["rows_per_s"] / baseline["rows_per_s"],
+        "ratio_vs_limit": e2e["rows_per_s"] / limit["rows_per_s"],
+        "fetcher_peak_rss_mb": e2e["fetcher_peak_rss_mb"],
+        "worker_peak_rss_mb": e2e["worker_peak_rss_mb"],
+        "rows_2n": e2e_2n["rows"],
+        "e2e_2n_rows_per_s": e2e_2n["rows_per_s"],
+        "fetcher_peak_rss_mb_2n": e2e_2n["fetcher_peak_rss_mb"],
+        "worker_peak_rss_mb_2n": e2e_2n["worker_peak_rss_mb"],
+        "fetcher_rss_growth_pct": _growth(e2e, e2e_2n, "fetcher_peak_rss_mb"),
+        "worker_rss_growth_pct": _growth(e2e, e2e_2n, "worker_peak_rss_mb"),
+        "batches": e2e["batches"],
+    }
+    for stage in STAGES:
+        out[f"{stage}_rows_per_s"] = e2e["stage_rows_per_s"][stage]
+        out[f"{stage}_seconds"] = e2e["stage_seconds"][stage]
+    out["targets"] = {key: {"target": _target_text(key, op, value),
+                            "met": _met(out[key], op, value)}
+                      for key, (op, value) in TARGETS.items()}
+    out["meta"] = meta
+    return out
+
+
+def _target_text(key: str, op: str, value: float) -> str:
+    sign = "≥" if op == ">=" else "<"
+    if key == "ratio_vs_limit":
+        return f"{sign} {100 * value:g} %"
+    if key == "ratio_vs_baseline":
+        return f"{sign} {value:g} ×"
+    if key.endswith("_pct"):
+        return f"{sign} {value:g} %"
+    if key.endswith("_mb"):
+        return f"{sign} {value:g} MB"
+    return f"{sign} {value:,g} r/s"
+
+
+def _growth(a: dict, b: dict, key: str) -> float:
+    return 100.0 * (b[key] - a[key]) / a[key]
+
+
+def _met(value: float, op: str, target: float) -> bool:
+    return value >= target if op == ">=" else value < target
+
+
+def table(f: dict) -> str:
+    n, n2 = f["rows"], f["rows_2n"]
+
+    def mark(key: str) -> str:
+        t = f["targets"][key]
+        return f"{t['target']:>12}  {'ok' if t['met'] else 'MISSED'}"
+
+    lines = [
+        f"molstream bench: {n:,} rows (memory growth vs {n2:,}), "
+        f"{f['meta']['cpus']} CPUs, load {f['meta']['load_before']:.2f} before the run",
+        f"{'figure':<34}{'value':>16}  {'target':>12}",
+        f"{'end to end (FTP→SQLite)':<34}{f['e2e_rows_per_s']:>11,.0f} r/s  "
+        f"{mark('e2e_rows_per_s')}   ({f['e2e_seconds']:.1f} s)",
+    ]
+    for stage in STAGES:
+        rate = f[f"{stage}_rows_per_s"]
+        lines.append(f"{'  ' + STAGE_LABELS[stage]:<34}{rate:>11,.0f} r/s  "
+                     f"{'':>12}   ({f[stage + '_seconds']:.2f} s)")
+    lines += [
+        f"{'baseline (seed design)':<34}{f['baseline_rows_per_s']:>11,.1f} r/s  {'':>12}   "
+        f"({f['baseline_rows']:,} rows, {f['baseline_ms_per_row']:.2f} ms/row)",
+        f"{'limit (bulk load, no Kafka)':<34}{f['limit_rows_per_s']:>11,.0f} r/s  {'':>12}   "
+        f"({f['limit_seconds']:.1f} s)",
+        f"{'pipeline / baseline':<34}{f['ratio_vs_baseline']:>14,.0f} ×  "
+        f"{mark('ratio_vs_baseline')}",
+        f"{'pipeline / limit':<34}{100 * f['ratio_vs_limit']:>14,.1f} %  "
+        f"{mark('ratio_vs_limit')}",
+        f"{'fetcher peak RSS':<34}{f['fetcher_peak_rss_mb']:>13,.0f} MB  "
+        f"{mark('fetcher_peak_rss_mb')}   ({f['fetcher_peak_rss_mb_2n']:,.0f} MB at {n2:,})",
+        f"{'worker peak RSS':<34}{f['worker_peak_rss_mb']:>13,.0f} MB  "
+        f"{mark('worker_peak_rss_mb')}   ({f['worker_peak_rss_mb_2n']:,.0f} MB at {n2:,})",
+        f"{'fetcher RSS growth N→2N':<34}{f['fetcher_rss_growth_pct']:>14,.1f} %  "
+        f"{mark('fetcher_rss_growth_pct')}",
+        f"{'worker RSS growth N→2N':<34}{f['worker_rss_growth_pct']:>14,.1f} %  "
+        f"{mark('worker_rss_growth_pct')}",
+        f"{'end to end at 2N':<34}{f['e2e_2n_rows_per_s']:>11,.0f} r/s",
+    ]
+    return "\n".join(lines)
+
+
+def write(f: dict, out_dir: Path = RESULTS) -> tuple[Path, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(f, indent=2, sort_keys=True) + "\n"
+    latest = out_dir / "latest.json"
+    dated = out_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-{f['rows']}.json"
+    dated.write_text(text)
+    latest.write_text(text)
+    return latest, dated

@@ -1,0 +1,96 @@
+"""`python -m bench`: run every measurement of issue 5 in one go and report.
+
+1. the generated files (N and 2N rows; cached under .cache/bench/data);
+2. Kafka, Redis and an FTP server serving those files, on 127.0.0.1 (molstream_dev);
+3. end to end at N, then at 2N (memory growth), each with a fresh database and fresh topics;
+4. the limit: the N rows bulk-loaded into a fresh database of the same schema;
+5. the baseline: the first BASELINE_ROWS rows of the same file, the seed's way;
+6. the table on stdout, bench/results/latest.json and a dated copy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from molstream_dev._process import CACHE, REPO
+from molstream_dev.ftp import FtpServer
+from molstream_dev.kafka import KafkaServer
+from molstream_dev.redis import RedisServer
+
+from . import baseline, data, e2e, limit, results
+
+RUNS = CACHE / "bench" / "runs"
+
+
+def _log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def _commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, text=True,
+                              capture_output=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rows", type=int, default=int(os.environ.get("ROWS", 1_000_000)),
+                   help="N (default: $ROWS or 1,000,000)")
+    p.add_argument("--baseline-rows", type=int,
+                   default=int(os.environ.get("BASELINE_ROWS", 2_000)),
+                   help="rows given to the baseline (default: $BASELINE_ROWS or 2,000)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="the fetcher's rows per Kafka message (default: molstream's)")
+    p.add_argument("--out", type=Path, default=results.RESULTS)
+    p.add_argument("--keep", action="store_true", help="keep databases and logs of the runs")
+    args = p.parse_args(argv)
+    n, n2 = args.rows, 2 * args.rows
+    k = min(args.baseline_rows, n)
+    meta = {"cpus": os.cpu_count(), "load_before": os.getloadavg()[0], "commit": _commit(),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seed": args.seed,
+            "python": sys.version.split()[0], "batch_size": args.batch_size}
+
+    _log(f"sample files: {n:,} and {n2:,} rows")
+    sample, sample_2n = data.sample(n, args.seed), data.sample(n2, args.seed)
+    shutil.rmtree(RUNS, ignore_errors=True)
+    RUNS.mkdir(parents=True)
+    _log("starting Kafka, Redis and the FTP server on 127.0.0.1")
+    with KafkaServer() as kafka, RedisServer() as redis, FtpServer(data.DATA) as ftp:
+        common = dict(kafka_bootstrap=kafka.bootstrap, redis_url=redis.url, ftp=ftp, work=RUNS,
+                      batch_size=args.batch_size)
+        _log(f"end to end, {n:,} rows")
+        at_n = e2e.run(sample, n, **common)
+        _log(f"  {at_n['rows_per_s']:,.0f} rows/s; end to end, {n2:,} rows (memory growth)")
+        at_2n = e2e.run(sample_2n, n2, **common)
+        _log(f"  {at_2n['rows_per_s']:,.0f} rows/s; limit: bulk load of {n:,} rows")
+        if not args.keep:
+            for run in (at_n, at_2n):
+                shutil.rmtree(run["dir"], ignore_errors=True)
+        rows = data.read_rows(sample)
+        lim = limit.load(rows, RUNS / "limit.db")
+        del rows
+        _log(f"  {lim['rows_per_s']:,.0f} rows/s; baseline: {k:,} rows the seed's way")
+        base = baseline.run(data.read_rows(sample, k), bootstrap=kafka.bootstrap,
+                            redis_url=redis.url, database=RUNS / "baseline.db",
+                            topic=f"baseline-{uuid.uuid4().hex[:8]}")
+        _log(f"  {base['rows_per_s']:,.1f} rows/s")
+    if not args.keep:
+        shutil.rmtree(RUNS, ignore_errors=True)
+    meta["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    f = results.figures(at_n, at_2n, base, lim, meta)
+    print(results.table(f))
+    latest, dated = results.write(f, args.out)
+    print(f"\nwritten: {latest.relative_to(REPO) if latest.is_relative_to(REPO) else latest}, "
+          f"{dated.name}")
+    return 0
