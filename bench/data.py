@@ -7,6 +7,7 @@ validation: the baseline and the limit are given the rows, not the pipeline's ch
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -26,7 +27,7 @@ def sample(rows: int, seed: int = 0) -> Path:
     DATA.mkdir(parents=True, exist_ok=True)
     path = DATA / f"activities-{rows}-{seed}.csv.gz"
     if not path.exists():
-        tmp = path.with_name(f"tmp-{path.name}")
+        tmp = path.with_name(f"tmp-{os.getpid()}-{path.name}")
         subprocess.run([sys.executable, "-m", "molstream", "sample", "--rows", str(rows),
                         "--seed", str(seed), "--out", str(tmp)], check=True,
                        stdout=subprocess.DEVNULL)

@@ -63,30 +63,34 @@ def main(argv: list[str] | None = None) -> int:
 
     _log(f"sample files: {n:,} and {n2:,} rows")
     sample, sample_2n = data.sample(n, args.seed), data.sample(n2, args.seed)
-    shutil.rmtree(RUNS, ignore_errors=True)
-    RUNS.mkdir(parents=True)
+    runs = RUNS / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"  # several benches may run
+    runs.mkdir(parents=True)
     _log("starting Kafka, Redis and the FTP server on 127.0.0.1")
-    with KafkaServer() as kafka, RedisServer() as redis, FtpServer(data.DATA) as ftp:
-        common = dict(kafka_bootstrap=kafka.bootstrap, redis_url=redis.url, ftp=ftp, work=RUNS,
-                      batch_size=args.batch_size)
-        _log(f"end to end, {n:,} rows")
-        at_n = e2e.run(sample, n, **common)
-        _log(f"  {at_n['rows_per_s']:,.0f} rows/s; end to end, {n2:,} rows (memory growth)")
-        at_2n = e2e.run(sample_2n, n2, **common)
-        _log(f"  {at_2n['rows_per_s']:,.0f} rows/s; limit: bulk load of {n:,} rows")
-        if not args.keep:
-            for run in (at_n, at_2n):
-                shutil.rmtree(run["dir"], ignore_errors=True)
-        rows = data.read_rows(sample)
-        lim = limit.load(rows, RUNS / "limit.db")
-        del rows
-        _log(f"  {lim['rows_per_s']:,.0f} rows/s; baseline: {k:,} rows the seed's way")
-        base = baseline.run(data.read_rows(sample, k), bootstrap=kafka.bootstrap,
-                            redis_url=redis.url, database=RUNS / "baseline.db",
-                            topic=f"baseline-{uuid.uuid4().hex[:8]}")
-        _log(f"  {base['rows_per_s']:,.1f} rows/s")
+    kafka = KafkaServer()
+    try:
+        with kafka, RedisServer() as redis, FtpServer(data.DATA) as ftp:
+            common = dict(kafka_bootstrap=kafka.bootstrap, redis_url=redis.url, ftp=ftp, work=runs,
+                          batch_size=args.batch_size)
+            _log(f"end to end, {n:,} rows")
+            at_n = e2e.run(sample, n, **common)
+            _log(f"  {at_n['rows_per_s']:,.0f} rows/s; end to end, {n2:,} rows (memory growth)")
+            at_2n = e2e.run(sample_2n, n2, **common)
+            _log(f"  {at_2n['rows_per_s']:,.0f} rows/s; limit: bulk load of {n:,} rows")
+            if not args.keep:
+                for run in (at_n, at_2n):
+                    shutil.rmtree(run["dir"], ignore_errors=True)
+            rows = data.read_rows(sample)
+            lim = limit.load(rows, runs / "limit.db")
+            del rows
+            _log(f"  {lim['rows_per_s']:,.0f} rows/s; baseline: {k:,} rows the seed's way")
+            base = baseline.run(data.read_rows(sample, k), bootstrap=kafka.bootstrap,
+                                redis_url=redis.url, database=runs / "baseline.db",
+                                topic=f"baseline-{uuid.uuid4().hex[:8]}")
+            _log(f"  {base['rows_per_s']:,.1f} rows/s")
+    finally:
+        kafka.remove()  # its log holds every row published: hundreds of MB at 1M rows
     if not args.keep:
-        shutil.rmtree(RUNS, ignore_errors=True)
+        shutil.rmtree(runs, ignore_errors=True)
     meta["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     f = results.figures(at_n, at_2n, base, lim, meta)
     print(results.table(f))

@@ -1,0 +1,39 @@
+"""`make bench` at a small size: it runs and produces every figure (speed is not asserted here;
+timings on a shared 2-core machine are for `make bench` to print, not for tests to judge)."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.kafka, pytest.mark.redis, pytest.mark.ftp]
+
+REPO = Path(__file__).resolve().parents[2]
+FIGURES = ("rows", "e2e_rows_per_s", "baseline_rows_per_s", "limit_rows_per_s",
+           "ratio_vs_baseline", "ratio_vs_limit", "fetcher_peak_rss_mb", "worker_peak_rss_mb",
+           "fetcher_rss_growth_pct", "worker_rss_growth_pct", "download_rows_per_s",
+           "read_rows_per_s", "publish_rows_per_s", "apply_rows_per_s")
+
+
+def test_bench_runs_and_reports_every_figure(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--rows", "20000", "--baseline-rows", "200",
+         "--out", str(tmp_path)],
+        cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "end to end" in done.stdout and "pipeline / baseline" in done.stdout
+    latest = json.loads((tmp_path / "latest.json").read_text())
+    dated = [p for p in tmp_path.glob("*.json") if p.name != "latest.json"]
+    assert len(dated) == 1 and json.loads(dated[0].read_text()) == latest
+    assert latest["rows"] == 20000 and latest["rows_2n"] == 40000
+    for key in FIGURES:
+        value = latest[key]
+        assert isinstance(value, int | float) and math.isfinite(value), (key, value)
+        if not key.endswith("_growth_pct"):  # growth may be negative
+            assert value > 0, (key, value)
+    assert set(latest["targets"]) >= {"e2e_rows_per_s", "ratio_vs_baseline", "ratio_vs_limit"}
