@@ -15,6 +15,7 @@ import csv
 import gzip
 import io
 import logging
+import re
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -102,8 +103,13 @@ def convert(
         stale.unlink()
 
     skipped: list[Rejection] = []
+    unterminated: list[int] = []
 
     def invalid_row(row: pacsv.InvalidRow) -> str:
+        if _ends_inside_quotes(row.text or ""):
+            # Arrow read to the end of the file looking for the closing quote: this "row" holds
+            # every line after the quote, which must not pass for one rejected row.
+            unterminated.append(row.number or -1)
         skipped.append(Rejection(row.number or -1, f"expected {row.expected_columns} fields, "
                                  f"found {row.actual_columns}", {"text": (row.text or "")[:200]}))
         return "skip"
@@ -149,11 +155,39 @@ def convert(
         flush()
     finally:
         reader.close()
+    if unterminated:
+        remove(paths)
+        raise ReadError(f"{csv_path.name} is not valid CSV: the quoted field opened on line "
+                        f"{unterminated[0]} is never closed (unterminated quote)")
     rejections = sorted(skipped + rejections, key=lambda r: r.line)
     df = vaex.open_many([str(p) for p in paths]) if paths else vaex.from_arrow_table(
         _to_strings(pa.table({n: pa.array([], pa.binary()) for n in present}), present,
                     np.array([], dtype=np.int64))[0])
     return Converted(df, rows, rejections, warnings)
+
+
+_QUOTING = re.compile(r'[",\r\n]')
+
+
+def _ends_inside_quotes(text: str) -> bool:
+    """Whether a row's text ends inside a quoted field (RFC 4180: a quote opens one only at the
+    start of a field, and `""` inside one is a literal quote)."""
+    inside, field_start, skip_to = False, 0, 0
+    for m in _QUOTING.finditer(text):
+        i = m.start()
+        if i < skip_to:
+            continue
+        if inside:
+            if m.group() == '"':
+                if text.startswith('"', i + 1):
+                    skip_to = i + 2  # an escaped quote
+                else:
+                    inside = False
+        elif m.group() == '"':
+            inside = i == field_start
+        else:
+            field_start = i + 1
+    return inside
 
 
 def _batches(reader: pacsv.CSVStreamingReader, path: Path) -> Iterator[pa.RecordBatch]:
