@@ -65,10 +65,14 @@ def write_csv(report: dict, reports_dir: Path) -> Path:
     return path
 
 
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
 def _cell(value: object) -> str:
-    # A report is opened in spreadsheets: never let a value start like a formula.
+    # A report is opened in spreadsheets: never let a value start like a formula (OWASP's list:
+    # = + - @, and tab and carriage return, which spreadsheets skip before a formula).
     text = "" if value is None else str(value)
-    return "'" + text if text[:1] in ("=", "+", "-", "@") and not _is_number(text) else text
+    return "'" + text if text[:1] in _FORMULA_START and not _is_number(text) else text
 
 
 def _is_number(text: str) -> bool:
