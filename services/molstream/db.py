@@ -56,6 +56,13 @@ def _utcnow_default(element, compiler, **kw):  # noqa: ARG001
     return "CURRENT_TIMESTAMP"
 
 
+# The natural keys of molecules, targets and activities (ChEMBL's molregno, tid, activity_id).
+# On SQLite, INTEGER (still 64 bits there) makes the key the table's rowid: without it, SQLite
+# keeps a hidden rowid plus a separate unique index on the key, one more B-tree to update on
+# every insert and to search on every look-up and foreign-key check.
+NaturalKey = BigInteger().with_variant(Integer(), "sqlite")
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention={
         "ix": "ix_%(table_name)s_%(column_0_name)s",
@@ -104,7 +111,7 @@ class Organism(_Audited, Base):
 
 class Molecule(_Audited, Base):
     __tablename__ = "molecule"
-    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)  # molregno
+    id: Mapped[int] = mapped_column(NaturalKey, primary_key=True, autoincrement=False)  # molregno
     name: Mapped[str | None] = mapped_column(Text)
     phase_id: Mapped[int | None] = mapped_column(ForeignKey("phase.id"))
     structure: Mapped[str | None] = mapped_column(Text)
@@ -113,14 +120,14 @@ class Molecule(_Audited, Base):
 
 class Target(_Audited, Base):
     __tablename__ = "target"
-    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)  # tid
+    id: Mapped[int] = mapped_column(NaturalKey, primary_key=True, autoincrement=False)  # tid
     name: Mapped[str] = mapped_column(Text)
     organism_id: Mapped[int | None] = mapped_column(ForeignKey("organism.id"))
 
 
 class Activity(_Audited, Base):
     __tablename__ = "activity"
-    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    id: Mapped[int] = mapped_column(NaturalKey, primary_key=True, autoincrement=False)
     molecule_id: Mapped[int] = mapped_column(ForeignKey("molecule.id"), index=True)
     target_id: Mapped[int] = mapped_column(ForeignKey("target.id"), index=True)
     activity_type_id: Mapped[int] = mapped_column(ForeignKey("activity_type.id"))
