@@ -117,7 +117,9 @@ def download(url: str, dest: Path, *, credentials: Credentials = Credentials(),
             fetch_once(url, dest, creds, limits, deadline, progress)
             return dest
         except _Transient as e:
-            if attempt == limits.retries or time.monotonic() >= deadline:
+            if time.monotonic() >= deadline:
+                raise _timed_out(url, limits) from None
+            if attempt == limits.retries:
                 raise FetchError(
                     f"{redact(url)}: giving up after {attempt + 1} attempt(s): {e}") from None
             wait = min(limits.backoff_s * 2**attempt, 30.0, max(0.0, deadline - time.monotonic()))
@@ -145,10 +147,20 @@ class _Budget:
             raise FetchError(f"{redact(self.url)} exceeds the download limit of "
                              f"{self.limits.max_bytes} bytes (MOLSTREAM_MAX_DOWNLOAD_BYTES)")
         if time.monotonic() > self.deadline:
-            raise FetchError(f"{redact(self.url)}: download took longer than "
-                             f"{self.limits.timeout_s:.0f}s (MOLSTREAM_DOWNLOAD_TIMEOUT_S)")
+            raise _timed_out(self.url, self.limits)
         if self.progress:
             self.progress(self.done, self.total)
+
+
+def _timed_out(url: str, limits: Limits) -> FetchError:
+    return FetchError(f"{redact(url)}: download took longer than {limits.timeout_s:.0f}s "
+                      "(MOLSTREAM_DOWNLOAD_TIMEOUT_S)")
+
+
+def _socket_timeout(limits: Limits, deadline: float) -> float:
+    """Per-operation socket timeout: never past the download's deadline, so that a server that
+    stops sending (or never answers) cannot hold the download beyond it."""
+    return max(0.05, min(limits.socket_timeout_s, deadline - time.monotonic()))
 
 
 # -- FTP / FTPS -------------------------------------------------------------------------------
@@ -163,7 +175,7 @@ def _ftp_fetch(url: str, dest: Path, creds: Credentials, limits: Limits, deadlin
     ftp: ftplib.FTP = ftplib.FTP_TLS(context=_tls_context(limits)) if tls else ftplib.FTP()
     try:
         try:
-            ftp.connect(host, port, timeout=limits.socket_timeout_s)
+            ftp.connect(host, port, timeout=_socket_timeout(limits, deadline))
         except (OSError, EOFError) as e:
             raise _Transient(f"cannot connect to {host}:{port}: {_reason(e)}") from None
         try:
@@ -242,7 +254,7 @@ def _http_fetch(url: str, dest: Path, creds: Credentials, limits: Limits, deadli
         request.add_header("Range", f"bytes={have}-")
     try:
         response = urllib.request.urlopen(  # noqa: S310 - the scheme was checked
-            request, timeout=limits.socket_timeout_s,
+            request, timeout=_socket_timeout(limits, deadline),
             context=_tls_context(limits) if parts.scheme == "https" else None)
     except urllib.error.HTTPError as e:
         if e.code == 416 and have:  # the partial file is already complete
@@ -269,7 +281,9 @@ def _http_fetch(url: str, dest: Path, creds: Credentials, limits: Limits, deadli
         budget = _Budget(url, have, total, limits, deadline, progress)
         try:
             with open(dest, "ab" if have else "wb") as out:
-                while block := response.read(_CHUNK):
+                # read1: what has arrived, so that a trickling server meets the deadline too
+                # (read(n) would wait for n bytes).
+                while block := response.read1(_CHUNK):
                     out.write(block)
                     budget.add(len(block))
         except OSError as e:
