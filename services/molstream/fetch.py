@@ -73,13 +73,19 @@ def credentials_from_env(env: dict[str, str] | None = None) -> Credentials:
 
 
 def redact(url: str) -> str:
-    """The URL without its password (and with the username kept, which helps debugging)."""
+    """The URL without its password (and with the username kept, which helps debugging).
+
+    A password pasted into a URL without percent-encoding (`/`, `?`, `#` or `@` in it) ends the
+    URL's authority early, so that no password is found where it should be: then everything
+    between `//` and the last `@` is hidden, whatever it is."""
     parts = urlsplit(url)
-    if parts.password is None and "@" not in parts.netloc:
+    if "@" not in parts.netloc:
+        scheme, sep, rest = url.partition("://")
+        userinfo = rest.rpartition("@")[0]
+        if sep and ":" in userinfo:
+            return f"{scheme}://***@{rest.rpartition('@')[2]}"
         return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
+    host = parts.netloc.rpartition("@")[2]  # as written: parsing a bad port must not fail here
     user = f"{parts.username}:***@" if parts.username else ""
     return urlunsplit((parts.scheme, user + host, parts.path, parts.query, ""))
 
@@ -89,6 +95,13 @@ def check_url(url: str) -> None:
     if parts.scheme not in SCHEMES:
         raise FetchError(f"unsupported URL scheme {parts.scheme!r} in {redact(url)!r}: "
                          f"use one of {', '.join(SCHEMES)}")
+    try:
+        _ = parts.port  # raises on a port that is not a number
+    except ValueError:
+        raise FetchError(f"URL {redact(url)!r} is malformed (its port is not a number): "
+                         "percent-encode a user name or password in a URL (/ as %2F, @ as %40,"
+                         " ? as %3F, # as %23), or give them in MOLSTREAM_SOURCE_USERNAME and "
+                         "MOLSTREAM_SOURCE_PASSWORD") from None
     if parts.scheme != "file" and not parts.hostname:
         raise FetchError(f"URL {redact(url)!r} has no host")
     if not parts.path or parts.path.endswith("/"):
