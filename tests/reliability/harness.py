@@ -1,0 +1,235 @@
+"""The reliability suite's helpers: the fetcher and the worker as real `python -m molstream`
+processes, waits bounded in time, fast reads of Kafka topics, and database comparisons that
+ignore only what a clean run would itself change (timestamps, the source's port, durations)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from kafka import KafkaConsumer, TopicPartition
+from molstream.config import Settings
+from sqlalchemy import Engine, text
+
+TABLES = ("phase", "activity_type", "unit", "relation", "organism", "molecule", "target",
+          "activity")
+TIMESTAMPS = ("created_on", "last_modified_on")
+
+
+# -- processes ----------------------------------------------------------------------------------
+
+
+def service_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment of a fetcher or worker process: `settings` as MOLSTREAM_* variables and
+    nothing inherited that starts with MOLSTREAM_ (CI may set some)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MOLSTREAM_")}
+    env.update({
+        "PYTHONUNBUFFERED": "1",
+        "MOLSTREAM_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "MOLSTREAM_TOPIC_PREFIX": settings.topics.prefix,
+        "MOLSTREAM_DATABASE_URL": settings.database_url,
+        "MOLSTREAM_REDIS_URL": settings.redis_url,
+        "MOLSTREAM_REPORTS_DIR": str(settings.reports_dir),
+        "MOLSTREAM_WORK_DIR": str(settings.work_dir),
+        "MOLSTREAM_WORKER_GROUP": settings.worker_group,
+        "MOLSTREAM_BATCH_SIZE": str(settings.batch_size),
+        "MOLSTREAM_MODE": settings.mode.value,
+        "MOLSTREAM_RETRIES": str(settings.retries),
+    })
+    env.update(extra)
+    return env
+
+
+class Proc:
+    """A `python -m molstream ...` child process; its output goes to files (no pipe to fill)."""
+
+    def __init__(self, name: str, args: list[str], env: dict[str, str], log_dir: Path) -> None:
+        self.name = name
+        log_dir.mkdir(parents=True, exist_ok=True)
+        n = len(list(log_dir.glob(f"{name}-*.err")))
+        self.out_path = log_dir / f"{name}-{n}.out"
+        self.err_path = log_dir / f"{name}-{n}.err"
+        with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
+            self.process = subprocess.Popen([sys.executable, "-m", "molstream", *args],
+                                            stdout=out, stderr=err, env=env,
+                                            start_new_session=True)
+
+    @property
+    def stdout(self) -> str:
+        return self.out_path.read_text(errors="replace")
+
+    @property
+    def stderr(self) -> str:
+        return self.err_path.read_text(errors="replace")
+
+    @property
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def wait(self, timeout_s: float) -> int:
+        try:
+            return self.process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(f"{self.name} did not finish within {timeout_s:.0f}s; stderr:\n"
+                                 f"{self.stderr[-3000:]}") from None
+
+    def expect_success(self, timeout_s: float) -> None:
+        rc = self.wait(timeout_s)
+        assert rc == 0, f"{self.name} exited with {rc}; stderr:\n{self.stderr[-3000:]}"
+
+    def kill(self, sig: int = signal.SIGKILL) -> int:
+        if self.alive:
+            os.kill(self.process.pid, sig)
+        return self.process.wait(60)
+
+
+def fetch_args(url: str, ingest_id: str, *extra: str) -> list[str]:
+    return ["fetch", "--url", url, "--ingest-id", ingest_id, "--no-progress", *extra]
+
+
+def worker_args(*ingest_ids: str, idle_timeout_s: float = 120) -> list[str]:
+    """A worker that exits once these ingests have completed (or after an idle spell)."""
+    until = [a for i in ingest_ids for a in ("--until-complete", i)]
+    return ["worker", *until, "--idle-timeout", str(idle_timeout_s), "--no-progress"]
+
+
+def wait_for(predicate: Callable[[], object], *, timeout_s: float, what: str,
+             watch: Iterable[Proc] = (), poll_s: float = 0.05):
+    """Poll until `predicate()` is truthy; fail early if a watched process died."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        for p in watch:
+            if not p.alive and p.process.returncode != 0:
+                raise AssertionError(f"{p.name} exited with {p.process.returncode} while waiting "
+                                     f"for {what}; stderr:\n{p.stderr[-3000:]}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
+        time.sleep(poll_s)
+
+
+# -- observing the pipeline ---------------------------------------------------------------------
+
+
+def sqlite_path(database_url: str) -> Path:
+    assert database_url.startswith("sqlite:///")
+    return Path(database_url.removeprefix("sqlite:///"))
+
+
+def applied_batches(database_url: str) -> int:
+    """Batches the worker has committed so far (0 before the schema exists)."""
+    path = sqlite_path(database_url)
+    if not path.exists():
+        return 0
+    conn = sqlite3.connect(path, timeout=10)
+    try:
+        return conn.execute("SELECT count(*) FROM applied_batch").fetchone()[0]
+    except sqlite3.OperationalError:  # no such table yet
+        return 0
+    finally:
+        conn.close()
+
+
+class TopicWatch:
+    """End offsets of one topic, and its whole content, without waiting for a timeout."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.topic = topic
+        self._consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                       request_timeout_ms=10_000)
+
+    def _partitions(self) -> list[TopicPartition]:
+        parts = self._consumer.partitions_for_topic(self.topic) or set()
+        return [TopicPartition(self.topic, p) for p in sorted(parts)]
+
+    def end(self) -> int:
+        parts = self._partitions()
+        return sum(self._consumer.end_offsets(parts).values()) if parts else 0
+
+    def messages(self, timeout_s: float = 30):
+        parts = self._partitions()
+        if not parts:
+            return []
+        ends = self._consumer.end_offsets(parts)
+        self._consumer.assign(parts)
+        self._consumer.seek_to_beginning(*parts)
+        out, deadline = [], time.monotonic() + timeout_s
+        while any(self._consumer.position(p) < ends[p] for p in parts):
+            assert time.monotonic() < deadline, f"could not read {self.topic}"
+            for batch in self._consumer.poll(timeout_ms=500).values():
+                out.extend(batch)
+        return [m for m in out if m.offset < ends[TopicPartition(m.topic, m.partition)]]
+
+    def json(self) -> list[dict]:
+        return [json.loads(m.value) for m in self.messages()]
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+# -- what the database holds --------------------------------------------------------------------
+
+
+def content(engine: Engine) -> dict[str, list[tuple]]:
+    """Every row of the eight tables, every column but the two timestamps, ordered by id."""
+    out = {}
+    with engine.connect() as conn:
+        for table in TABLES:
+            result = conn.execute(text(f"SELECT * FROM {table} ORDER BY id"))  # noqa: S608
+            keep = [i for i, c in enumerate(result.keys()) if c not in TIMESTAMPS]
+            out[table] = [tuple(row[i] for i in keep) for row in result]
+    return out
+
+
+def touched(engine: Engine) -> dict[str, int]:
+    """Rows per table whose last_modified_on moved after their insert (an update happened)."""
+    with engine.connect() as conn:
+        return {t: conn.execute(text(
+            f"SELECT count(*) FROM {t} WHERE last_modified_on <> created_on")).scalar_one()  # noqa: S608
+            for t in TABLES}
+
+
+def bookkeeping(engine: Engine) -> dict[str, object]:
+    """The pipeline's own records, without times, durations and the source URL (its port)."""
+    with engine.connect() as conn:
+        runs = [dict(r) for r in conn.execute(text(
+            "SELECT id, mode, status, batches_expected, batches_applied, rows_total, "
+            "rows_published, rows_rejected, rows_applied, rows_written, announced, report "
+            "FROM ingest_run ORDER BY id")).mappings()]
+        batches = [tuple(r) for r in conn.execute(text(
+            "SELECT ingest_id, seq, rows, written FROM applied_batch ORDER BY ingest_id, seq"))]
+    for run in runs:
+        report = run.pop("report")
+        report = json.loads(report) if isinstance(report, str) else report
+        run["report"] = report and {k: v for k, v in report.items()
+                                    if k not in ("duration_s", "source")}
+    return {"ingest_run": runs, "applied_batch": batches}
+
+
+def differences(actual: dict[str, list], expected: dict[str, list], *, show: int = 3) -> list[str]:
+    """Short, readable differences between two {table: rows} (pytest's own diff of 200,000
+    rows would take minutes)."""
+    out = []
+    for table in expected:
+        a, e = actual.get(table), expected[table]
+        if a == e:
+            continue
+        if isinstance(e, dict) and isinstance(a, dict):
+            a, e = list(a.items()), list(e.items())
+        if not isinstance(e, list | set) or not isinstance(a, list | set):
+            out.append(f"{table}: {a!r} != {e!r}")
+            continue
+        sa, se = set(map(repr, a)), set(map(repr, e))
+        out.append(f"{table}: {len(a)} rows, expected {len(e)}; unexpected "
+                   f"{sorted(sa - se)[:show]}; missing {sorted(se - sa)[:show]}")
+    return out

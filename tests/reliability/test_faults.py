@@ -1,0 +1,349 @@
+"""Faults survived: each test ingests the same generated file of 200,000 rows through real
+processes (`python -m molstream fetch` / `worker`), the real broker, Redis and FTP server, breaks
+one component in the middle, and ends by comparing the database table by table with a clean run
+of the same file: every column of every row but the timestamps, the rows no update touched, the
+pipeline's bookkeeping (ingest_run, applied_batch, the report), and what the CSV itself implies
+(`expected.py`, computed without molstream).
+
+The clean run's batches stay on their topic; the tests that break the worker's side (the worker
+itself, Redis, the SQLite file) replay them with a consumer group and a database of their own.
+The tests that break the fetcher's side (the fetcher, the broker, the FTP connection) fetch the
+file again onto topics of their own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import signal
+import sqlite3
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import redis
+from expected import actual_tables, expected_tables
+from harness import (
+    Proc,
+    TopicWatch,
+    applied_batches,
+    bookkeeping,
+    content,
+    differences,
+    fetch_args,
+    service_env,
+    sqlite_path,
+    touched,
+    wait_for,
+    worker_args,
+)
+from kafka import KafkaConsumer, TopicPartition
+from molstream.config import Settings, Topics
+from molstream.db import DIMENSIONS, make_engine
+from molstream.publish import ensure_topics
+from molstream.sample import generate
+from molstream_dev.ftp import FtpServer
+from molstream_dev.redis import RedisServer
+from sqlalchemy import select
+
+pytestmark = [pytest.mark.slow, pytest.mark.kafka, pytest.mark.redis, pytest.mark.ftp,
+              pytest.mark.timeout(300)]
+
+ROWS = 200_000
+SEED = 6
+BATCH = 2_000
+BATCHES = ROWS // BATCH  # the file has no bad row: every batch is full
+INGEST = "reliability-1"
+FILE = "activities.csv"
+
+
+@dataclasses.dataclass
+class Clean:
+    settings: Settings
+    content: dict
+    touched: dict
+    bookkeeping: dict
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("source")
+    generate(root / FILE, ROWS, seed=SEED)
+    return root
+
+
+@pytest.fixture(scope="module")
+def expected(source) -> dict:
+    return expected_tables(source / FILE)
+
+
+@pytest.fixture(scope="module")
+def ftp(source):
+    server = FtpServer(source).start()
+    yield server
+    server.stop()
+    shutil.rmtree(server.dir, ignore_errors=True)
+
+
+def _settings(root: Path, kafka_bootstrap: str, redis_url: str, **changes) -> Settings:
+    prefix = f"rel{uuid.uuid4().hex[:10]}"
+    root.mkdir(parents=True, exist_ok=True)
+    base = Settings(kafka_bootstrap=kafka_bootstrap, topics=Topics(prefix=prefix),
+                    database_url=f"sqlite:///{root / 'molstream.sqlite'}", redis_url=redis_url,
+                    reports_dir=root / "reports", work_dir=root / "work",
+                    worker_group=f"{prefix}-worker", batch_size=BATCH, retries=5)
+    return dataclasses.replace(base, **changes)
+
+
+def _env(settings: Settings, ftp: FtpServer) -> dict[str, str]:
+    # Credentials the way a Secret hands them over: environment, never the URL.
+    return service_env(settings, MOLSTREAM_SOURCE_USERNAME=ftp.user,
+                       MOLSTREAM_SOURCE_PASSWORD=ftp.password)
+
+
+def _url(ftp: FtpServer) -> str:
+    return ftp.url(FILE, with_credentials=False)
+
+
+@pytest.fixture(scope="module")
+def clean(tmp_path_factory, kafka_bootstrap, redis_url, ftp, expected) -> Clean:
+    """The reference: one undisturbed run of the file. Its batches stay on its topic."""
+
+
+    root = tmp_path_factory.mktemp("clean")
+    s = _settings(root, kafka_bootstrap, redis_url)
+    env = _env(s, ftp)
+    fetcher = Proc("fetcher", fetch_args(_url(ftp), INGEST), env, root / "logs")
+    fetcher.expect_success(180)
+    worker = Proc("worker", worker_args(INGEST), env, root / "logs")
+    worker.expect_success(180)
+    engine = make_engine(s.database_url)
+    try:
+        problems = differences(actual_tables(engine), expected)
+        assert not problems, "the clean run itself is wrong:\n" + "\n".join(problems)
+        ref = Clean(s, content(engine), touched(engine), bookkeeping(engine))
+    finally:
+        engine.dispose()
+    run = ref.bookkeeping["ingest_run"][0]
+    assert (run["status"], run["batches_applied"], run["rows_written"]) == \
+        ("completed", BATCHES, ROWS)
+    assert ref.touched == dict.fromkeys(ref.touched, 0)  # one file, unique ids: no update
+    return ref
+
+
+def _replay_settings(clean: Clean, root: Path, **changes) -> Settings:
+    """The clean run's topics, with a consumer group, a database and reports of this test."""
+    root.mkdir(parents=True, exist_ok=True)
+    return dataclasses.replace(
+        clean.settings, database_url=f"sqlite:///{root / 'molstream.sqlite'}",
+        worker_group=f"{clean.settings.topics.prefix}-{uuid.uuid4().hex[:8]}",
+        reports_dir=root / "reports", work_dir=root / "work", **changes)
+
+
+def assert_same_as_clean(settings: Settings, clean: Clean, expected: dict) -> None:
+    engine = make_engine(settings.database_url)
+    try:
+        problems = differences(content(engine), clean.content)
+        problems += differences(actual_tables(engine), expected)
+        problems += differences(bookkeeping(engine), clean.bookkeeping)
+        problems += differences(touched(engine), clean.touched)
+    finally:
+        engine.dispose()
+    assert not problems, "the database differs from the clean run's:\n" + "\n".join(problems)
+    report = settings.reports_dir / f"{INGEST}.csv"
+    assert f"summary,rows_written,{ROWS}" in report.read_text()
+
+
+def _committed_offset(bootstrap: str, group: str, topic: str) -> int:
+    """The group's committed offset on the (one-partition) topic; 0 before any commit."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
+                             enable_auto_commit=False)
+    try:
+        return consumer.committed(TopicPartition(topic, 0)) or 0
+    finally:
+        consumer.close()
+
+
+def _completed_events(watch: TopicWatch) -> list[dict]:
+    return [e for e in watch.json() if e["type"] == "completed" and e["ingest_id"] == INGEST]
+
+
+# -- the worker's side: replays of the clean run's batches ---------------------------------------
+
+
+def test_worker_killed_mid_ingest_then_restarted(clean, expected, procs, tmp_path):
+    """SIGKILL while applying; the restarted worker gets the batches whose offsets were not
+    committed again, recognises those the database already holds, and applies the rest.
+    (The restart waits for the dead member's Kafka session, 30 s, to expire.)"""
+    s = _replay_settings(clean, tmp_path / "run")
+    env = service_env(s)
+    worker = procs("worker", worker_args(INGEST), env)
+    wait_for(lambda: applied_batches(s.database_url) >= 30, timeout_s=120,
+             what="30 batches applied", watch=[worker])
+    assert worker.kill() == -signal.SIGKILL
+    at_kill = applied_batches(s.database_url)
+    assert at_kill < BATCHES, "the worker finished before it could be killed"
+    # Offsets are committed only after the database: never ahead of what it holds.
+    assert _committed_offset(s.kafka_bootstrap, s.worker_group, s.topics.rows) <= at_kill
+    procs("worker", worker_args(INGEST), env).expect_success(180)
+    assert_same_as_clean(s, clean, expected)
+
+
+def test_redis_stopped_mid_ingest(clean, expected, procs, tmp_path):
+    """Redis goes away mid-ingest; the worker goes on, and a worker restarted while Redis is
+    still down (cold caches: every id look-up must reach the database) finishes the ingest."""
+    own = RedisServer().start()
+    try:
+        s = _replay_settings(clean, tmp_path / "run", redis_url=own.url)
+        env = service_env(s)
+        worker = procs("worker", worker_args(INGEST), env)
+        wait_for(lambda: applied_batches(s.database_url) >= 20, timeout_s=120,
+                 what="20 batches applied", watch=[worker])
+        assert redis.Redis.from_url(own.url).keys("molstream:*")  # it was in use
+        own.stop()
+        wait_for(lambda: applied_batches(s.database_url) >= 40, timeout_s=120,
+                 what="40 batches applied without Redis", watch=[worker])
+        assert worker.kill(signal.SIGTERM) == 0  # a rolling restart: graceful stop
+        assert applied_batches(s.database_url) < BATCHES
+        restarted = procs("worker", worker_args(INGEST), env)
+        restarted.expect_success(180)
+        assert "Redis unavailable" in restarted.stderr
+    finally:
+        own.stop()
+        shutil.rmtree(own.dir, ignore_errors=True)
+    assert_same_as_clean(s, clean, expected)
+
+
+def test_redis_flushed_mid_ingest(clean, expected, procs, tmp_path):
+    """Redis loses every key mid-ingest, and the worker restarts with an empty process cache:
+    ids come from the database, and Redis ends up holding exactly the database's ids."""
+    own = RedisServer().start()
+    try:
+        s = _replay_settings(clean, tmp_path / "run", redis_url=own.url)
+        env = service_env(s)
+        worker = procs("worker", worker_args(INGEST), env)
+        wait_for(lambda: applied_batches(s.database_url) >= 20, timeout_s=120,
+                 what="20 batches applied", watch=[worker])
+        client = redis.Redis.from_url(own.url)
+        assert client.keys("molstream:*")
+        own.flush()
+        assert worker.kill(signal.SIGTERM) == 0
+        assert applied_batches(s.database_url) < BATCHES
+        procs("worker", worker_args(INGEST), env).expect_success(180)
+        cached = {key.decode().rsplit(":", 1)[1]: {f.decode(): int(i) for f, i in
+                                                   client.hgetall(key).items()}
+                  for key in client.keys("molstream:*")}
+        client.close()
+    finally:
+        own.stop()
+        shutil.rmtree(own.dir, ignore_errors=True)
+    assert_same_as_clean(s, clean, expected)
+    engine = make_engine(s.database_url)
+    try:
+        with engine.connect() as conn:
+            for name, table in DIMENSIONS.items():
+                ids = {(repr(v) if isinstance(v, float) else v): i
+                       for v, i in conn.execute(select(table.c.value, table.c.id))}
+                assert cached[name] == ids, f"Redis disagrees with the database on {name}"
+    finally:
+        engine.dispose()
+
+
+def test_sqlite_file_held_by_another_writer(clean, expected, procs, tmp_path):
+    """Another connection holds the write lock (BEGIN IMMEDIATE) for 6 s mid-ingest: the worker
+    waits, applies nothing meanwhile, and goes on once the lock is released."""
+    s = _replay_settings(clean, tmp_path / "run")
+    worker = procs("worker", worker_args(INGEST), service_env(s))
+    wait_for(lambda: applied_batches(s.database_url) >= 20, timeout_s=120,
+             what="20 batches applied", watch=[worker])
+    other = sqlite3.connect(sqlite_path(s.database_url), timeout=60, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        held = applied_batches(s.database_url)
+        until = time.monotonic() + 6
+        while time.monotonic() < until:
+            assert worker.alive, f"the worker gave up on a locked database:\n{worker.stderr}"
+            assert applied_batches(s.database_url) == held
+            time.sleep(0.2)
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert held < BATCHES
+    worker.expect_success(180)
+    assert_same_as_clean(s, clean, expected)
+
+
+# -- the fetcher's side: fresh fetches onto topics of their own ----------------------------------
+
+
+def test_fetcher_killed_while_publishing_then_run_again(clean, expected, procs, tmp_path, ftp,
+                                                        kafka_bootstrap, redis_url, topic_watch):
+    s = _settings(tmp_path / "run", kafka_bootstrap, redis_url)
+    ensure_topics(s.kafka_bootstrap, s.topics)
+    env = _env(s, ftp)
+    rows = topic_watch(s.topics.rows)
+    worker = procs("worker", worker_args(INGEST), env)
+    fetcher = procs("fetcher", fetch_args(_url(ftp), INGEST), env)
+    wait_for(lambda: rows.end() >= 15, timeout_s=120, what="15 batches published",
+             watch=[fetcher, worker], poll_s=0.01)
+    assert fetcher.kill() == -signal.SIGKILL
+    published = rows.end()
+    assert published < BATCHES, "the fetcher finished publishing before it could be killed"
+    procs("fetcher", fetch_args(_url(ftp), INGEST), env).expect_success(180)
+    worker.expect_success(180)
+    assert rows.end() == published + BATCHES + 1  # the second run's batches and end marker
+    assert_same_as_clean(s, clean, expected)
+    assert len(_completed_events(topic_watch(s.topics.events))) == 1
+
+
+def test_kafka_broker_stopped_mid_ingest(clean, expected, procs, tmp_path, ftp, kafka_broker,
+                                         kafka_bootstrap, redis_url, topic_watch):
+    """The broker stops for 6 s while the fetcher publishes and the worker applies; both
+    recover by themselves once it is back."""
+    if kafka_broker is None:
+        pytest.skip("MOLSTREAM_TEST_KAFKA: the broker is not ours to stop")
+    s = _settings(tmp_path / "run", kafka_bootstrap, redis_url)
+    ensure_topics(s.kafka_bootstrap, s.topics)
+    env = _env(s, ftp)
+    rows = TopicWatch(kafka_bootstrap, s.topics.rows)
+    worker = procs("worker", worker_args(INGEST), env)
+    fetcher = procs("fetcher", fetch_args(_url(ftp), INGEST), env)
+    try:
+        wait_for(lambda: rows.end() >= 10, timeout_s=120, what="10 batches published",
+                 watch=[fetcher, worker], poll_s=0.01)
+    finally:
+        rows.close()
+    assert fetcher.alive and worker.alive
+    kafka_broker.stop()
+    try:
+        time.sleep(6)
+        assert fetcher.alive and worker.alive, "a process gave up while the broker was down"
+    finally:
+        kafka_broker.start()
+    fetcher.expect_success(240)
+    worker.expect_success(240)
+    assert_same_as_clean(s, clean, expected)
+    assert len(_completed_events(topic_watch(s.topics.events))) == 1
+
+
+def test_ftp_connection_cut_mid_download(clean, expected, procs, tmp_path, source,
+                                         kafka_bootstrap, redis_url, topic_watch):
+    """The server drops the data connection 20 MB into the file: the fetcher resumes with REST,
+    and every row is read exactly once (none rejected as a duplicate or as broken)."""
+    cutting = FtpServer(source, cut_after_bytes=20_000_000).start()
+    try:
+        s = _settings(tmp_path / "run", kafka_bootstrap, redis_url)
+        env = _env(s, cutting)
+        fetcher = procs("fetcher", fetch_args(_url(cutting), INGEST), env)
+        worker = procs("worker", worker_args(INGEST), env)
+        fetcher.expect_success(180)
+        worker.expect_success(180)
+        assert cutting.cuts == 1
+    finally:
+        cutting.stop()
+        shutil.rmtree(cutting.dir, ignore_errors=True)
+    assert "interrupted" in fetcher.stderr and "from byte" in fetcher.stderr
+    assert '"rows_total": 200000' in fetcher.stdout and '"rows_rejected": 0' in fetcher.stdout
+    assert topic_watch(s.topics.rejected).end() == 0
+    assert_same_as_clean(s, clean, expected)
