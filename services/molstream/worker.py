@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 
 _RUN = IngestRun.__table__
 PROGRESS_EVERY_S = 1.0
+# On SQLite, consecutive row batches of one poll share a transaction up to this many rows
+# (see Applier.apply_many); on PostgreSQL each batch keeps its own.
+GROUP_ROWS = 100_000
 _RETRYABLE = ("database is locked", "deadlock detected", "could not serialize",
               "server closed the connection", "connection refused", "terminating connection")
 
@@ -49,6 +52,7 @@ class Worker:
         instance_id = create_schema(self.engine)
         self.cache = IdCache(settings.redis_url or None, namespace=instance_id)
         self.applier = Applier(self.engine, self.cache)
+        self._group_rows = GROUP_ROWS if self.engine.dialect.name == "sqlite" else 1
         ensure_topics(settings.kafka_bootstrap, settings.topics,
                       rows_partitions=settings.rows_partitions)
         self.events = Publisher(settings.kafka_bootstrap, settings.topics,
@@ -89,8 +93,7 @@ class Worker:
             while not self._stop:
                 polled = self.consumer.poll(timeout_ms=500)
                 messages = [m for batch in polled.values() for m in batch]
-                for message in messages:
-                    self._handle(message.value, message.headers)
+                self._handle_all(messages)
                 if messages:
                     last_message = time.monotonic()
                     self._commit()
@@ -112,25 +115,40 @@ class Worker:
 
     # -- one message ----------------------------------------------------------------------
 
-    def _handle(self, value: bytes, headers) -> None:
-        try:
-            message = decode(value, headers)
-        except (ValueError, KeyError) as e:
-            log.error("skipping a message that is not a molstream batch: %s", e)
-            return
-        if isinstance(message, RowBatch):
-            applied = self._with_retries(lambda: self.applier.apply(message))
+    def _handle_all(self, messages) -> None:
+        """Handle a poll's messages in order; runs of row batches are applied together."""
+        group: list[RowBatch] = []
+        rows = 0
+        for message in messages:
+            try:
+                decoded = decode(message.value, message.headers)
+            except (ValueError, KeyError) as e:
+                log.error("skipping a message that is not a molstream batch: %s", e)
+                continue
+            if group and (not isinstance(decoded, RowBatch)
+                          or rows + decoded.rows.num_rows > self._group_rows):
+                self._apply(group)
+                group, rows = [], 0
+            if isinstance(decoded, RowBatch):
+                group.append(decoded)
+                rows += decoded.rows.num_rows
+            else:
+                self._with_retries(lambda end=decoded: self.applier.record_end(end))
+                self._finish(decoded.ingest_id)
+        if group:
+            self._apply(group)
+
+    def _apply(self, batches: list[RowBatch]) -> None:
+        results = self._with_retries(lambda: self.applier.apply_many(batches))
+        for batch, applied in zip(batches, results, strict=True):
             if applied is None:  # a redelivery: maybe we stopped before announcing
-                if self._is_completed_unannounced(message.ingest_id):
-                    self._announce(message.ingest_id)
-                return
+                if self._is_completed_unannounced(batch.ingest_id):
+                    self._announce(batch.ingest_id)
+                continue
             self._bar.update(applied.rows)
-            self._maybe_progress(message.ingest_id, force=False)
-            if not applied.all_in:
-                return
-        else:
-            self._with_retries(lambda: self.applier.record_end(message))
-        self._finish(message.ingest_id)
+            self._maybe_progress(batch.ingest_id, force=False)
+            if applied.all_in:
+                self._finish(batch.ingest_id)
 
     def _finish(self, ingest_id: str) -> None:
         if self._with_retries(lambda: finish_if_complete(self.engine, ingest_id)):

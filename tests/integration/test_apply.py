@@ -119,6 +119,41 @@ def test_insert_only_keeps_existing_rows_and_upsert_updates_in_place(engine, app
     assert again.written["activity"] == 0 and again.written["molecule"] == 0
 
 
+def test_batches_applied_together_equal_batches_applied_one_by_one(engine, applier, tmp_path):
+    """apply_many (one transaction for several batches, as the worker does on SQLite) writes
+    what applying them in turn writes: a molecule repeated unchanged is written once, one that
+    changes in a later batch is updated, a batch seen before in the group changes nothing, and
+    rows out of key order still land."""
+    renamed = {**ROW, "activity_id": "5", "molecule_name": "RENAMED", "molecule_max_phase": "2"}
+    batches = [
+        _batch([ROW, {**ROW, "activity_id": "2", "target_id": "101"}], seq=0),
+        _batch([{**ROW, "activity_id": "4"}, {**ROW, "activity_id": "3"}], seq=1),
+        _batch([renamed, {**ROW, "activity_id": "6", "molecule_id": "11"}], seq=2),
+    ]
+    together = applier.apply_many([*batches, batches[1]])
+    assert together[3] is None  # batch 1 again, in the same transaction
+    assert [r.written["molecule"] for r in together[:3]] == [1, 0, 2]
+    assert [r.written["activity"] for r in together[:3]] == [2, 2, 2]
+    alone = make_engine(f"sqlite:///{tmp_path / 'alone.sqlite'}")
+    create_schema(alone)
+    one_by_one = Applier(alone, IdCache(None, namespace="alone"))
+    assert [one_by_one.apply(b).written for b in batches] == [r.written for r in together[:3]]
+
+    def content(e):  # dimension values rather than ids: PostgreSQL's sequences skip numbers
+        with e.connect() as conn:
+            return [tuple(r) for r in conn.execute(text(
+                "SELECT a.id, a.value, m.id, m.name, p.value, m.structure, t.id, t.name, o.value,"
+                " ty.value, u.value, r.value FROM activity a "
+                "JOIN molecule m ON m.id = a.molecule_id JOIN target t ON t.id = a.target_id "
+                "JOIN activity_type ty ON ty.id = a.activity_type_id "
+                "LEFT JOIN phase p ON p.id = m.phase_id LEFT JOIN organism o ON o.id = "
+                "t.organism_id LEFT JOIN unit u ON u.id = a.unit_id "
+                "LEFT JOIN relation r ON r.id = a.relation_id ORDER BY a.id"))]
+    assert content(engine) == content(alone)
+    assert content(engine)[0][3:5] == ("RENAMED", 2.0)
+    alone.dispose()
+
+
 def test_soft_delete_hides_rows_through_the_data_layer(engine, applier):
     applier.apply(_batch([ROW, {**ROW, "activity_id": "2"}]))
     table = Activity.__table__
