@@ -24,7 +24,7 @@ from .fetch import Credentials, FetchError, Limits, download, redact
 from .messages import EndOfIngest, RowBatch
 from .progress import Bar
 from .publish import Publisher, ensure_topics
-from .read import ReadError, convert, decompress_if_gzip
+from .read import ReadError, convert
 
 log = logging.getLogger(__name__)
 
@@ -110,10 +110,10 @@ def run(url: str, *, ingest_id: str, settings: Settings, credentials: Credential
 
         stage = "read"
         t = time.time()
-        csv_path = decompress_if_gzip(path, work / "source.csv",
-                                      max_bytes=settings.max_decompressed_bytes)
         with Bar(show_progress, "read", unit="rows") as bar:
-            converted = convert(csv_path, work / "hdf5", on_block=bar.update_to)
+            converted = convert(path, work / "hdf5",
+                                max_decompressed_bytes=settings.max_decompressed_bytes,
+                                on_block=bar.update_to)
         for warning in converted.warnings:
             log.warning("%s: %s", redact(url), warning)
         seconds["read"] = time.time() - t

@@ -1,4 +1,4 @@
-"""Read a downloaded CSV into HDF5 on disk with vaex, then hand it out in chunks.
+"""Read a downloaded CSV (gzip-compressed or not) into HDF5 on disk, then hand it out in chunks.
 
 Parsing uses Arrow's streaming CSV reader rather than pandas (vaex's `from_csv` default):
 pandas' C parser silently truncates rows with too many fields and pads rows with too few,
@@ -8,7 +8,13 @@ writers fed straight from the Arrow buffers (vaex's `export_hdf5` spends ~6x lon
 its DataFrame machinery around the same copy). The files are then read back with vaex, one
 memory-mapped file at a time, so memory stays flat whatever the file size, and the row count is
 known before the first row is published. Structural problems (no header, an unterminated quote,
-a row bigger than a block) fail the whole file here, before anything reaches Kafka.
+a row bigger than MAX_ROW_BYTES) fail the whole file here, before anything reaches Kafka.
+
+A gzip file is inflated on the fly as Arrow reads it (in Arrow's read-ahead thread, beside the
+parser), never written out whole, and refused once it inflates past a cap. Arrow parses
+BLOCK_BYTES at a time and reads several blocks ahead, so the block size sets most of the
+fetcher's memory; a row that does not fit in a block makes the reader start over with larger
+blocks, up to MAX_ROW_BYTES.
 """
 
 from __future__ import annotations
@@ -20,9 +26,11 @@ import logging
 import mmap
 import re
 import shutil
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 import pyarrow as pa
@@ -32,12 +40,13 @@ import vaex
 from vaex.datatype import DataType
 from vaex.hdf5.writer import ColumnWriterPrimitive, ColumnWriterString, Writer
 
-from .contract import COLUMN_NAMES, LINE, Rejection, check_header
+from .contract import COLUMN_NAMES, LINE, ContractError, Rejection, check_header
 
 log = logging.getLogger(__name__)
 
-BLOCK_BYTES = 16 * 1024 * 1024  # also the largest row the reader accepts
-EXPORT_BYTES = 32 * 1024 * 1024
+BLOCK_BYTES = 4 * 1024 * 1024
+MAX_ROW_BYTES = 16 * 1024 * 1024  # the largest row the reader accepts (and its largest block)
+EXPORT_BYTES = 16 * 1024 * 1024
 GZIP_MAGIC = b"\x1f\x8b"
 
 
@@ -70,7 +79,7 @@ class Converted:
         pending: list[pa.Table] = []
         n = 0
         for path in self.paths:
-            df = vaex.open(str(path))
+            df, table = vaex.open(str(path)), None
             try:
                 for _, _, table in df.to_arrow_table(chunk_size=size, parallel=False):
                     table = table.select([LINE, *COLUMN_NAMES])
@@ -95,26 +104,58 @@ def _joined(tables: list[pa.Table]) -> pa.Table:
     return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
 
 
-def decompress_if_gzip(path: Path, out: Path, *, max_bytes: int) -> Path:
-    """Return a path to the plain CSV, inflating gzip input with a cap on its inflated size."""
-    with open(path, "rb") as f:
-        if f.read(2) != GZIP_MAGIC:
-            return path
-    written = 0
-    with gzip.open(path, "rb") as src, open(out, "wb") as dst:
-        while block := src.read(1 << 20):
-            written += len(block)
-            if written > max_bytes:
-                raise ReadError(
-                    f"{path.name} inflates to more than {max_bytes} bytes "
-                    "(MOLSTREAM_MAX_DECOMPRESSED_BYTES): refusing it as a possible gzip bomb")
-            dst.write(block)
-    return out
+class _TooLarge(ReadError):
+    """A gzip file inflating past the cap."""
 
 
-def read_header(path: Path) -> list[str]:
+class _Inflating(io.RawIOBase):
+    """The inflated bytes of a gzip file, refusing to inflate more than `max_bytes`."""
+
+    def __init__(self, path: Path, max_bytes: int | None) -> None:
+        self._gzip = gzip.open(path, "rb")  # noqa: SIM115 - closed by close()
+        self._name, self._max_bytes, self._inflated = path.name, max_bytes, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        try:
+            n = self._gzip.readinto(buffer)
+        except (OSError, EOFError, zlib.error) as e:
+            raise ReadError(f"{self._name} is not a valid gzip file: {e}") from None
+        self._inflated += n
+        if self._max_bytes is not None and self._inflated > self._max_bytes:
+            raise _TooLarge(
+                f"{self._name} inflates to more than {self._max_bytes} bytes "
+                "(MOLSTREAM_MAX_DECOMPRESSED_BYTES): refusing it as a possible gzip bomb")
+        return n
+
+    def close(self) -> None:
+        self._gzip.close()
+        super().close()
+
+
+def _inflate_all(path: Path, max_bytes: int | None) -> None:
+    """Inflate a gzip file to its end, for nothing but the cap's check (and gzip's own)."""
+    source = _open(path, max_bytes)
+    if source is not None and max_bytes is not None:
+        with source:
+            buffer = bytearray(1 << 20)
+            while source.readinto(buffer):
+                pass
+
+
+def _open(path: Path, max_bytes: int | None) -> io.RawIOBase | None:
+    """The inflating reader of a gzip file; None for a plain file (Arrow opens it itself)."""
     with open(path, "rb") as f:
-        first = f.readline(BLOCK_BYTES)
+        gzipped = f.read(2) == GZIP_MAGIC
+    return _Inflating(path, max_bytes) if gzipped else None
+
+
+def read_header(path: Path, max_bytes: int | None = None) -> list[str]:
+    raw = _open(path, max_bytes)
+    with io.BufferedReader(raw) if raw is not None else open(path, "rb") as f:
+        first = f.readline(MAX_ROW_BYTES)
     if not first.strip():
         raise ReadError("the file is empty: no header row")
     try:
@@ -124,12 +165,48 @@ def read_header(path: Path) -> list[str]:
     return [h.strip() for h in next(csv.reader(io.StringIO(text)))]
 
 
+class _RowTooBig(Exception):
+    pass
+
+
 def convert(
-    csv_path: Path, hdf5_dir: Path, *, on_block: Callable[[int], None] | None = None
+    csv_path: Path, hdf5_dir: Path, *, max_decompressed_bytes: int | None = None,
+    on_block: Callable[[int], None] | None = None,
 ) -> Converted:
-    """Parse `csv_path` into HDF5 chunk files under `hdf5_dir`; return them as one DataFrame."""
-    header = read_header(csv_path)
+    """Parse `csv_path` (plain or gzip-compressed CSV) into HDF5 files under `hdf5_dir`."""
+    try:
+        return _convert_growing_blocks(csv_path, hdf5_dir, max_decompressed_bytes, on_block)
+    except _TooLarge:
+        raise
+    except (ReadError, ContractError):
+        # A gzip bomb is refused as one whatever else is wrong with what it holds (a header
+        # without the required columns, a "row" of zeros longer than any block...), as when
+        # the file was inflated whole before being read: inflate the rest, up to the cap.
+        _inflate_all(csv_path, max_decompressed_bytes)
+        raise
+
+
+def _convert_growing_blocks(csv_path: Path, hdf5_dir: Path, max_decompressed_bytes: int | None,
+                            on_block: Callable[[int], None] | None) -> Converted:
+    header = read_header(csv_path, max_decompressed_bytes)
     warnings = check_header(header)
+    block = BLOCK_BYTES
+    while True:
+        try:
+            return _convert(csv_path, hdf5_dir, header, warnings, block, max_decompressed_bytes,
+                            on_block)
+        except _RowTooBig as e:
+            if block >= MAX_ROW_BYTES:
+                raise ReadError(f"{csv_path.name} is not valid CSV: a row is larger than "
+                                f"{MAX_ROW_BYTES} bytes ({e})") from None
+            block = min(4 * block, MAX_ROW_BYTES)
+            log.info("%s: a row is larger than the CSV reader's block; reading it again with "
+                     "%d-byte blocks", csv_path.name, block)
+
+
+def _convert(csv_path: Path, hdf5_dir: Path, header: list[str], warnings: list[str],
+             block: int, max_decompressed_bytes: int | None,
+             on_block: Callable[[int], None] | None) -> Converted:
     present = [name for name in COLUMN_NAMES if name in header]
     hdf5_dir.mkdir(parents=True, exist_ok=True)
     for stale in hdf5_dir.glob("block-*.hdf5"):
@@ -147,15 +224,26 @@ def convert(
                                  f"found {row.actual_columns}", {"text": (row.text or "")[:200]}))
         return "skip"
 
-    reader = pacsv.open_csv(
-        csv_path,
-        read_options=pacsv.ReadOptions(use_threads=False, block_size=BLOCK_BYTES,
-                                       column_names=header, skip_rows=1),
-        parse_options=pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=invalid_row),
-        convert_options=pacsv.ConvertOptions(
-            include_columns=present, column_types={n: pa.binary() for n in present},
-            strings_can_be_null=False, quoted_strings_can_be_null=False),
-    )
+    source = _open(csv_path, max_decompressed_bytes)
+    try:
+        reader = pacsv.open_csv(
+            source if source is not None else csv_path,
+            read_options=pacsv.ReadOptions(use_threads=False, block_size=block,
+                                           column_names=header, skip_rows=1),
+            parse_options=pacsv.ParseOptions(newlines_in_values=True,
+                                             invalid_row_handler=invalid_row),
+            convert_options=pacsv.ConvertOptions(
+                include_columns=present, column_types={n: pa.binary() for n in present},
+                strings_can_be_null=False, quoted_strings_can_be_null=False),
+        )
+    except pa.ArrowInvalid as e:
+        if source is not None:
+            source.close()
+        _raise_invalid(csv_path, e)
+    except BaseException:
+        if source is not None:
+            source.close()
+        raise
     paths: list[Path] = []
     rejections: list[Rejection] = []
     pending: list[pa.Table] = []
@@ -185,8 +273,13 @@ def convert(
             if on_block:
                 on_block(rows)
         flush()
+    except _RowTooBig:
+        remove(paths)
+        raise
     finally:
         reader.close()
+        if source is not None:
+            source.close()
     if unterminated:
         remove(paths)
         raise ReadError(f"{csv_path.name} is not valid CSV: the quoted field opened on line "
@@ -260,7 +353,13 @@ def _batches(reader: pacsv.CSVStreamingReader, path: Path) -> Iterator[pa.Record
         except StopIteration:
             return
         except pa.ArrowInvalid as e:
-            raise ReadError(f"{path.name} is not valid CSV: {e}") from None
+            _raise_invalid(path, e)
+
+
+def _raise_invalid(path: Path, e: pa.ArrowInvalid) -> NoReturn:
+    if "straddl" in str(e):  # a row longer than the block: worth another try, larger
+        raise _RowTooBig(str(e)) from None
+    raise ReadError(f"{path.name} is not valid CSV: {e}") from None
 
 
 def _to_strings(table: pa.Table, present: list[str], lines: np.ndarray

@@ -1,8 +1,9 @@
 import gzip
 
 import pytest
+from molstream import read
 from molstream.contract import COLUMN_NAMES, ContractError
-from molstream.read import ReadError, convert, decompress_if_gzip
+from molstream.read import ReadError, convert
 
 HEADER = ",".join(COLUMN_NAMES)
 ROW = '{id},7,"A, ""quoted"" name",1,CCO,,11,ABL1,Homo sapiens,IC50,nM,1.5,='
@@ -87,11 +88,41 @@ def test_unterminated_quote_fails_the_file(tmp_path):
 def test_gzip_is_inflated_with_a_cap(tmp_path):
     p = tmp_path / "a.csv.gz"
     with gzip.open(p, "wt") as f:
-        f.write(HEADER + "\n" + ROW.format(id=1) + "\n")
-    out = decompress_if_gzip(p, tmp_path / "a.csv", max_bytes=10_000)
-    assert out.read_text().startswith("activity_id")
+        f.write(HEADER + "\n" + "".join(ROW.format(id=i) + "\n" for i in range(1, 2001)))
+    with convert(p, tmp_path / "h5", max_decompressed_bytes=1_000_000) as c:
+        assert c.rows == 2000
+        assert [r["activity_id"] for ch in c.chunks(1500) for r in ch.to_pylist()][-1] == "2000"
     with pytest.raises(ReadError, match="gzip bomb"):
-        decompress_if_gzip(p, tmp_path / "b.csv", max_bytes=100)
-    plain = tmp_path / "plain.csv"
-    plain.write_text("x")
-    assert decompress_if_gzip(plain, tmp_path / "c.csv", max_bytes=10) == plain
+        convert(p, tmp_path / "h5", max_decompressed_bytes=100)  # in the header already
+    with pytest.raises(ReadError, match="inflates to more than 50000 bytes"):
+        convert(p, tmp_path / "h5", max_decompressed_bytes=50_000)  # in the rows
+    assert not list((tmp_path / "h5").iterdir())  # nothing half-converted left behind
+    # A bomb is refused as one, even when what it holds fails the file some other way first.
+    bomb = tmp_path / "bomb.csv.gz"
+    bomb.write_bytes(gzip.compress(b"activity_id\n" + b"\0" * 3_000_000))
+    with pytest.raises(ReadError, match="gzip bomb"):
+        convert(bomb, tmp_path / "h5", max_decompressed_bytes=2_000_000)
+    with pytest.raises(ContractError, match="is missing"):
+        convert(bomb, tmp_path / "h5", max_decompressed_bytes=4_000_000)
+
+
+def test_a_truncated_gzip_file_fails_with_a_clear_error(tmp_path):
+    whole = gzip.compress((HEADER + "\n" + ROW.format(id=1) + "\n").encode() * 50_000)
+    p = tmp_path / "cut.csv.gz"
+    p.write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(ReadError, match="cut.csv.gz is not a valid gzip file"):
+        convert(p, tmp_path / "h5")
+
+
+def test_a_row_larger_than_a_block_is_read_with_larger_blocks(tmp_path, monkeypatch):
+    monkeypatch.setattr(read, "BLOCK_BYTES", 1 << 16)
+    monkeypatch.setattr(read, "MAX_ROW_BYTES", 1 << 20)
+    p = tmp_path / "a.csv"
+    big = ROW.format(id=2).replace("CCO", "C" * 300_000)
+    p.write_text("\n".join([HEADER, ROW.format(id=1), big, ROW.format(id=3)]) + "\n")
+    c, rows = _rows(p)
+    assert [r["activity_id"] for r in rows] == ["1", "2", "3"]
+    assert len(rows[1]["molecule_structure"]) == 300_000
+    p.write_text("\n".join([HEADER, big.replace("C" * 300_000, "C" * 3_000_000)]) + "\n")
+    with pytest.raises(ReadError, match="a row is larger than 1048576 bytes"):
+        convert(p, tmp_path / "h5")
