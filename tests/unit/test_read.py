@@ -78,11 +78,13 @@ def test_missing_required_column_names_it(tmp_path):
 
 def test_unterminated_quote_fails_the_file(tmp_path):
     p = tmp_path / "a.csv"
-    p.write_text(HEADER + "\n" + ROW.format(id=1) + '\n2,7,"never closed,,,,11,ABL1,,Ki,,,\n')
-    # The quote swallows the rest of the file: the parser sees one short row and says where.
-    c, rows = _rows(p)
-    assert [r["activity_id"] for r in rows] == ["1"]
-    assert [r.line for r in c.rejections] == [3]
+    p.write_text(HEADER + "\n" + ROW.format(id=1) + '\n2,7,"never closed,,,,11,ABL1,,Ki,,,\n'
+                 + "3,7,,,,,11,ABL1,,Ki,,,\n")
+    # The quote swallows the rest of the file (row 3 too): rejecting it as one short row would
+    # lose every row after it without a word, so the file fails, naming where the quote opened.
+    with pytest.raises(ReadError, match="quoted field opened on line 3 is never closed"):
+        _rows(p)
+    assert not list((tmp_path / "h5").glob("*.hdf5"))
 
 
 def test_gzip_is_inflated_with_a_cap(tmp_path):
