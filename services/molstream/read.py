@@ -20,12 +20,12 @@ blocks, up to MAX_ROW_BYTES.
 from __future__ import annotations
 
 import csv
-import gzip
 import io
 import logging
 import mmap
 import re
 import shutil
+import threading
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -42,11 +42,17 @@ from vaex.hdf5.writer import ColumnWriterPrimitive, ColumnWriterString, Writer
 
 from .contract import COLUMN_NAMES, LINE, ContractError, Rejection, check_header
 
+try:  # ISA-L's gzip: the same module API, inflating ~3x faster than zlib (0.6 s vs 1.8 s/1M rows)
+    from isal import igzip as gzip
+except ImportError:  # pragma: no cover - a platform without isal's wheels
+    import gzip
+
 log = logging.getLogger(__name__)
 
 BLOCK_BYTES = 4 * 1024 * 1024
 MAX_ROW_BYTES = 16 * 1024 * 1024  # the largest row the reader accepts (and its largest block)
 EXPORT_BYTES = 16 * 1024 * 1024
+READ_AHEAD_BLOCKS = 4
 GZIP_MAGIC = b"\x1f\x8b"
 
 
@@ -108,53 +114,77 @@ class _TooLarge(ReadError):
     """A gzip file inflating past the cap."""
 
 
-class _Inflating(io.RawIOBase):
-    """The inflated bytes of a gzip file, refusing to inflate more than `max_bytes`."""
+class _Source(io.RawIOBase):
+    """A CSV file's bytes as Arrow's reader pulls them, from its read-ahead thread: a gzip file
+    inflated on the fly and refused past `max_bytes`; and, given a `lead`, never more than that
+    many bytes ahead of what the parser has taken (`took`). Left alone, Arrow reads some thirty
+    blocks ahead of the parser (~130 MB at 4 MiB blocks) whenever reading outpaces parsing."""
 
-    def __init__(self, path: Path, max_bytes: int | None) -> None:
-        self._gzip = gzip.open(path, "rb")  # noqa: SIM115 - closed by close()
-        self._name, self._max_bytes, self._inflated = path.name, max_bytes, 0
+    WAIT_S = 0.5  # past this, read on anyway: the parser may need more than its lead for a row
+
+    def __init__(self, path: Path, max_bytes: int | None, *, lead: int | None = None) -> None:
+        with open(path, "rb") as f:
+            self.gzipped = f.read(2) == GZIP_MAGIC
+        self._file = gzip.open(path, "rb") if self.gzipped else open(path, "rb")  # noqa: SIM115
+        self._name, self._max_bytes = path.name, max_bytes
+        self._read, self._allowed = 0, lead
+        self._turn = threading.Condition()
+        self._stopped = False
 
     def readable(self) -> bool:
         return True
 
+    def took(self, n: int) -> None:
+        """The parser has taken `n` more bytes: let the read-ahead go that much further."""
+        if self._allowed is not None:
+            with self._turn:
+                self._allowed += n
+                self._turn.notify_all()
+
+    def stop(self) -> None:
+        """End the read-ahead (reads return end of file), so that the reader can close."""
+        with self._turn:
+            self._stopped = True
+            self._turn.notify_all()
+
     def readinto(self, buffer) -> int:
-        try:
-            n = self._gzip.readinto(buffer)
-        except (OSError, EOFError, zlib.error) as e:
-            raise ReadError(f"{self._name} is not a valid gzip file: {e}") from None
-        self._inflated += n
-        if self._max_bytes is not None and self._inflated > self._max_bytes:
+        if self._allowed is not None:
+            with self._turn:
+                if self._read >= self._allowed and not self._stopped:
+                    self._turn.wait(self.WAIT_S)
+        view, n = memoryview(buffer), 0
+        while n < len(view) and not self._stopped:  # whole blocks: one per parsed batch
+            try:
+                got = self._file.readinto(view[n:])
+            except (OSError, EOFError, zlib.error) as e:
+                raise ReadError(f"{self._name} is not a valid gzip file: {e}") from None
+            if not got:
+                break
+            n += got
+        self._read += n
+        if self.gzipped and self._max_bytes is not None and self._read > self._max_bytes:
             raise _TooLarge(
                 f"{self._name} inflates to more than {self._max_bytes} bytes "
                 "(MOLSTREAM_MAX_DECOMPRESSED_BYTES): refusing it as a possible gzip bomb")
         return n
 
     def close(self) -> None:
-        self._gzip.close()
+        self.stop()
+        self._file.close()
         super().close()
 
 
 def _inflate_all(path: Path, max_bytes: int | None) -> None:
     """Inflate a gzip file to its end, for nothing but the cap's check (and gzip's own)."""
-    source = _open(path, max_bytes)
-    if source is not None and max_bytes is not None:
-        with source:
+    with _Source(path, max_bytes) as source:
+        if source.gzipped and max_bytes is not None:
             buffer = bytearray(1 << 20)
             while source.readinto(buffer):
                 pass
 
 
-def _open(path: Path, max_bytes: int | None) -> io.RawIOBase | None:
-    """The inflating reader of a gzip file; None for a plain file (Arrow opens it itself)."""
-    with open(path, "rb") as f:
-        gzipped = f.read(2) == GZIP_MAGIC
-    return _Inflating(path, max_bytes) if gzipped else None
-
-
 def read_header(path: Path, max_bytes: int | None = None) -> list[str]:
-    raw = _open(path, max_bytes)
-    with io.BufferedReader(raw) if raw is not None else open(path, "rb") as f:
+    with io.BufferedReader(_Source(path, max_bytes)) as f:
         first = f.readline(MAX_ROW_BYTES)
     if not first.strip():
         raise ReadError("the file is empty: no header row")
@@ -224,10 +254,10 @@ def _convert(csv_path: Path, hdf5_dir: Path, header: list[str], warnings: list[s
                                  f"found {row.actual_columns}", {"text": (row.text or "")[:200]}))
         return "skip"
 
-    source = _open(csv_path, max_decompressed_bytes)
+    source = _Source(csv_path, max_decompressed_bytes, lead=READ_AHEAD_BLOCKS * block)
     try:
         reader = pacsv.open_csv(
-            source if source is not None else csv_path,
+            source,
             read_options=pacsv.ReadOptions(use_threads=False, block_size=block,
                                            column_names=header, skip_rows=1),
             parse_options=pacsv.ParseOptions(newlines_in_values=True,
@@ -237,12 +267,10 @@ def _convert(csv_path: Path, hdf5_dir: Path, header: list[str], warnings: list[s
                 strings_can_be_null=False, quoted_strings_can_be_null=False),
         )
     except pa.ArrowInvalid as e:
-        if source is not None:
-            source.close()
+        source.close()
         _raise_invalid(csv_path, e)
     except BaseException:
-        if source is not None:
-            source.close()
+        source.close()
         raise
     paths: list[Path] = []
     rejections: list[Rejection] = []
@@ -272,14 +300,15 @@ def _convert(csv_path: Path, hdf5_dir: Path, header: list[str], warnings: list[s
                 flush()
             if on_block:
                 on_block(rows)
+            source.took(block)
         flush()
     except _RowTooBig:
         remove(paths)
         raise
     finally:
+        source.stop()
         reader.close()
-        if source is not None:
-            source.close()
+        source.close()
     if unterminated:
         remove(paths)
         raise ReadError(f"{csv_path.name} is not valid CSV: the quoted field opened on line "
