@@ -128,6 +128,8 @@ def validate(
                  f"{col.name} is not a finite number")
             typed[col.name] = _cast_where(values, _FLOAT_RE, pa.float64())
         else:
+            fail(pa.array(_holds_rows(values)), f"{col.name} holds lines that read like rows "
+                 "of their own (a quote opened in this row is closed only in a later one)")
             typed[col.name] = pc.if_else(empty, pa.scalar(None, pa.string()), values)
 
     phase = typed["molecule_max_phase"]
@@ -151,6 +153,31 @@ def validate(
         return rows, []
     rejections = _word_rejections(chunk, np.flatnonzero(bad), reasons)
     return rows.filter(pa.array(~bad)), rejections
+
+
+def _holds_rows(values: pa.ChunkedArray) -> np.ndarray:
+    """Values with a line break followed by a line holding a whole row's commas: a quote left
+    open swallowed the rows after it up to the next quote, which CSV cannot tell from a
+    (legitimate) multi-line value unless we look. Only the rare values with a line break are
+    visited one by one, and a chunk without a line break anywhere costs one scan of its bytes."""
+    out = np.zeros(len(values), dtype=bool)
+    if not any(_has_line_break(a) for a in getattr(values, "chunks", [values])):
+        return out
+    breaks = np.asarray(pc.fill_null(pc.match_substring(values, "\n"), False), dtype=bool)
+    for i in np.flatnonzero(breaks):
+        lines = values[int(i)].as_py().split("\n")[1:]
+        out[i] = any(line.count(",") >= len(COLUMNS) - 1 for line in lines)
+    return out
+
+
+def _has_line_break(array: pa.Array) -> bool:
+    """Whether the bytes of a string array's values hold a \\n (one memchr over just them)."""
+    if len(array) == 0:
+        return False
+    _, offsets, data = array.buffers()
+    width = np.int64 if pa.types.is_large_string(array.type) else np.int32
+    start, end = np.frombuffer(offsets, width)[[array.offset, array.offset + len(array)]]
+    return data is not None and b"\n" in memoryview(data)[start:end].tobytes()
 
 
 def _cast_where(values: pa.ChunkedArray, pattern: str, to: pa.DataType) -> pa.Array:
