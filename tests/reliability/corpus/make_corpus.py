@@ -44,6 +44,9 @@ SMALL: dict[str, bytes] = {
     # swallowed into one field of line 3.
     "unterminated_quote.csv": lines(row("1"), row("2", name='"ASPIRIN, unterminated'),
                                     row("3"), row("4")),
+    # Line 3 opens a quote that line 5 closes: lines 3 to 5 would read as one row.
+    "misplaced_quote.csv": lines(row("1"), row("2", name='"ASPIRIN, not closed'), row("3"),
+                                 row("4", name='"ASPIRIN"'), row("5")),
     "not_utf8.csv": lines(row("1"), row("2"), row("3"), row("4")).replace(
         b"2,10,ASPIRIN", b"2,10,ASP\xc9RINE").replace(b"4,10,ASPIRIN,4,CC(=O)O,,100,COX-1",
                                                        b"4,10,ASPIRIN,4,CC(=O)O,,100,COX\xff\xfe"),
