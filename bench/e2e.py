@@ -28,14 +28,14 @@ class Failed(RuntimeError):
     pass
 
 
-def _wait(process: subprocess.Popen, timeout_s: float) -> tuple[int, float]:
-    """Exit status and peak RSS (MiB) of one child; kills it past the deadline."""
+def _wait(process: subprocess.Popen, timeout_s: float) -> tuple[int, float, float]:
+    """Exit status, peak RSS (MiB) and CPU seconds of one child; kills it past the deadline."""
     deadline = time.monotonic() + timeout_s
     while True:
         pid, status, usage = os.wait4(process.pid, os.WNOHANG)
         if pid:
             process.returncode = os.waitstatus_to_exitcode(status)
-            return process.returncode, usage.ru_maxrss / 1024
+            return process.returncode, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
         if time.monotonic() > deadline:
             process.kill()
         time.sleep(0.02)
@@ -83,14 +83,14 @@ def run(sample: Path, rows: int, *, kafka_bootstrap: str, redis_url: str, ftp, w
                 [*molstream, "fetch", "--url", ftp.url(sample.name, with_credentials=False),
                  "--ingest-id", ingest_id, "--no-progress"],
                 env=env, stdout=out, stderr=logs["fetcher"])
-            fetch_status, fetch_rss = _wait(fetcher, timeout_s)
+            fetch_status, fetch_rss, fetch_cpu = _wait(fetcher, timeout_s)
         fetcher_done = time.perf_counter()
         if fetch_status != 0:
             worker.kill()
             _wait(worker, 30)
             raise Failed(f"the fetcher failed (exit {fetch_status}):\n"
                          + _tail(run_dir / "fetcher.log"))
-        work_status, work_rss = _wait(worker, timeout_s)
+        work_status, work_rss, work_cpu = _wait(worker, timeout_s)
         elapsed = time.perf_counter() - started
     finally:
         for f in logs.values():
@@ -120,6 +120,8 @@ def run(sample: Path, rows: int, *, kafka_bootstrap: str, redis_url: str, ftp, w
         "stage_rows_per_s": {k: rows / v if v > 0 else None for k, v in stages.items()},
         "fetcher_peak_rss_mb": fetch_rss,
         "worker_peak_rss_mb": work_rss,
+        "fetcher_cpu_seconds": fetch_cpu,
+        "worker_cpu_seconds": work_cpu,
         "batches": result["batches"],
         "dir": str(run_dir),
     }

@@ -45,6 +45,8 @@ def figures(e2e: dict, e2e_2n: dict, baseline: dict, limit: dict, meta: dict) ->
         "fetcher_rss_growth_pct": _growth(e2e, e2e_2n, "fetcher_peak_rss_mb"),
         "worker_rss_growth_pct": _growth(e2e, e2e_2n, "worker_peak_rss_mb"),
         "batches": e2e["batches"],
+        "fetcher_cpu_seconds": e2e["fetcher_cpu_seconds"],
+        "worker_cpu_seconds": e2e["worker_cpu_seconds"],
     }
     for stage in STAGES:
         out[f"{stage}_rows_per_s"] = e2e["stage_rows_per_s"][stage]
@@ -113,6 +115,8 @@ def table(f: dict) -> str:
         f"{'worker RSS growth N→2N':<34}{f['worker_rss_growth_pct']:>14,.1f} %  "
         f"{mark('worker_rss_growth_pct')}",
         f"{'end to end at 2N':<34}{f['e2e_2n_rows_per_s']:>11,.0f} r/s",
+        f"{'CPU time at N':<34}{'':>16}  {'':>12}   (fetcher {f['fetcher_cpu_seconds']:.1f} s,"
+        f" worker {f['worker_cpu_seconds']:.1f} s)",
     ]
     return "\n".join(lines)
 
