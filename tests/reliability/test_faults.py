@@ -192,8 +192,8 @@ def test_worker_killed_mid_ingest_then_restarted(clean, expected, procs, tmp_pat
 
 
 def test_redis_stopped_mid_ingest(clean, expected, procs, tmp_path):
-    """Redis goes away mid-ingest, and the worker is restarted while Redis is still down: with
-    cold caches, every id look-up must reach the database, and the ingest finishes."""
+    """Redis goes away mid-ingest: the worker goes on; restarted while Redis is still down,
+    with cold caches (every id look-up must reach the database), it finishes the ingest."""
     own = RedisServer().start()
     try:
         s = _replay_settings(clean, tmp_path / "run", redis_url=own.url)
@@ -202,8 +202,10 @@ def test_redis_stopped_mid_ingest(clean, expected, procs, tmp_path):
         wait_for(lambda: applied_batches(s.database_url) >= 20, timeout_s=120,
                  what="20 batches applied", watch=[worker])
         assert redis.Redis.from_url(own.url).keys("molstream:*")  # it was in use
+        before = applied_batches(s.database_url)
         own.stop()
-        assert worker.alive
+        wait_for(lambda: applied_batches(s.database_url) > before, timeout_s=60,
+                 what="a batch applied with Redis down", watch=[worker])
         assert worker.kill(signal.SIGTERM) == 0  # a rolling restart: graceful stop
         assert applied_batches(s.database_url) < BATCHES
         restarted = procs("worker", worker_args(INGEST), env)
