@@ -3,7 +3,11 @@
 Session-wide: a Kafka broker, a Redis server, a PostgreSQL cluster (each test gets its own
 empty database). Per test: FTP/FTPS and HTTP(S) servers over a directory of the test's choosing.
 Set MOLSTREAM_TEST_KAFKA (bootstrap), MOLSTREAM_TEST_REDIS (URL) or MOLSTREAM_TEST_POSTGRES
-(SQLAlchemy URL of a server where databases may be created) to use services already running.
+(SQLAlchemy URL of a server where databases may be created) to use services already running;
+the handle fixtures (kafka_broker, redis_server, postgres_server) are then None.
+
+A service that cannot start (binary or jars missing, …) fails the test with the reason and the
+provision script to run: these tests exist to run against the real thing, never skip quietly.
 """
 
 from __future__ import annotations
@@ -14,61 +18,88 @@ from pathlib import Path
 
 import pytest
 
+from ._process import ServiceError, prune_run_dirs
 from .certs import self_signed
 from .ftp import FtpServer
 from .http import HttpServer
 from .kafka import KafkaServer
-from .postgres import PostgresServer, create_database
+from .postgres import PostgresServer, create_database, drop_database
 from .redis import RedisServer
+
+
+def _start(factory: Callable[[], object]):
+    try:
+        return factory()
+    except ServiceError as e:
+        reason = str(e)
+    pytest.fail(reason, pytrace=False)  # outside `except`: the message alone, no chained trace
+
+
+def pytest_sessionstart(session) -> None:
+    # Leftovers of sessions that died (killed runs, crashed CI jobs): Kafka's can be large.
+    if not hasattr(session.config, "workerinput"):
+        prune_run_dirs()
 
 
 @pytest.fixture(scope="session")
 def kafka_broker() -> Iterator[KafkaServer | None]:
-    """The broker handle (stop/start/kill for fault tests); None when MOLSTREAM_TEST_KAFKA."""
+    """The broker handle (stop/start/kill for fault tests); None with MOLSTREAM_TEST_KAFKA."""
     if os.environ.get("MOLSTREAM_TEST_KAFKA"):
         yield None
         return
-    server = KafkaServer().start()
+    server = _start(lambda: KafkaServer().start())
     try:
         yield server
     finally:
-        server.remove()
+        server.close()
 
 
 @pytest.fixture(scope="session")
 def kafka_bootstrap(kafka_broker: KafkaServer | None) -> str:
+    """"127.0.0.1:PORT" of a running broker."""
     return os.environ.get("MOLSTREAM_TEST_KAFKA") or kafka_broker.bootstrap
 
 
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer | None]:
+    """The Redis handle (stop/start/flush); None with MOLSTREAM_TEST_REDIS."""
     if os.environ.get("MOLSTREAM_TEST_REDIS"):
         yield None
         return
-    with RedisServer() as server:
+    server = _start(lambda: RedisServer().start())
+    try:
         yield server
+    finally:
+        server.close()
 
 
 @pytest.fixture(scope="session")
 def redis_url(redis_server: RedisServer | None) -> str:
+    """"redis://127.0.0.1:PORT/0"."""
     return os.environ.get("MOLSTREAM_TEST_REDIS") or redis_server.url
 
 
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer | None]:
+    """The PostgreSQL cluster handle; None with MOLSTREAM_TEST_POSTGRES."""
     if os.environ.get("MOLSTREAM_TEST_POSTGRES"):
         yield None
         return
-    with PostgresServer() as server:
+    server = _start(lambda: PostgresServer().start())
+    try:
         yield server
+    finally:
+        server.close()
 
 
 @pytest.fixture
-def postgres_url(postgres_server: PostgresServer | None) -> str:
-    """A fresh, empty database for this test."""
-    if postgres_server is None:
-        return create_database(os.environ["MOLSTREAM_TEST_POSTGRES"])
-    return postgres_server.new_database()
+def postgres_url(postgres_server: PostgresServer | None) -> Iterator[str]:
+    """SQLAlchemy URL of a fresh, empty database for this test (dropped afterwards when
+    nothing holds it open)."""
+    server = os.environ.get("MOLSTREAM_TEST_POSTGRES") or postgres_server.admin_dsn
+    url = create_database(server)
+    yield url
+    drop_database(server, url.rsplit("/", 1)[1])
 
 
 @pytest.fixture
@@ -79,26 +110,30 @@ def tls_ca_file() -> Path:
 
 @pytest.fixture
 def ftp_server() -> Iterator[Callable[..., FtpServer]]:
+    """Factory: ftp_server(root, tls=False, user=..., password=..., throttle_bps=0,
+    cut_after_bytes=0, writable=False) -> a running FtpServer, stopped after the test."""
     started: list[FtpServer] = []
 
     def start(root: Path, **options) -> FtpServer:
-        server = FtpServer(root, **options).start()
+        server = FtpServer(root, **options)
         started.append(server)
-        return server
+        return _start(server.start)
 
     yield start
     for server in started:
-        server.stop()
+        server.close()
 
 
 @pytest.fixture
 def http_server() -> Iterator[Callable[..., HttpServer]]:
+    """Factory: http_server(root, tls=False, user=None, password=None, cut_after_bytes=0,
+    throttle_bps=0) -> a running HttpServer, stopped after the test."""
     started: list[HttpServer] = []
 
     def start(root: Path, **options) -> HttpServer:
-        server = HttpServer(root, **options).start()
+        server = HttpServer(root, **options)
         started.append(server)
-        return server
+        return server.start()
 
     yield start
     for server in started:
