@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from sqlalchemy import Engine, Table, and_, or_, select, update
+from sqlalchemy import Engine, Table, and_, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
@@ -26,6 +26,10 @@ from .db import DIMENSIONS, Activity, AppliedBatch, IngestRun, Molecule, Target,
 from .messages import TABLES, EndOfIngest, RowBatch
 
 log = logging.getLogger(__name__)
+
+# An ingest of at least this many rows, and at least as many as the activity table holds, is
+# applied on SQLite without the activity table's secondary indexes, rebuilt once at the end.
+BULK_MIN_ROWS = 200_000
 
 _MOLECULE = Molecule.__table__
 _TARGET = Target.__table__
@@ -65,6 +69,46 @@ class Applier:
         self.cache = cache
         self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
         self._statements: dict[tuple, tuple[str, tuple[str, ...] | None]] = {}
+        self._planned: set[str] = set()  # ingests already considered for deferred indexes
+        self.indexes_deferred = False
+
+    # -- large ingests on SQLite ----------------------------------------------------------
+
+    def plan(self, batches: list[RowBatch]) -> None:
+        """Before applying `batches`: on SQLite, when one of them opens an ingest of at least
+        BULK_MIN_ROWS rows and at least as many as the activity table holds, drop the activity
+        table's secondary indexes (molecule_id, target_id) until `restore_indexes`.
+
+        Keeping them up to date costs a random insert into each per row, ~40% of the time a
+        bulk ingest takes; building them afterwards is one sort (~1 s per million rows). Until
+        then, looking activities up by molecule or target scans the table; foreign keys are
+        checked as before (they need the parents' keys only). A worker that stops in between
+        gets them back from `create_schema` when it starts again.
+        """
+        if self.engine.dialect.name != "sqlite" or self.indexes_deferred:
+            return
+        fresh = {b.ingest_id: b.rows_total for b in batches
+                 if b.ingest_id not in self._planned and (b.rows_total or 0) >= BULK_MIN_ROWS}
+        if not fresh:
+            return
+        self._planned.update(fresh)
+        with self.engine.begin() as conn:
+            held = conn.execute(select(func.count()).select_from(_ACTIVITY)).scalar_one()
+            if max(fresh.values()) >= held:
+                for index in _ACTIVITY.indexes:
+                    index.drop(conn, checkfirst=True)
+                self.indexes_deferred = True
+                log.info("ingest of %d rows into %d: activity indexes deferred to its end",
+                         max(fresh.values()), held)
+
+    def restore_indexes(self) -> None:
+        """Build the indexes `plan` dropped, if it did."""
+        if self.indexes_deferred:
+            with self.engine.begin() as conn:
+                for index in _ACTIVITY.indexes:
+                    index.create(conn, checkfirst=True)
+            self.indexes_deferred = False
+            log.info("activity indexes rebuilt")
 
     # -- public ---------------------------------------------------------------------------
 

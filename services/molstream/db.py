@@ -254,6 +254,11 @@ def create_schema(engine: Engine) -> str:
             conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_SCHEMA_LOCK})")
             conn.exec_driver_sql(_PG_FUNCTION)
         Base.metadata.create_all(conn)
+        # create_all leaves tables that exist alone, indexes included: bring back any index a
+        # worker dropped for a large ingest and did not live to rebuild (molstream.apply).
+        for table in Base.metadata.sorted_tables:
+            for index in table.indexes:
+                index.create(conn, checkfirst=True)
         for name in DATA_TABLES:
             template = _PG_TRIGGER if engine.dialect.name == "postgresql" else _SQLITE_TRIGGER
             conn.exec_driver_sql(template.format(t=name))

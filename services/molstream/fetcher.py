@@ -134,7 +134,8 @@ def run(url: str, *, ingest_id: str, settings: Settings, credentials: Credential
                     publisher.send_rejections(ingest_id, bad)
                     rejected += len(bad)
                 if valid.num_rows:
-                    publisher.send_batch(RowBatch(ingest_id, seq, mode, valid, started))
+                    publisher.send_batch(RowBatch(ingest_id, seq, mode, valid, started,
+                                                  rows_total))
                     seq += 1
                     published += valid.num_rows
                 bar.update(chunk.num_rows)

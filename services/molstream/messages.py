@@ -2,7 +2,8 @@
 
 `<prefix>.rows` carries two kinds of message, told apart by the `kind` header:
 - `rows`: one batch of validated rows as an Arrow IPC stream (typed columns, compressed with
-  zstd); headers carry the ingest id, the batch's sequence number and the mode. The key is
+  zstd); headers carry the ingest id, the batch's sequence number, the mode and the number of
+  rows in the whole file (which lets the worker plan a large ingest). The key is
   `<ingest_id>/<seq>`, deterministic, so a fetcher run again for the same ingest republishes the
   same batches and the worker recognises them.
 - `end`: JSON totals of the ingest (batches, rows published and rejected), sent after every
@@ -46,6 +47,7 @@ class RowBatch:
     mode: Mode
     rows: pa.Table
     fetch_started_at: float  # unix time the fetcher began, for the ingest's duration
+    rows_total: int | None = None  # rows in the whole file (None from older fetchers)
 
     @property
     def key(self) -> bytes:
@@ -76,6 +78,8 @@ def encode_batch(batch: RowBatch) -> tuple[bytes, list[tuple[str, bytes]]]:
     headers = [("kind", ROWS.encode()), ("ingest", batch.ingest_id.encode()),
                ("seq", str(batch.seq).encode()), ("mode", batch.mode.value.encode()),
                ("t0", repr(batch.fetch_started_at).encode())]
+    if batch.rows_total is not None:
+        headers.append(("total", str(batch.rows_total).encode()))
     return sink.getvalue().to_pybytes(), headers
 
 
@@ -91,7 +95,8 @@ def decode(value: bytes, headers: list[tuple[str, bytes]]) -> RowBatch | EndOfIn
     if kind == ROWS:
         with pa.ipc.open_stream(value) as reader:
             table = reader.read_all()
-        return RowBatch(h["ingest"], int(h["seq"]), Mode.parse(h["mode"]), table, float(h["t0"]))
+        return RowBatch(h["ingest"], int(h["seq"]), Mode.parse(h["mode"]), table, float(h["t0"]),
+                        int(h["total"]) if "total" in h else None)
     if kind == END:
         body = json.loads(value)
         body["mode"] = Mode.parse(body["mode"])

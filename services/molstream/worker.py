@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 
 _RUN = IngestRun.__table__
 PROGRESS_EVERY_S = 1.0
+# Indexes deferred for a large ingest are rebuilt when it completes, or after this long idle
+# (an ingest whose fetcher died never completes).
+RESTORE_INDEXES_IDLE_S = 10.0
 # On SQLite, consecutive row batches of one poll share a transaction up to this many rows
 # (see Applier.apply_many); on PostgreSQL each batch keeps its own.
 GROUP_ROWS = 100_000
@@ -97,6 +100,9 @@ class Worker:
                 if messages:
                     last_message = time.monotonic()
                     self._commit()
+                elif (self.applier.indexes_deferred
+                      and time.monotonic() - last_message > RESTORE_INDEXES_IDLE_S):
+                    self._with_retries(self.applier.restore_indexes)
                 if waiting and self._all_completed(waiting):
                     break
                 if idle_timeout_s is not None and time.monotonic() - last_message > idle_timeout_s:
@@ -106,8 +112,8 @@ class Worker:
 
     def close(self) -> None:
         self._bar.__exit__()
-        for closer in (self.consumer.close, self.events.close, self.cache.close,
-                       self.engine.dispose):
+        for closer in (self.consumer.close, self.applier.restore_indexes, self.events.close,
+                       self.cache.close, self.engine.dispose):
             try:
                 closer()
             except Exception as e:  # closing is best effort
@@ -139,6 +145,7 @@ class Worker:
             self._apply(group)
 
     def _apply(self, batches: list[RowBatch]) -> None:
+        self._with_retries(lambda: self.applier.plan(batches))
         results = self._with_retries(lambda: self.applier.apply_many(batches))
         for batch, applied in zip(batches, results, strict=True):
             if applied is None:  # a redelivery: maybe we stopped before announcing
@@ -152,6 +159,7 @@ class Worker:
 
     def _finish(self, ingest_id: str) -> None:
         if self._with_retries(lambda: finish_if_complete(self.engine, ingest_id)):
+            self._with_retries(self.applier.restore_indexes)  # before anyone hears it is done
             self._announce(ingest_id)
         elif self._is_completed_unannounced(ingest_id):
             self._announce(ingest_id)  # we crashed between completing and announcing

@@ -1,9 +1,11 @@
 """The database layer and the applier on real SQLite and real PostgreSQL (no Kafka here)."""
 
 import time
+from dataclasses import replace
 
 import pyarrow as pa
 import pytest
+from molstream import apply
 from molstream.apply import Applier, finish_if_complete
 from molstream.cache import IdCache
 from molstream.config import Mode
@@ -152,6 +154,33 @@ def test_batches_applied_together_equal_batches_applied_one_by_one(engine, appli
     assert content(engine) == content(alone)
     assert content(engine)[0][3:5] == ("RENAMED", 2.0)
     alone.dispose()
+
+
+def _activity_indexes(engine) -> set[str]:
+    from sqlalchemy import inspect
+    return {ix["name"] for ix in inspect(engine).get_indexes("activity")}
+
+
+def test_a_large_ingest_defers_the_activity_indexes_on_sqlite(engine, applier, monkeypatch):
+    monkeypatch.setattr(apply, "BULK_MIN_ROWS", 3)
+    every = _activity_indexes(engine)
+    assert every == {"ix_activity_molecule_id", "ix_activity_target_id"}
+    applier.apply(_batch([ROW]))  # no size announced: nothing changes
+    applier.plan([replace(_batch([{**ROW, "activity_id": "2"}], ingest="small"), rows_total=2)])
+    assert not applier.indexes_deferred and _activity_indexes(engine) == every
+    big = replace(_batch([{**ROW, "activity_id": "3"}], ingest="big"), rows_total=5)
+    applier.plan([big])
+    deferred = engine.dialect.name == "sqlite"  # several PostgreSQL workers: never
+    assert applier.indexes_deferred is deferred
+    assert _activity_indexes(engine) == (set() if deferred else every)
+    applier.apply(big)
+    applier.restore_indexes()
+    assert not applier.indexes_deferred and _activity_indexes(engine) == every
+    # A worker that stopped with them dropped gets them back when it starts again.
+    Applier(engine, IdCache(None, namespace="test")).plan([replace(big, rows_total=50)])
+    create_schema(engine)
+    assert _activity_indexes(engine) == every
+    assert _count(engine, "activity") == 2
 
 
 def test_soft_delete_hides_rows_through_the_data_layer(engine, applier):
