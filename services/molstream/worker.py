@@ -68,7 +68,7 @@ class Worker:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_partition_fetch_bytes=MAX_MESSAGE_BYTES,
-            fetch_max_bytes=4 * MAX_MESSAGE_BYTES,
+            fetch_max_bytes=MAX_MESSAGE_BYTES,  # ~20 typical batches a fetch; more costs memory
             max_poll_records=16,
             max_poll_interval_ms=900_000,  # a locked SQLite file may hold a batch for minutes
             session_timeout_ms=30_000,
