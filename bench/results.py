@@ -49,6 +49,7 @@ def figures(e2e: dict, e2e_2n: dict, baseline: dict, limit: dict, meta: dict) ->
         "batches": e2e["batches"],
         "fetcher_cpu_seconds": e2e["fetcher_cpu_seconds"],
         "worker_cpu_seconds": e2e["worker_cpu_seconds"],
+        "timeline_s": e2e["timeline_s"],
     }
     for stage in STAGES:
         out[f"{stage}_rows_per_s"] = e2e["stage_rows_per_s"][stage]
@@ -120,6 +121,8 @@ def table(f: dict) -> str:
         f"{'end to end at 2N':<34}{f['e2e_2n_rows_per_s']:>11,.0f} r/s",
         f"{'CPU time at N':<34}{'':>16}  {'':>12}   (fetcher {f['fetcher_cpu_seconds']:.1f} s,"
         f" worker {f['worker_cpu_seconds']:.1f} s)",
+        "timeline at N (s from start): " + ", ".join(
+            f"{kind} {t:.1f}" for kind, t in sorted(f["timeline_s"].items(), key=lambda x: x[1])),
     ]
     return "\n".join(lines)
 
