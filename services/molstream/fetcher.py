@@ -1,10 +1,18 @@
-"""The fetcher: download → read into HDF5 with vaex → validate → publish batches → end marker.
+"""The fetcher: download → scan → (convert to HDF5 with vaex → validate → publish) → end marker.
 
 One call of `run` is one ingest. Everything the worker needs to be idempotent is decided here:
 batches are cut from the file at fixed row positions and numbered in order, so running the
 fetcher again for the same ingest id publishes the same batches under the same keys.
 A failure (unreachable server, wrong password, missing file, missing column, broken CSV) is
 published as a `failed` event and raised; a failure before publishing starts writes nothing.
+
+The file is read twice. The scan (`molstream.read.scan`) reads all of it, converting nothing,
+and every way a file can be broken as a whole shows there, before the first batch is
+published: a structurally broken file ends with nothing applied. The second pass converts,
+validates and publishes block by block, so the worker starts applying while the rest of the
+file is still being converted. It can only fail for reasons outside the file (a full disk,
+the process killed), like any run cut short: the batches published so far are applied, the
+ingest does not complete, and a run again with the same ingest id finishes it.
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ from .fetch import Credentials, FetchError, Limits, download, redact
 from .messages import EndOfIngest, RowBatch
 from .progress import Bar
 from .publish import Publisher, ensure_topics
-from .read import ReadError, convert
+from .read import Converter, ReadError, scan
 
 log = logging.getLogger(__name__)
 
@@ -111,25 +119,25 @@ def run(url: str, *, ingest_id: str, settings: Settings, credentials: Credential
         stage = "read"
         t = time.time()
         with Bar(show_progress, "read", unit="rows") as bar:
-            converted = convert(path, work / "hdf5",
-                                max_decompressed_bytes=settings.max_decompressed_bytes,
-                                on_block=bar.update_to)
-        for warning in converted.warnings:
+            scanned = scan(path, max_decompressed_bytes=settings.max_decompressed_bytes,
+                           on_block=bar.update_to)
+        for warning in scanned.warnings:
             log.warning("%s: %s", redact(url), warning)
         seconds["read"] = time.time() - t
 
         stage = "publish"
         t = time.time()
-        rows_total = converted.rows + len(converted.rejections)
-        rejected = len(converted.rejections)
-        publisher.send_rejections(ingest_id, converted.rejections)
+        rows_total = scanned.rows_total
+        rejected = len(scanned.rejections)
+        publisher.send_rejections(ingest_id, scanned.rejections)
         published, seq, last_event = 0, 0, 0.0
         duplicates = DuplicateFilter()
+        converter = Converter(scanned, work / "hdf5")
         with Bar(show_progress, "publish", unit="rows", total=rows_total) as bar:
-            for chunk in converted.chunks(batch_size):
+            for chunk in converter.chunks(batch_size):
                 valid, bad = validate(chunk, max_field_bytes=settings.max_field_bytes)
                 valid, dups = duplicates.filter(valid)
-                bad += dups
+                bad = converter.take_rejections() + bad + dups
                 if bad:
                     publisher.send_rejections(ingest_id, bad)
                     rejected += len(bad)
@@ -143,7 +151,9 @@ def run(url: str, *, ingest_id: str, settings: Settings, credentials: Credential
                     last_event = time.monotonic()
                     publisher.event("publishing", ingest_id, rows_total=rows_total,
                                     rows_published=published, rows_rejected=rejected)
-            converted.close()
+            if late := converter.take_rejections():  # not UTF-8, in the file's last rows
+                publisher.send_rejections(ingest_id, late)
+                rejected += len(late)
             publisher.send_end(EndOfIngest(ingest_id, mode, redact(url), seq, rows_total,
                                            published, rejected, started))
         seconds["publish"] = time.time() - t

@@ -79,32 +79,41 @@ class Converted:
         """Nothing stays open between chunks; kept for the context-manager protocol."""
 
     def chunks(self, size: int) -> Iterator[pa.Table]:
-        """The rows in chunks of `size` (the last may be shorter), cut at the same row positions
-        whatever the HDF5 files' sizes. One file is open (memory-mapped) at a time, and the
-        rows handed out are copies: closing the file unmaps it at once, so the pages already
-        read leave the process and its memory does not grow with the file. (A chunk still
-        pointing into the map makes vaex's close fail; the map then lingers until Python's
-        cycle collector happens to free vaex's objects: ~130 MB more at 1M rows.)"""
-        pending: list[pa.Table] = []
-        n = 0
-        for path in self.paths:
-            df, table = vaex.open(str(path)), None
-            try:
-                for _, _, table in df.to_arrow_table(chunk_size=size, parallel=False):
-                    table = _copied(table.select([LINE, *COLUMN_NAMES]))
-                    offset = 0
-                    while offset < table.num_rows:
-                        take = min(size - n, table.num_rows - offset)
-                        pending.append(table.slice(offset, take))
-                        n, offset = n + take, offset + take
-                        if n == size:
-                            yield _joined(pending)
-                            pending, n = [], 0
-            finally:
-                del table
-                df.close()
-        if pending:
-            yield _joined(pending)
+        """The rows in chunks of `size` (the last may be shorter)."""
+        return _cut((t for path in self.paths for t in _read_back(path, size)), size)
+
+
+def _read_back(path: Path, size: int) -> Iterator[pa.Table]:
+    """The rows of one HDF5 file, read with vaex in chunks of at most `size`. The chunks are
+    copies: closing the file unmaps it at once, so the pages read leave the process and its
+    memory does not grow with the file. (A chunk still pointing into the map makes vaex's
+    close fail; the map then lingers until Python's cycle collector happens to free vaex's
+    objects: ~130 MB more at 1M rows.)"""
+    df, table = vaex.open(str(path)), None
+    try:
+        for _, _, table in df.to_arrow_table(chunk_size=size, parallel=False):
+            yield _copied(table.select([LINE, *COLUMN_NAMES]))
+    finally:
+        del table
+        df.close()
+
+
+def _cut(tables: Iterator[pa.Table], size: int) -> Iterator[pa.Table]:
+    """Chunks of exactly `size` rows (the last may be shorter) out of tables of any size: the
+    same cuts at the same row positions however the rows were split into files."""
+    pending: list[pa.Table] = []
+    n = 0
+    for table in tables:
+        offset = 0
+        while offset < table.num_rows:
+            take = min(size - n, table.num_rows - offset)
+            pending.append(table.slice(offset, take))
+            n, offset = n + take, offset + take
+            if n == size:
+                yield _joined(pending)
+                pending, n = [], 0
+    if pending:
+        yield _joined(pending)
 
 
 def _copied(table: pa.Table) -> pa.Table:
@@ -206,13 +215,31 @@ class _RowTooBig(Exception):
     pass
 
 
-def convert(
-    csv_path: Path, hdf5_dir: Path, *, max_decompressed_bytes: int | None = None,
-    on_block: Callable[[int], None] | None = None,
-) -> Converted:
-    """Parse `csv_path` (plain or gzip-compressed CSV) into HDF5 files under `hdf5_dir`."""
+@dataclass
+class Scan:
+    """What a first pass over a file found, before anything is converted or published."""
+
+    path: Path
+    header: list[str]
+    warnings: list[str]
+    rows: int  # rows the parser accepted (a few may still turn out not to be UTF-8)
+    rejections: list[Rejection]  # rows the parser refused (a wrong number of fields)
+    block: int  # a block size the file's largest row fits in
+    max_decompressed_bytes: int | None
+
+    @property
+    def rows_total(self) -> int:
+        return self.rows + len(self.rejections)
+
+
+def scan(csv_path: Path, *, max_decompressed_bytes: int | None = None,
+         on_block: Callable[[int], None] | None = None) -> Scan:
+    """Pass 1: read the whole file (plain or gzip) once, converting nothing, to learn that it
+    can be read as a whole (header, quoting, row sizes, the inflation cap) and how many rows it
+    holds. Raises ReadError or ContractError for a file that cannot be; once this returns, the
+    second pass (`Converter`) meets the same bytes and can publish as it goes."""
     try:
-        return _convert_growing_blocks(csv_path, hdf5_dir, max_decompressed_bytes, on_block)
+        return _scan_growing_blocks(csv_path, max_decompressed_bytes, on_block)
     except _TooLarge:
         raise
     except (ReadError, ContractError):
@@ -223,15 +250,22 @@ def convert(
         raise
 
 
-def _convert_growing_blocks(csv_path: Path, hdf5_dir: Path, max_decompressed_bytes: int | None,
-                            on_block: Callable[[int], None] | None) -> Converted:
+def _scan_growing_blocks(csv_path: Path, max_decompressed_bytes: int | None,
+                         on_block: Callable[[int], None] | None) -> Scan:
     header = read_header(csv_path, max_decompressed_bytes)
     warnings = check_header(header)
+    present = [name for name in COLUMN_NAMES if name in header]
     block = BLOCK_BYTES
     while True:
+        skipped: list[Rejection] = []
+        rows = 0
         try:
-            return _convert(csv_path, hdf5_dir, header, warnings, block, max_decompressed_bytes,
-                            on_block)
+            # One column is enough: the parser tokenizes every field anyway.
+            for batch, _ in _parse(csv_path, header, present[:1], block, max_decompressed_bytes,
+                                   skipped):
+                rows += batch.num_rows
+                if on_block:
+                    on_block(rows)
         except _RowTooBig as e:
             if block >= MAX_ROW_BYTES:
                 raise ReadError(f"{csv_path.name} is not valid CSV: a row is larger than "
@@ -239,17 +273,78 @@ def _convert_growing_blocks(csv_path: Path, hdf5_dir: Path, max_decompressed_byt
             block = min(4 * block, MAX_ROW_BYTES)
             log.info("%s: a row is larger than the CSV reader's block; reading it again with "
                      "%d-byte blocks", csv_path.name, block)
+            continue
+        return Scan(csv_path, header, warnings, rows, skipped, block, max_decompressed_bytes)
 
 
-def _convert(csv_path: Path, hdf5_dir: Path, header: list[str], warnings: list[str],
-             block: int, max_decompressed_bytes: int | None,
-             on_block: Callable[[int], None] | None) -> Converted:
-    present = [name for name in COLUMN_NAMES if name in header]
-    hdf5_dir.mkdir(parents=True, exist_ok=True)
-    for stale in hdf5_dir.glob("block-*.hdf5"):
-        stale.unlink()
+class Converter:
+    """Pass 2 over a scanned file, as a stream: every EXPORT_BYTES of rows parsed are decoded as
+    UTF-8 (rows that are not go to `rejections`), written to an HDF5 file, read back with vaex
+    and handed out in chunks; each file is deleted once read. Memory and disk stay flat."""
 
-    skipped: list[Rejection] = []
+    def __init__(self, scanned: Scan, hdf5_dir: Path) -> None:
+        self.scanned, self.hdf5_dir = scanned, hdf5_dir
+        self.rows = 0  # rows converted so far
+        self.rejections: list[Rejection] = []  # rows found not to be UTF-8, not yet taken
+
+    def take_rejections(self) -> list[Rejection]:
+        taken, self.rejections = self.rejections, []
+        return taken
+
+    def chunks(self, size: int) -> Iterator[pa.Table]:
+        """The rows in chunks of `size` (the last may be shorter), cut at fixed row positions."""
+        def read_and_delete() -> Iterator[pa.Table]:
+            for path in self.files():
+                yield from _read_back(path, size)
+                path.unlink()
+        return _cut(read_and_delete(), size)
+
+    def files(self) -> Iterator[Path]:
+        """Convert the file, yielding each HDF5 file once written."""
+        s = self.scanned
+        present = [name for name in COLUMN_NAMES if name in s.header]
+        self.hdf5_dir.mkdir(parents=True, exist_ok=True)
+        for stale in self.hdf5_dir.glob("block-*.hdf5"):
+            stale.unlink()
+        pending: list[pa.Table] = []
+        written = 0
+        for batch, lines in _parse(s.path, s.header, present, s.block, s.max_decompressed_bytes,
+                                   []):
+            table, bad_utf8 = _to_strings(pa.Table.from_batches([batch]), present, lines)
+            self.rejections.extend(bad_utf8)
+            if table.num_rows:
+                pending.append(table)
+                self.rows += table.num_rows
+            if sum(t.nbytes for t in pending) >= EXPORT_BYTES:
+                yield self._export(pending, written)
+                pending, written = [], written + 1
+        if pending:
+            yield self._export(pending, written)
+
+    def _export(self, tables: list[pa.Table], number: int) -> Path:
+        path = self.hdf5_dir / f"block-{number:06d}.hdf5"
+        export_hdf5(pa.concat_tables(tables), path)
+        return path
+
+
+def convert(
+    csv_path: Path, hdf5_dir: Path, *, max_decompressed_bytes: int | None = None,
+    on_block: Callable[[int], None] | None = None,
+) -> Converted:
+    """Both passes at once: the whole file (plain or gzip) into HDF5 files under `hdf5_dir`."""
+    scanned = scan(csv_path, max_decompressed_bytes=max_decompressed_bytes, on_block=on_block)
+    converter = Converter(scanned, hdf5_dir)
+    paths = list(converter.files())
+    rejections = sorted(scanned.rejections + converter.rejections, key=lambda r: r.line)
+    return Converted(paths, converter.rows, rejections, scanned.warnings)
+
+
+def _parse(csv_path: Path, header: list[str], columns: list[str], block: int,
+           max_decompressed_bytes: int | None, skipped: list[Rejection]
+           ) -> Iterator[tuple[pa.RecordBatch, np.ndarray]]:
+    """Arrow's streaming parse of `columns` (as bytes), batch by batch with each row's line
+    number; the rows it refuses go to `skipped`. Raises ReadError (or _RowTooBig) for a file
+    it cannot read, an unterminated quote included (once the file is read)."""
     unterminated: list[int] = []
 
     def invalid_row(row: pacsv.InvalidRow) -> str:
@@ -270,7 +365,7 @@ def _convert(csv_path: Path, hdf5_dir: Path, header: list[str], warnings: list[s
             parse_options=pacsv.ParseOptions(newlines_in_values=True,
                                              invalid_row_handler=invalid_row),
             convert_options=pacsv.ConvertOptions(
-                include_columns=present, column_types={n: pa.binary() for n in present},
+                include_columns=columns, column_types={n: pa.binary() for n in columns},
                 strings_can_be_null=False, quoted_strings_can_be_null=False),
         )
     except pa.ArrowInvalid as e:
@@ -279,18 +374,7 @@ def _convert(csv_path: Path, hdf5_dir: Path, header: list[str], warnings: list[s
     except BaseException:
         source.close()
         raise
-    paths: list[Path] = []
-    rejections: list[Rejection] = []
-    pending: list[pa.Table] = []
-    next_line, rows = 2, 0
-
-    def flush() -> None:
-        if pending:
-            path = hdf5_dir / f"block-{len(paths):06d}.hdf5"
-            export_hdf5(pa.concat_tables(pending), path)
-            paths.append(path)
-            pending.clear()
-
+    next_line = 2
     try:
         for batch in _batches(reader, csv_path):
             n_skipped = sum(1 for r in skipped if r.line >= next_line)
@@ -298,30 +382,15 @@ def _convert(csv_path: Path, hdf5_dir: Path, header: list[str], warnings: list[s
             if n_skipped:
                 lines = lines[~np.isin(lines, [r.line for r in skipped[-n_skipped:]])]
             next_line += batch.num_rows + n_skipped
-            table, bad_utf8 = _to_strings(pa.Table.from_batches([batch]), present, lines)
-            rejections.extend(bad_utf8)
-            if table.num_rows:
-                pending.append(table)
-                rows += table.num_rows
-            if sum(t.nbytes for t in pending) >= EXPORT_BYTES:
-                flush()
-            if on_block:
-                on_block(rows)
+            yield batch, lines
             source.took(block)
-        flush()
-    except _RowTooBig:
-        remove(paths)
-        raise
     finally:
         source.stop()
         reader.close()
         source.close()
     if unterminated:
-        remove(paths)
         raise ReadError(f"{csv_path.name} is not valid CSV: the quoted field opened on line "
                         f"{unterminated[0]} is never closed (unterminated quote)")
-    rejections = sorted(skipped + rejections, key=lambda r: r.line)
-    return Converted(paths, rows, rejections, warnings)
 
 
 def export_hdf5(table: pa.Table, path: Path) -> None:

@@ -95,10 +95,10 @@ def test_gzip_is_inflated_with_a_cap(tmp_path):
         assert c.rows == 2000
         assert [r["activity_id"] for ch in c.chunks(1500) for r in ch.to_pylist()][-1] == "2000"
     with pytest.raises(ReadError, match="gzip bomb"):
-        convert(p, tmp_path / "h5", max_decompressed_bytes=100)  # in the header already
+        convert(p, tmp_path / "failed", max_decompressed_bytes=100)  # in the header already
     with pytest.raises(ReadError, match="inflates to more than 50000 bytes"):
-        convert(p, tmp_path / "h5", max_decompressed_bytes=50_000)  # in the rows
-    assert not list((tmp_path / "h5").iterdir())  # nothing half-converted left behind
+        convert(p, tmp_path / "failed", max_decompressed_bytes=50_000)  # in the rows
+    assert not (tmp_path / "failed").exists()  # refused before anything was converted
     # A bomb is refused as one, even when what it holds fails the file some other way first.
     bomb = tmp_path / "bomb.csv.gz"
     bomb.write_bytes(gzip.compress(b"activity_id\n" + b"\0" * 3_000_000))
