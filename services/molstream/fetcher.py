@@ -58,37 +58,59 @@ class IngestFailed(RuntimeError):
 class DuplicateFilter:
     """Rejects an activity_id seen earlier in the same file (the first occurrence wins).
 
-    Seen ids are kept as one sorted int64 array (8 bytes a row) rather than a Python set
-    (~70 bytes a row), so memory stays small as files grow.
+    Seen ids are kept as sorted NumPy runs, one per chunk, with their line numbers (12 bytes a
+    row, against ~70 in a Python set). A file in id order (ChEMBL's exports are) needs no
+    look-up at all: a chunk whose smallest id is above every id seen cannot repeat one. Other
+    chunks are looked up run by run, and the runs are merged into one when they grow many.
+    Per chunk, the work and the temporary memory are those of the chunk, whatever the file's
+    size (merging the whole seen set at every chunk cost ~1 s and ~40 MB at 1M rows).
     """
 
+    MAX_RUNS = 64
+
     def __init__(self) -> None:
-        self._ids = np.empty(0, dtype=np.int64)
-        self._lines = np.empty(0, dtype=np.int64)
+        self._runs: list[tuple[np.ndarray, np.ndarray]] = []  # (sorted ids, their lines)
+        self._largest: int | None = None
 
     def filter(self, rows: pa.Table) -> tuple[pa.Table, list[Rejection]]:
         ids = rows.column("activity_id").to_numpy()
         lines = rows.column(LINE).to_numpy()
-        pos = np.searchsorted(self._ids, ids)
-        seen = pos < len(self._ids)
-        seen[seen] = self._ids[pos[seen]] == ids[seen]
-        unique, first = np.unique(ids, return_index=True)
+        if not len(ids):
+            return rows, []
+        earlier = self._earlier_lines(ids)  # line of an earlier chunk's occurrence, or -1
+        unique, first = np.unique(ids, return_index=True)  # each id's first position here
         repeated = np.ones(len(ids), dtype=bool)
-        repeated[first] = False  # np.unique reports each id's first position in the chunk
-        dup = seen | repeated
+        repeated[first] = False
+        dup = (earlier >= 0) | repeated
         rejections = []
         for i in np.flatnonzero(dup):
-            first_line = (self._lines[pos[i]] if seen[i]
+            first_line = (earlier[i] if earlier[i] >= 0
                           else lines[first[np.searchsorted(unique, ids[i])]])
             rejections.append(Rejection(
                 int(lines[i]), f"duplicate activity_id {ids[i]} (first seen on line {first_line})",
                 {"activity_id": str(ids[i])}))
         keep = ~dup
-        merged_ids = np.concatenate([self._ids, ids[keep]])
-        order = np.argsort(merged_ids, kind="stable")
-        self._ids = merged_ids[order]
-        self._lines = np.concatenate([self._lines, lines[keep]])[order]
+        if keep.any():
+            kept = ids[keep]
+            order = np.argsort(kept, kind="stable")
+            self._runs.append((kept[order], lines[keep][order].astype(np.int32)))
+            self._largest = int(kept[order[-1]]) if self._largest is None else max(
+                self._largest, int(kept[order[-1]]))
         return (rows.filter(pa.array(keep)) if dup.any() else rows), rejections
+
+    def _earlier_lines(self, ids: np.ndarray) -> np.ndarray:
+        found = np.full(len(ids), -1, dtype=np.int64)
+        if self._largest is None or ids.min() > self._largest:
+            return found  # the usual case: ids go up through the file
+        if len(self._runs) > self.MAX_RUNS:
+            merged = np.concatenate([r[0] for r in self._runs])
+            order = np.argsort(merged, kind="stable")
+            self._runs = [(merged[order], np.concatenate([r[1] for r in self._runs])[order])]
+        for run_ids, run_lines in self._runs:
+            pos = np.minimum(np.searchsorted(run_ids, ids), len(run_ids) - 1)
+            hit = (run_ids[pos] == ids) & (found < 0)
+            found[hit] = run_lines[pos[hit]]
+        return found
 
 
 def run(url: str, *, ingest_id: str, settings: Settings, credentials: Credentials,
