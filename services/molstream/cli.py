@@ -13,6 +13,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import NoReturn
 
 import click
 
@@ -42,6 +43,20 @@ def _settings(**overrides) -> Settings:
     if "topic_prefix" in changes:
         changes["topics"] = Topics(prefix=changes.pop("topic_prefix"))
     return dataclasses.replace(base, **changes)
+
+
+def _fail(message: str) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(2)
+
+
+def _hide_password(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL: say nothing of it
+        return "(unreadable URL)"
 
 
 _mode = click.Choice([m.value for m in Mode] + ["insertOnly"])
@@ -79,8 +94,7 @@ def fetch(url: str, ingest_id: str | None, batch_size: int | None, mode: str | N
                      mode=Mode.parse(mode) if mode else None, batch_size=batch_size,
                      show_progress=show)
     except IngestFailed as e:
-        click.echo(f"error: {e}", err=True)
-        sys.exit(2)
+        _fail(str(e))
     click.echo(json.dumps(dataclasses.asdict(result)))
 
 
@@ -99,7 +113,9 @@ def worker(database_url: str | None, kafka_bootstrap: str | None, redis_url: str
            idle_timeout: float | None, progress: bool | None) -> None:
     """Apply row batches from Kafka to the database."""
     import pyarrow as pa
+    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
+    from .publish import PublishError
     from .report import format_table
     from .worker import Worker
 
@@ -111,7 +127,16 @@ def worker(database_url: str | None, kafka_bootstrap: str | None, redis_url: str
     settings = _settings(database_url=database_url, kafka_bootstrap=kafka_bootstrap,
                          redis_url=redis_url, reports_dir=reports_dir)
     show = sys.stderr.isatty() if progress is None else progress
-    w = Worker(settings, show_progress=show)
+    try:
+        w = Worker(settings, show_progress=show)
+    except PublishError as e:
+        _fail(str(e))
+    except ArgumentError:  # its message repeats the URL, password and all
+        _fail("the database URL is not one SQLAlchemy reads "
+              "(sqlite:///path/to/file.db or postgresql://user@host/db)")
+    except SQLAlchemyError as e:
+        cause = str(getattr(e, "orig", None) or e).splitlines()[0]
+        _fail(f"cannot open the database {_hide_password(settings.database_url)}: {cause}")
     w.run(until_complete=until_complete, idle_timeout_s=idle_timeout)
     for rep in w.completed:
         click.echo(format_table(rep))

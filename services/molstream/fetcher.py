@@ -31,7 +31,7 @@ from .contract import LINE, ContractError, Rejection, validate
 from .fetch import Credentials, FetchError, Limits, download, redact
 from .messages import EndOfIngest, RowBatch
 from .progress import Bar
-from .publish import Publisher, ensure_topics
+from .publish import Publisher, PublishError, ensure_topics
 from .read import Converter, ReadError, scan
 
 log = logging.getLogger(__name__)
@@ -124,9 +124,14 @@ def run(url: str, *, ingest_id: str, settings: Settings, credentials: Credential
     seconds: dict[str, float] = {}
     work = settings.work_dir / _safe_name(ingest_id)
     work.mkdir(parents=True, exist_ok=True)
-    ensure_topics(settings.kafka_bootstrap, settings.topics,
-                  rows_partitions=settings.rows_partitions)
-    publisher = Publisher(settings.kafka_bootstrap, settings.topics, client_id="molstream-fetcher")
+    try:
+        ensure_topics(settings.kafka_bootstrap, settings.topics,
+                      rows_partitions=settings.rows_partitions)
+        publisher = Publisher(settings.kafka_bootstrap, settings.topics,
+                              client_id="molstream-fetcher")
+    except PublishError as e:  # nothing downloaded or published yet
+        log.error("ingest %s: %s", ingest_id, e)
+        raise IngestFailed("publish", str(e)) from None
     stage = "fetch"
     try:
         publisher.event("started", ingest_id, source=redact(url))
@@ -184,10 +189,12 @@ def run(url: str, *, ingest_id: str, settings: Settings, credentials: Credential
         publisher.wait_for_acks()
         shutil.rmtree(work, ignore_errors=True)
         return FetchResult(ingest_id, rows_total, published, rejected, seq, seconds)
-    except (FetchError, ReadError, ContractError) as e:
+    except (FetchError, ReadError, ContractError, PublishError) as e:
         reason = str(e)
         log.error("ingest %s: %s failed: %s", ingest_id, stage, reason)
-        _best_effort_failed_event(publisher, ingest_id, stage, reason)
+        # Kafka refusing our messages will likely refuse this one too: do not wait long for it.
+        _best_effort_failed_event(publisher, ingest_id, stage, reason,
+                                  timeout_s=30 if isinstance(e, PublishError) else 600)
         if stage != "fetch":
             shutil.rmtree(work, ignore_errors=True)  # keep a partial download to resume
         raise IngestFailed(stage, reason) from None
@@ -196,10 +203,10 @@ def run(url: str, *, ingest_id: str, settings: Settings, credentials: Credential
 
 
 def _best_effort_failed_event(publisher: Publisher, ingest_id: str, stage: str,
-                              reason: str) -> None:
+                              reason: str, *, timeout_s: float) -> None:
     try:
         publisher.event("failed", ingest_id, stage=stage, reason=reason)
-        publisher.wait_for_acks()
+        publisher.wait_for_acks(timeout_s)
     except Exception as e:  # the ingest already failed; say so in the log at least
         log.error("could not publish the failure event: %s", e)
 

@@ -31,8 +31,11 @@ class PublishError(RuntimeError):
 
 def ensure_topics(bootstrap: str, topics: Topics, *, rows_partitions: int = 1) -> None:
     """Create molstream's topics if they are missing (the Helm chart also creates them)."""
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="molstream-admin",
-                             request_timeout_ms=30_000)
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="molstream-admin",
+                                 request_timeout_ms=30_000)
+    except KafkaError as e:
+        raise PublishError(f"cannot reach Kafka at {bootstrap}: {e}") from None
     try:
         existing = set(admin.list_topics())
         wanted = [NewTopic(topics.rows, rows_partitions, 1,
@@ -94,14 +97,16 @@ class Publisher:
         self._track(self._producer.send(self.topics.events, key=ingest_id.encode(),
                                         value=to_json(event(kind, ingest_id, **fields))))
 
-    def wait_for_acks(self) -> None:
-        self._producer.flush()
+    def wait_for_acks(self, timeout_s: float = 600) -> None:
+        self._producer.flush(timeout=timeout_s)
         while self._in_flight:
-            self._settle(self._in_flight.popleft())
+            self._settle(self._in_flight.popleft(), timeout_s)
 
     def close(self) -> None:
         try:
             self._producer.flush(timeout=30)
+        except KafkaError as e:  # only after a failure: a success waited for every ack
+            log.warning("closing the Kafka producer: %s", e)
         finally:
             self._producer.close(timeout=5)
 
@@ -109,8 +114,8 @@ class Publisher:
         self._in_flight.append(future)
 
     @staticmethod
-    def _settle(future: FutureRecordMetadata) -> None:
+    def _settle(future: FutureRecordMetadata, timeout_s: float = 600) -> None:
         try:
-            future.get(timeout=600)
+            future.get(timeout=timeout_s)
         except KafkaError as e:
             raise PublishError(f"Kafka did not acknowledge a message: {e}") from None

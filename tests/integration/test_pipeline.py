@@ -188,6 +188,31 @@ def test_fetch_errors_are_clear_and_exit_non_zero(make_pipeline, ftp_server, sam
     assert missing.returncode != 0 and "no such file" in missing.stderr
     scheme = _fetch_cli("gopher://127.0.0.1/x.csv", {}, p)
     assert scheme.returncode != 0 and "unsupported URL scheme 'gopher'" in scheme.stderr
+    no_kafka = _fetch_cli(f"ftp://127.0.0.1:{ftp.port}/activities.csv",
+                          {"MOLSTREAM_KAFKA_BOOTSTRAP": "127.0.0.1:1"}, p)
+    assert no_kafka.returncode == 2, no_kafka.stderr
+    assert "error: publish failed: cannot reach Kafka at 127.0.0.1:1" in no_kafka.stderr
+    assert "Traceback" not in no_kafka.stderr
+
+
+def test_worker_start_errors_are_clear_and_hide_the_password(make_pipeline):
+    p = make_pipeline()
+    env = {"MOLSTREAM_KAFKA_BOOTSTRAP": p.settings.kafka_bootstrap, "MOLSTREAM_REDIS_URL": "",
+           "PATH": "/usr/bin:/bin"}
+
+    def worker(url: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "molstream", "worker", "--idle-timeout", "1",
+                               "--database-url", url], capture_output=True, text=True,
+                              timeout=120, env=env)
+
+    refused = worker("postgresql://molstream:s3cret-pw@127.0.0.1:1/molstream")
+    assert refused.returncode == 2
+    assert ("error: cannot open the database postgresql://molstream:***@127.0.0.1:1/molstream: "
+            "connection failed") in refused.stderr
+    garbled = worker("s3cret-pw")
+    assert garbled.returncode == 2 and "is not one SQLAlchemy reads" in garbled.stderr
+    for out in (refused, garbled):
+        assert "s3cret-pw" not in out.stderr + out.stdout and "Traceback" not in out.stderr
 
 
 def test_worker_goes_on_without_redis(make_pipeline, ftp_server, sample_dir):
