@@ -71,7 +71,10 @@ class Worker:
             fetch_max_bytes=MAX_MESSAGE_BYTES,  # ~20 typical batches a fetch; more costs memory
             max_poll_records=16,
             max_poll_interval_ms=900_000,  # a locked SQLite file may hold a batch for minutes
-            session_timeout_ms=30_000,
+            # A killed worker's partitions return to its replacement after this long (heartbeats
+            # come from a background thread, so a long transaction does not expire the session).
+            session_timeout_ms=10_000,
+            heartbeat_interval_ms=3_000,
             reconnect_backoff_max_ms=5_000,
         )
         self._stop = False

@@ -176,7 +176,7 @@ def _completed_events(watch: TopicWatch) -> list[dict]:
 def test_worker_killed_mid_ingest_then_restarted(clean, expected, procs, tmp_path):
     """SIGKILL while applying; the restarted worker gets the batches whose offsets were not
     committed again, recognises those the database already holds, and applies the rest.
-    (The restart waits for the dead member's Kafka session, 30 s, to expire.)"""
+    (The restart waits for the dead member's Kafka session, 10 s, to expire.)"""
     s = _replay_settings(clean, tmp_path / "run")
     env = service_env(s)
     worker = procs("worker", worker_args(INGEST), env)
