@@ -47,6 +47,22 @@ DIMENSION_COLUMNS = {
 }
 
 
+_STAMPS = ("created_on", "last_modified_on")
+_SQLITE_NOW = "strftime('%Y-%m-%d %H:%M:%f', 'now')"  # as the columns' default writes it
+
+
+@dataclass
+class _Transaction:
+    """What the batches applied in one transaction share."""
+
+    # Molecule and target rows this transaction already wrote: the same row again (a
+    # molecule measured in many batches) would change nothing, so it is not sent again. Only
+    # within one transaction: nobody else can change those rows before it commits.
+    written: dict[str, dict[int, tuple]] = field(
+        default_factory=lambda: {"molecule": {}, "target": {}})
+    stamp: str | None = None  # SQLite: created_on/last_modified_on of the rows it inserts
+
+
 @dataclass
 class Applied:
     """What one batch did: rows written (inserted or changed) per table."""
@@ -70,6 +86,7 @@ class Applier:
         self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
         self._statements: dict[tuple, tuple[str, tuple[str, ...] | None]] = {}
         self._planned: set[str] = set()  # ingests already considered for deferred indexes
+        self._sqlite = engine.dialect.name == "sqlite"
         self.indexes_deferred = False
 
     # -- large ingests on SQLite ----------------------------------------------------------
@@ -127,27 +144,26 @@ class Applier:
         transaction (`Worker` does), so that each transaction takes its row locks in key order.
         """
         results: list[Applied | None] = []
-        # Molecule and target rows this transaction already wrote: the same row again (a
-        # molecule measured in many batches) would change nothing, so it is not sent again.
-        # Only within one transaction: nobody else can change those rows before it commits.
-        written: dict[str, dict[int, tuple]] = {"molecule": {}, "target": {}}
         with self.engine.begin() as conn:
+            tx = _Transaction()
             for batch in batches:
-                results.append(self._apply_one(conn, batch, written))
+                results.append(self._apply_one(conn, batch, tx))
         # Only ids that are committed may be shared through the cache.
         for result in results:
             for dimension, ids in (result.new_ids.items() if result else ()):
                 self.cache.remember(dimension, ids)
         return results
 
-    def _apply_one(self, conn: Connection, batch: RowBatch,
-                   written: dict[str, dict[int, tuple]]) -> Applied | None:
+    def _apply_one(self, conn: Connection, batch: RowBatch, tx: _Transaction) -> Applied | None:
         self._ensure_run(conn, batch.ingest_id, batch.mode, batch.fetch_started_at)
+        if self._sqlite and tx.stamp is None:
+            # The write lock is ours from the statement above until the commit.
+            tx.stamp = conn.exec_driver_sql(f"SELECT {_SQLITE_NOW}").scalar_one()
         done = conn.execute(select(_APPLIED.c.seq).where(
             _APPLIED.c.ingest_id == batch.ingest_id, _APPLIED.c.seq == batch.seq)).first()
         if done:
             return None
-        result = self._apply_rows(conn, batch, written)
+        result = self._apply_rows(conn, batch, tx)
         conn.execute(_APPLIED.insert().values(
             ingest_id=batch.ingest_id, seq=batch.seq, rows=result.rows,
             written=result.written))
@@ -174,12 +190,11 @@ class Applier:
         stmt = self._insert(_RUN).values(id=ingest_id, mode=mode.value, fetch_started_at=t0)
         conn.execute(stmt.on_conflict_do_nothing(index_elements=["id"]))
 
-    def _apply_rows(self, conn: Connection, batch: RowBatch,
-                    written: dict[str, dict[int, tuple]]) -> Applied:
+    def _apply_rows(self, conn: Connection, batch: RowBatch, tx: _Transaction) -> Applied:
         rows = batch.rows
         result = Applied(batch.ingest_id, batch.seq, rows.num_rows)
         # Dimension values → ids, as columns: the per-row work stays in Arrow and NumPy.
-        ids = {d: _ids(rows.column(c), self._resolve(conn, d, rows.column(c), result))
+        ids = {d: _ids(rows.column(c), self._resolve(conn, d, rows.column(c), result, tx))
                for d, c in DIMENSION_COLUMNS.items()}
 
         # Molecules and targets: one row per key, the last occurrence winning, in key order.
@@ -192,48 +207,57 @@ class Applier:
         t = rows.take(last_target)
         targets = _tuples(t.column("target_id"), t.column("target_name"),
                           ids["organism"].take(last_target))
-        result.written["molecule"] = self._upsert(
+        result.written["molecule"] = self._execute_many(
             conn, _MOLECULE, batch.mode, ("id", "name", "phase_id", "structure", "inchi_key"),
-            _not_written(molecules, written["molecule"]))
-        result.written["target"] = self._upsert(
+            _not_written(molecules, tx.written["molecule"]), tx)
+        result.written["target"] = self._execute_many(
             conn, _TARGET, batch.mode, ("id", "name", "organism_id"),
-            _not_written(targets, written["target"]))
+            _not_written(targets, tx.written["target"]), tx)
         order = _key_order(rows.column("activity_id"))
         a = rows if order is None else rows.take(order)
         if order is not None:
             ids = {d: col.take(order) for d, col in ids.items()}
-        result.written["activity"] = self._upsert(
-            conn, _ACTIVITY, batch.mode,
+        activities = _tuples(a.column("activity_id"), a.column("molecule_id"),
+                             a.column("target_id"), ids["activity_type"], ids["unit"],
+                             ids["relation"], a.column("activity_value"))
+        mode: Mode | str = batch.mode
+        if self._sqlite and _distinct(activities) and conn.execute(
+                select(_ACTIVITY.c.id).where(_ACTIVITY.c.id.between(
+                    activities[0][0], activities[-1][0])).limit(1)).first() is None:
+            # None of these activities exists (the usual case: new rows, ids in order), and
+            # none can appear before the commit (the write lock is ours): a plain INSERT, which
+            # SQLite runs without the statement journal an upsert needs (~35% faster).
+            mode = "new-rows"
+        result.written["activity"] = self._execute_many(
+            conn, _ACTIVITY, mode,
             ("id", "molecule_id", "target_id", "activity_type_id", "unit_id", "relation_id",
-             "value"),
-            _tuples(a.column("activity_id"), a.column("molecule_id"), a.column("target_id"),
-                    ids["activity_type"], ids["unit"], ids["relation"],
-                    a.column("activity_value")))
+             "value"), activities, tx)
         return result
 
     def _resolve(self, conn: Connection, dimension: str, column: pa.ChunkedArray,
-                 result: Applied) -> dict:
+                 result: Applied, tx: _Transaction) -> dict:
         values = [v for v in column.unique().to_pylist() if v is not None]
         found = self.cache.lookup(dimension, values)
         missing = [v for v in values if v not in found]
         if missing:
             table = DIMENSIONS[dimension]
             result.written[dimension] = self._execute_many(
-                conn, table, "new-values", ("value",), [(v,) for v in sorted(missing)])
+                conn, table, "new-values", ("value",), [(v,) for v in sorted(missing)], tx)
             new = dict(conn.execute(
                 select(table.c.value, table.c.id).where(table.c.value.in_(missing))).all())
             found.update(new)
             result.new_ids[dimension] = new
         return found
 
-    def _upsert(self, conn: Connection, table: Table, mode: Mode, columns: tuple[str, ...],
-                rows: list[tuple]) -> int:
-        return self._execute_many(conn, table, mode, columns, rows)
-
     def _execute_many(self, conn: Connection, table: Table, mode: Mode | str,
-                      columns: tuple[str, ...], rows: list[tuple]) -> int:
+                      columns: tuple[str, ...], rows: list[tuple], tx: _Transaction) -> int:
         if not rows:
             return 0
+        if tx.stamp is not None:
+            # On SQLite the timestamps are given, one for the transaction: the columns'
+            # default, strftime(...) evaluated twice per row, took ~30% of an insert.
+            columns = (*columns, *_STAMPS)
+            rows = [(*r, tx.stamp, tx.stamp) for r in rows]
         sql, order = self._statement(table, mode, columns)
         if order is None:  # named parameters (psycopg)
             params = [dict(zip(columns, r, strict=True)) for r in rows]
@@ -252,10 +276,12 @@ class Applier:
             stmt = self._insert(table)
             if mode == "new-values":  # dimension values: the unique value is the key
                 stmt = stmt.on_conflict_do_nothing(index_elements=["value"])
+            elif mode == "new-rows":  # known not to exist
+                pass
             elif mode is Mode.INSERT_ONLY:
                 stmt = stmt.on_conflict_do_nothing(index_elements=["id"])
             else:
-                updated = [c for c in columns if c != "id"]
+                updated = [c for c in columns if c not in ("id", *_STAMPS)]
                 stmt = stmt.on_conflict_do_update(
                     index_elements=["id"],
                     set_={c: stmt.excluded[c] for c in updated},
@@ -314,6 +340,12 @@ def _pylist(column: pa.Array | pa.ChunkedArray) -> list:
     if column.null_count == 0 and column.type == pa.int64():
         return _int64s(column).tolist()  # several times faster than to_pylist
     return column.to_pylist()
+
+
+def _distinct(rows: list[tuple]) -> bool:
+    """Rows in key order with no key twice (the fetcher drops repeats; a batch from elsewhere
+    with one must still go through the upsert, not fail the plain INSERT)."""
+    return bool(rows) and all(a[0] < b[0] for a, b in zip(rows, rows[1:], strict=False))
 
 
 def _not_written(rows: list[tuple], written: dict[int, tuple]) -> list[tuple]:

@@ -121,6 +121,16 @@ def test_insert_only_keeps_existing_rows_and_upsert_updates_in_place(engine, app
     assert again.written["activity"] == 0 and again.written["molecule"] == 0
 
 
+def test_a_batch_repeating_an_activity_id_keeps_the_last_one(engine, applier):
+    # Our fetcher drops repeats; a batch from another producer may not, and must not fail.
+    rows = [ROW, {**ROW, "activity_id": "2"}, {**ROW, "activity_value": "7"}]
+    result = applier.apply(_batch(rows))
+    assert result is not None and _count(engine, "activity") == 2
+    with engine.connect() as conn:
+        assert conn.execute(select(Activity.__table__.c.value).where(
+            Activity.__table__.c.id == 1)).scalar_one() == 7.0
+
+
 def test_batches_applied_together_equal_batches_applied_one_by_one(engine, applier, tmp_path):
     """apply_many (one transaction for several batches, as the worker does on SQLite) writes
     what applying them in turn writes: a molecule repeated unchanged is written once, one that
