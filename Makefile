@@ -10,6 +10,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
+ROWS ?= 1000000
 
 ##@ General
 
@@ -44,6 +45,11 @@ test: lint ## Lint, then every test against real services (started on 127.0.0.1 
 local: venv ## Run the whole pipeline locally (Kafka, Redis, FTP on 127.0.0.1) on LOCAL_ROWS generated rows.
 	@bash tools/provision/services.sh >/dev/null
 	$(PY) -m molstream_dev.local --rows $(LOCAL_ROWS)
+
+.PHONY: bench
+bench: venv ## Benchmark: end to end vs the seed's design and a bulk load, memory at ROWS and 2×ROWS (table + bench/results/).
+	@bash tools/provision/services.sh >/dev/null
+	$(PY) -m bench --rows $(ROWS)
 
 ##@ Kubernetes (kind)
 
