@@ -48,7 +48,6 @@ DIMENSION_COLUMNS = {
 
 
 _STAMPS = ("created_on", "last_modified_on")
-_SQLITE_NOW = "strftime('%Y-%m-%d %H:%M:%f', 'now')"  # as the columns' default writes it
 
 
 @dataclass
@@ -158,7 +157,9 @@ class Applier:
         self._ensure_run(conn, batch.ingest_id, batch.mode, batch.fetch_started_at)
         if self._sqlite and tx.stamp is None:
             # The write lock is ours from the statement above until the commit.
-            tx.stamp = conn.exec_driver_sql(f"SELECT {_SQLITE_NOW}").scalar_one()
+            # The format is the columns' default (db.py), so stamps compare as text.
+            tx.stamp = conn.exec_driver_sql(
+                "SELECT strftime('%Y-%m-%d %H:%M:%f', 'now')").scalar_one()
         done = conn.execute(select(_APPLIED.c.seq).where(
             _APPLIED.c.ingest_id == batch.ingest_id, _APPLIED.c.seq == batch.seq)).first()
         if done:
