@@ -63,13 +63,10 @@ def _use_jemalloc() -> None:
     """Arrow allocates with jemalloc: both processes allocate and free whole batches one after
     another, and Arrow's default (mimalloc) kept freed ones (1M rows: fetcher peak RSS ~406 →
     ~345 MB, worker ~385 → ~330 MB); glibc's malloc does as well for the worker but worse for
-    the fetcher's reader threads (~500 MB). The system allocator where Arrow has no jemalloc."""
-    import pyarrow as pa
-
-    try:
-        pa.set_memory_pool(pa.jemalloc_memory_pool())
-    except NotImplementedError:
-        pa.set_memory_pool(pa.system_memory_pool())
+    the fetcher's reader threads (~500 MB). Set before pyarrow loads: the variable also reaches
+    Arrow's C++ code (the CSV reader, IPC), which `pa.set_memory_pool` does not. A user's own
+    setting wins; an Arrow built without jemalloc warns once and keeps its default."""
+    os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "jemalloc")
 
 
 _mode = click.Choice([m.value for m in Mode] + ["insertOnly"])
@@ -79,6 +76,7 @@ _mode = click.Choice([m.value for m in Mode] + ["insertOnly"])
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 def main(verbose: bool) -> None:
     """molstream: ChEMBL activity CSV → Kafka → normalized SQL database."""
+    _use_jemalloc()  # before any command imports pyarrow
     _setup_logging(verbose)
 
 
@@ -98,7 +96,6 @@ def fetch(url: str, ingest_id: str | None, batch_size: int | None, mode: str | N
     from .fetch import credentials_from_env
     from .fetcher import IngestFailed, run
 
-    _use_jemalloc()
     settings = _settings(kafka_bootstrap=kafka_bootstrap, work_dir=work_dir)
     ingest_id = ingest_id or f"ingest-{time.strftime('%Y%m%dT%H%M%S')}"
     show = sys.stderr.isatty() if progress is None else progress
@@ -132,7 +129,6 @@ def worker(database_url: str | None, kafka_bootstrap: str | None, redis_url: str
     from .report import format_table
     from .worker import Worker
 
-    _use_jemalloc()
 
     settings = _settings(database_url=database_url, kafka_bootstrap=kafka_bootstrap,
                          redis_url=redis_url, reports_dir=reports_dir)

@@ -113,20 +113,24 @@ def validate(
     typed: dict[str, pa.Array] = {}
     for col in COLUMNS:
         values = chunk.column(col.name)
-        empty = pc.equal(pc.binary_length(values), 0)
-        fail(pc.greater(pc.binary_length(values), max_field_bytes),
-             f"{col.name} is longer than {max_field_bytes} bytes")
-        fail(pc.match_substring(values, "\x00"), f"{col.name} contains a NUL byte")
+        lengths = pc.binary_length(values)
+        empty = pc.equal(lengths, 0)
+        # Per-row masks only for the rare column that holds an offender at all.
+        if (pc.max(lengths).as_py() or 0) > max_field_bytes:
+            fail(pc.greater(lengths, max_field_bytes),
+                 f"{col.name} is longer than {max_field_bytes} bytes")
+        if _holds_byte(values, b"\x00"):
+            fail(pc.match_substring(values, "\x00"), f"{col.name} contains a NUL byte")
         if col.required:
             fail(empty, f"{col.name} is empty")
         if col.kind == INT:
-            fail(pc.and_not(pc.invert(pc.match_substring_regex(values, _ID_RE)), empty),
-                 f"{col.name} is not a whole number")
-            typed[col.name] = _cast_where(values, _ID_RE, pa.int64())
+            ok = pc.match_substring_regex(values, _ID_RE)
+            fail(pc.and_not(pc.invert(ok), empty), f"{col.name} is not a whole number")
+            typed[col.name] = _cast_where(values, ok, pa.int64())
         elif col.kind == FLOAT:
-            fail(pc.and_not(pc.invert(pc.match_substring_regex(values, _FLOAT_RE)), empty),
-                 f"{col.name} is not a finite number")
-            typed[col.name] = _cast_where(values, _FLOAT_RE, pa.float64())
+            ok = pc.match_substring_regex(values, _FLOAT_RE)
+            fail(pc.and_not(pc.invert(ok), empty), f"{col.name} is not a finite number")
+            typed[col.name] = _cast_where(values, ok, pa.float64())
         else:
             fail(pa.array(_holds_rows(values)), f"{col.name} holds lines that read like rows "
                  "of their own (a quote opened in this row is closed only in a later one)")
@@ -161,7 +165,7 @@ def _holds_rows(values: pa.ChunkedArray) -> np.ndarray:
     (legitimate) multi-line value unless we look. Only the rare values with a line break are
     visited one by one, and a chunk without a line break anywhere costs one scan of its bytes."""
     out = np.zeros(len(values), dtype=bool)
-    if not any(_has_line_break(a) for a in getattr(values, "chunks", [values])):
+    if not _holds_byte(values, b"\n"):
         return out
     breaks = np.asarray(pc.fill_null(pc.match_substring(values, "\n"), False), dtype=bool)
     for i in np.flatnonzero(breaks):
@@ -170,19 +174,23 @@ def _holds_rows(values: pa.ChunkedArray) -> np.ndarray:
     return out
 
 
-def _has_line_break(array: pa.Array) -> bool:
-    """Whether the bytes of a string array's values hold a \\n (one memchr over just them)."""
+def _holds_byte(values: pa.ChunkedArray | pa.Array, byte: bytes) -> bool:
+    """Whether the bytes of a string column's values hold `byte` (one memchr over each
+    chunk's value bytes, against a per-row kernel and mask)."""
+    return any(_chunk_holds_byte(a, byte) for a in getattr(values, "chunks", [values]))
+
+
+def _chunk_holds_byte(array: pa.Array, byte: bytes) -> bool:
     if len(array) == 0:
         return False
     _, offsets, data = array.buffers()
     width = np.int64 if pa.types.is_large_string(array.type) else np.int32
     start, end = np.frombuffer(offsets, width)[[array.offset, array.offset + len(array)]]
-    return data is not None and b"\n" in memoryview(data)[start:end].tobytes()
+    return data is not None and byte in memoryview(data)[start:end].tobytes()
 
 
-def _cast_where(values: pa.ChunkedArray, pattern: str, to: pa.DataType) -> pa.Array:
-    """Cast the values matching `pattern` to `to`; everything else becomes null."""
-    ok = pc.match_substring_regex(values, pattern)
+def _cast_where(values: pa.ChunkedArray, ok: pa.ChunkedArray, to: pa.DataType) -> pa.Array:
+    """Cast the values where `ok` (their pattern matched) to `to`; everything else is null."""
     return pc.cast(pc.if_else(ok, values, pa.scalar(None, pa.string())), to)
 
 
