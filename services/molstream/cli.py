@@ -65,8 +65,10 @@ def _use_jemalloc() -> None:
     ~345 MB, worker ~385 → ~330 MB); glibc's malloc does as well for the worker but worse for
     the fetcher's reader threads (~500 MB). Set before pyarrow loads: the variable also reaches
     Arrow's C++ code (the CSV reader, IPC), which `pa.set_memory_pool` does not. A user's own
-    setting wins; an Arrow built without jemalloc warns once and keeps its default."""
-    os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "jemalloc")
+    setting wins. Linux only: Arrow's wheels carry jemalloc there (elsewhere Arrow would warn
+    and keep its default)."""
+    if sys.platform == "linux":
+        os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "jemalloc")
 
 
 _mode = click.Choice([m.value for m in Mode] + ["insertOnly"])
