@@ -131,7 +131,6 @@ def worker(database_url: str | None, kafka_bootstrap: str | None, redis_url: str
     from .report import format_table
     from .worker import Worker
 
-
     settings = _settings(database_url=database_url, kafka_bootstrap=kafka_bootstrap,
                          redis_url=redis_url, reports_dir=reports_dir)
     show = sys.stderr.isatty() if progress is None else progress
