@@ -119,7 +119,7 @@ def validate(
         if (pc.max(lengths).as_py() or 0) > max_field_bytes:
             fail(pc.greater(lengths, max_field_bytes),
                  f"{col.name} is longer than {max_field_bytes} bytes")
-        if _holds_byte(values, b"\x00"):
+        if holds_byte(values, b"\x00"):
             fail(pc.match_substring(values, "\x00"), f"{col.name} contains a NUL byte")
         if col.required:
             fail(empty, f"{col.name} is empty")
@@ -165,7 +165,7 @@ def _holds_rows(values: pa.ChunkedArray) -> np.ndarray:
     (legitimate) multi-line value unless we look. Only the rare values with a line break are
     visited one by one, and a chunk without a line break anywhere costs one scan of its bytes."""
     out = np.zeros(len(values), dtype=bool)
-    if not _holds_byte(values, b"\n"):
+    if not holds_byte(values, b"\n"):
         return out
     breaks = np.asarray(pc.fill_null(pc.match_substring(values, "\n"), False), dtype=bool)
     for i in np.flatnonzero(breaks):
@@ -174,7 +174,7 @@ def _holds_rows(values: pa.ChunkedArray) -> np.ndarray:
     return out
 
 
-def _holds_byte(values: pa.ChunkedArray | pa.Array, byte: bytes) -> bool:
+def holds_byte(values: pa.ChunkedArray | pa.Array, byte: bytes) -> bool:
     """Whether the bytes of a string column's values hold `byte` (one memchr over each
     chunk's value bytes, against a per-row kernel and mask)."""
     return any(_chunk_holds_byte(a, byte) for a in getattr(values, "chunks", [values]))

@@ -2,7 +2,8 @@
 
 Parsing uses Arrow's streaming CSV reader rather than pandas (vaex's `from_csv` default):
 pandas' C parser silently truncates rows with too many fields and pads rows with too few,
-while Arrow reports each one with its line number, which the contract needs. Every
+while Arrow reports each one with its row number, which the contract needs (LineMap turns
+row numbers into the line numbers an editor shows, when the two differ). Every
 EXPORT_BYTES of parsed rows are written to an HDF5 file in vaex's layout, by vaex's own column
 writers fed straight from the Arrow buffers (vaex's `export_hdf5` spends ~6x longer evaluating
 its DataFrame machinery around the same copy). The files are then read back with vaex, one
@@ -28,7 +29,7 @@ import shutil
 import threading
 import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import NoReturn
 
@@ -40,7 +41,7 @@ import vaex
 from vaex.datatype import DataType
 from vaex.hdf5.writer import ColumnWriterPrimitive, ColumnWriterString, Writer
 
-from .contract import COLUMN_NAMES, LINE, ContractError, Rejection, check_header
+from .contract import COLUMN_NAMES, LINE, ContractError, Rejection, check_header, holds_byte
 
 try:  # ISA-L's gzip: the same module API, inflating ~3x faster than zlib (0.6 s vs 1.8 s/1M rows)
     from isal import igzip as gzip
@@ -130,6 +131,41 @@ class _TooLarge(ReadError):
     """A gzip file inflating past the cap."""
 
 
+class _LineBreaks:
+    """The line breaks of a byte stream as it goes by, and the lines left empty (Arrow's reader
+    skips those without numbering them). An empty line ends with a "\\n" that follows another
+    (or follows "\\r\\n"); one inside a quoted value looks the same, which `LineMap.settle`
+    tells apart by the count."""
+
+    def __init__(self, *, find_empty: bool = False) -> None:
+        self.find_empty = find_empty  # else count only, which costs less
+        self.count = 0
+        self.empty: list[np.ndarray] = []  # line numbers of the lines that look empty
+        self._tail = np.zeros(2, np.uint8)  # the stream's last two bytes so far
+        self.ends_with_break = True
+
+    def feed(self, data: np.ndarray) -> None:
+        if not len(data):
+            return
+        if not self.find_empty:
+            self.count += int(np.count_nonzero(data == 10))
+        elif len(at := np.flatnonzero(data == 10)):
+            def before(k: int) -> np.ndarray:
+                i = at - k
+                return np.where(i >= 0, data[np.maximum(i, 0)], self._tail[np.clip(i + 2, 0, 1)])
+            one, two = before(1), before(2)
+            empty = (one == 10) | ((one == 13) & (two == 10))
+            if empty.any():
+                self.empty.append(self.count + 1 + np.flatnonzero(empty))
+            self.count += len(at)
+        self._tail = np.concatenate([self._tail, data[-2:]])[-2:]
+        self.ends_with_break = bool(data[-1] == 10)
+
+    @property
+    def lines(self) -> int:
+        return self.count + (0 if self.ends_with_break else 1)
+
+
 class _Source(io.RawIOBase):
     """A CSV file's bytes as Arrow's reader pulls them, from its read-ahead thread: a gzip file
     inflated on the fly and refused past `max_bytes`; and, given a `lead`, never more than that
@@ -138,7 +174,8 @@ class _Source(io.RawIOBase):
 
     WAIT_S = 0.5  # past this, read on anyway: the parser may need more than its lead for a row
 
-    def __init__(self, path: Path, max_bytes: int | None, *, lead: int | None = None) -> None:
+    def __init__(self, path: Path, max_bytes: int | None, *, lead: int | None = None,
+                 breaks: _LineBreaks | None = None) -> None:
         with open(path, "rb") as f:
             self.gzipped = f.read(2) == GZIP_MAGIC
         self._file = gzip.open(path, "rb") if self.gzipped else open(path, "rb")  # noqa: SIM115
@@ -146,6 +183,7 @@ class _Source(io.RawIOBase):
         self._read, self._allowed = 0, lead
         self._turn = threading.Condition()
         self._stopped = False
+        self._breaks = breaks
 
     def readable(self) -> bool:
         return True
@@ -178,6 +216,8 @@ class _Source(io.RawIOBase):
                 break
             n += got
         self._read += n
+        if self._breaks is not None:
+            self._breaks.feed(np.frombuffer(view[:n], np.uint8))
         if self.gzipped and self._max_bytes is not None and self._read > self._max_bytes:
             raise _TooLarge(
                 f"{self._name} inflates to more than {self._max_bytes} bytes "
@@ -215,6 +255,67 @@ class _RowTooBig(Exception):
     pass
 
 
+class _Unterminated(ReadError):
+    pass
+
+
+class LineMap:
+    """Arrow numbers rows as CSV records (the header is record 1) and skips empty lines; a user
+    opens the file in an editor, where a value holding a line break (or a quote closed only rows
+    later) makes its record span several lines, and an empty line is a line. The map turns
+    record numbers into those line numbers. It keeps only the records that hold a line break
+    and the empty lines, so it stays empty for an ordinary file."""
+
+    def __init__(self) -> None:
+        self._parts: list[tuple[np.ndarray, np.ndarray]] = []  # (records, their line breaks)
+        self._table: tuple[np.ndarray, np.ndarray] | None = None
+        self._empty = np.zeros(0, np.int64)  # each empty line's place among the others
+
+    def settle(self, breaks: _LineBreaks, records: int) -> None:
+        """Place the empty lines, once the whole file has been read: its lines are its records,
+        the line breaks their values hold, and the empty lines. When more lines look empty
+        than that leaves (a quoted value holding an empty line), which are which is not known:
+        line numbers then count none of them."""
+        empty = np.concatenate(breaks.empty) if breaks.empty else np.zeros(0, np.int64)
+        held = sum(int(b.sum()) for _, b in self._parts)
+        if len(empty) and len(empty) == breaks.lines - records - held:
+            self._empty = empty - np.arange(len(empty))
+        elif len(empty) > breaks.lines - records - held > 0:
+            log.warning("the file holds empty lines and values holding empty lines: its line "
+                        "numbers leave the empty lines out")
+
+    def add(self, records: np.ndarray, breaks: np.ndarray) -> None:
+        held = breaks > 0
+        if held.any():
+            self._parts.append((records[held], breaks[held]))
+            self._table = None
+
+    def add_values(self, batch: pa.RecordBatch, records: np.ndarray) -> None:
+        """The line breaks held in the batch's values (it must carry every column)."""
+        breaks = np.zeros(batch.num_rows, dtype=np.int64)
+        for column in batch.columns:
+            if holds_byte(column, b"\n"):
+                breaks += np.asarray(pc.count_substring(column, "\n"), dtype=np.int64)
+        self.add(records, breaks)
+
+    def lines(self, records: np.ndarray) -> np.ndarray:
+        lines = records
+        if self._parts:
+            if self._table is None:
+                held = np.concatenate([r for r, _ in self._parts])
+                breaks = np.concatenate([b for _, b in self._parts])
+                order = np.argsort(held, kind="stable")
+                self._table = held[order], np.concatenate([[0], np.cumsum(breaks[order])])
+            held, before = self._table
+            lines = records + before[np.searchsorted(held, records, side="left")]
+        if len(self._empty):
+            lines = lines + np.searchsorted(self._empty, lines, side="right")
+        return lines
+
+    def line(self, record: int) -> int:
+        return record if record < 0 else int(self.lines(np.array([record]))[0])
+
+
 @dataclass
 class Scan:
     """What a first pass over a file found, before anything is converted or published."""
@@ -226,6 +327,7 @@ class Scan:
     rejections: list[Rejection]  # rows the parser refused (a wrong number of fields)
     block: int  # a block size the file's largest row fits in
     max_decompressed_bytes: int | None
+    line_map: LineMap = field(default_factory=LineMap)
 
     @property
     def rows_total(self) -> int:
@@ -258,14 +360,31 @@ def _scan_growing_blocks(csv_path: Path, max_decompressed_bytes: int | None,
     block = BLOCK_BYTES
     while True:
         skipped: list[Rejection] = []
+        breaks = _LineBreaks()
         rows = 0
         try:
-            # One column is enough: the parser tokenizes every field anyway.
-            for batch, _ in _parse(csv_path, header, present[:1], block, max_decompressed_bytes,
-                                   skipped):
-                rows += batch.num_rows
-                if on_block:
-                    on_block(rows)
+            try:
+                # One column is enough: the parser tokenizes every field anyway.
+                for batch, _ in _parse(csv_path, header, present[:1], block,
+                                       max_decompressed_bytes, skipped, breaks=breaks):
+                    rows += batch.num_rows
+                    if on_block:
+                        on_block(rows)
+            except _Unterminated:
+                if breaks.lines == rows + len(skipped) + 1:
+                    raise
+            if breaks.lines == rows + len(skipped) + 1:  # a line per row: Arrow's numbers hold
+                return Scan(csv_path, header, warnings, rows, skipped, block,
+                            max_decompressed_bytes)
+            # Values holding line breaks or empty lines: Arrow's row numbers are not the
+            # editor's line numbers. A pass with every column (any may hold a line break)
+            # tells which rows span several lines.
+            log.info("%s: values hold line breaks, or lines are empty: reading the file once "
+                     "more to number its lines", csv_path.name)
+            skipped, line_map = [], LineMap()
+            for _ in _parse(csv_path, header, header, block,
+                            max_decompressed_bytes, skipped, line_map=line_map):
+                pass
         except _RowTooBig as e:
             if block >= MAX_ROW_BYTES:
                 raise ReadError(f"{csv_path.name} is not valid CSV: a row is larger than "
@@ -274,7 +393,9 @@ def _scan_growing_blocks(csv_path: Path, max_decompressed_bytes: int | None,
             log.info("%s: a row is larger than the CSV reader's block; reading it again with "
                      "%d-byte blocks", csv_path.name, block)
             continue
-        return Scan(csv_path, header, warnings, rows, skipped, block, max_decompressed_bytes)
+        skipped = [replace(r, line=line_map.line(r.line)) for r in skipped]
+        return Scan(csv_path, header, warnings, rows, skipped, block, max_decompressed_bytes,
+                    line_map)
 
 
 class Converter:
@@ -308,9 +429,10 @@ class Converter:
             stale.unlink()
         pending: list[pa.Table] = []
         written = 0
-        for batch, lines in _parse(s.path, s.header, present, s.block, s.max_decompressed_bytes,
-                                   []):
-            table, bad_utf8 = _to_strings(pa.Table.from_batches([batch]), present, lines)
+        for batch, records in _parse(s.path, s.header, present, s.block,
+                                     s.max_decompressed_bytes, []):
+            table, bad_utf8 = _to_strings(pa.Table.from_batches([batch]), present,
+                                          s.line_map.lines(records))
             self.rejections.extend(bad_utf8)
             if table.num_rows:
                 pending.append(table)
@@ -340,14 +462,21 @@ def convert(
 
 
 def _parse(csv_path: Path, header: list[str], columns: list[str], block: int,
-           max_decompressed_bytes: int | None, skipped: list[Rejection]
+           max_decompressed_bytes: int | None, skipped: list[Rejection],
+           line_map: LineMap | None = None, breaks: _LineBreaks | None = None
            ) -> Iterator[tuple[pa.RecordBatch, np.ndarray]]:
-    """Arrow's streaming parse of `columns` (as bytes), batch by batch with each row's line
-    number; the rows it refuses go to `skipped`. Raises ReadError (or _RowTooBig) for a file
-    it cannot read, an unterminated quote included (once the file is read)."""
+    """Arrow's streaming parse of `columns` (as bytes), batch by batch with each row's record
+    number; the rows it refuses go to `skipped` (numbered as records too). Counts the file's
+    lines into `breaks`; given a `line_map` (and every column), fills it with the line breaks
+    and empty lines of the file. Raises ReadError (or _RowTooBig) for a file it cannot read,
+    _Unterminated (once it is read) for a quote never closed."""
     unterminated: list[int] = []
+    if line_map is not None and breaks is None:
+        breaks = _LineBreaks(find_empty=True)
 
     def invalid_row(row: pacsv.InvalidRow) -> str:
+        if line_map is not None and row.number and row.number > 0:
+            line_map.add(np.array([row.number]), np.array([(row.text or "").count("\n")]))
         if _ends_inside_quotes(row.text or ""):
             # Arrow read to the end of the file looking for the closing quote: this "row" holds
             # every line after the quote, which must not pass for one rejected row.
@@ -356,7 +485,8 @@ def _parse(csv_path: Path, header: list[str], columns: list[str], block: int,
                                  f"found {row.actual_columns}", {"text": (row.text or "")[:200]}))
         return "skip"
 
-    source = _Source(csv_path, max_decompressed_bytes, lead=READ_AHEAD_BLOCKS * block)
+    source = _Source(csv_path, max_decompressed_bytes, lead=READ_AHEAD_BLOCKS * block,
+                     breaks=breaks)
     try:
         reader = pacsv.open_csv(
             source,
@@ -374,23 +504,28 @@ def _parse(csv_path: Path, header: list[str], columns: list[str], block: int,
     except BaseException:
         source.close()
         raise
-    next_line = 2
+    next_record = 2
     try:
         for batch in _batches(reader, csv_path):
-            n_skipped = sum(1 for r in skipped if r.line >= next_line)
-            lines = np.arange(next_line, next_line + batch.num_rows + n_skipped)
+            n_skipped = sum(1 for r in skipped if r.line >= next_record)
+            records = np.arange(next_record, next_record + batch.num_rows + n_skipped)
             if n_skipped:
-                lines = lines[~np.isin(lines, [r.line for r in skipped[-n_skipped:]])]
-            next_line += batch.num_rows + n_skipped
-            yield batch, lines
+                records = records[~np.isin(records, [r.line for r in skipped[-n_skipped:]])]
+            next_record += batch.num_rows + n_skipped
+            if line_map is not None:
+                line_map.add_values(batch, records)
+            yield batch, records
             source.took(block)
+        if line_map is not None:
+            line_map.settle(breaks, max([next_record - 1, *(r.line for r in skipped[-1:])]))
     finally:
         source.stop()
         reader.close()
         source.close()
     if unterminated:
-        raise ReadError(f"{csv_path.name} is not valid CSV: the quoted field opened on line "
-                        f"{unterminated[0]} is never closed (unterminated quote)")
+        opened = line_map.line(unterminated[0]) if line_map is not None else unterminated[0]
+        raise _Unterminated(f"{csv_path.name} is not valid CSV: the quoted field opened on "
+                            f"line {opened} is never closed (unterminated quote)")
 
 
 def export_hdf5(table: pa.Table, path: Path) -> None:

@@ -1,5 +1,6 @@
 import gzip
 
+import numpy as np
 import pytest
 from molstream import read
 from molstream.contract import COLUMN_NAMES, ContractError
@@ -22,8 +23,72 @@ def test_fields_with_commas_quotes_and_newlines(tmp_path):
     assert [r["activity_id"] for r in rows] == ["1", "2", "3"]
     assert rows[0]["molecule_name"] == 'A, "quoted" name'
     assert rows[1]["molecule_name"] == "two\nlines"
-    assert [r["_line"] for r in rows] == [2, 3, 4]
+    assert [r["_line"] for r in rows] == [2, 3, 5]  # as an editor counts: row 2 spans two
     assert c.rejections == []
+
+
+def test_line_numbers_count_the_line_breaks_held_in_values(tmp_path):
+    """Rows and rejections are numbered as an editor numbers lines, whatever column (an extra
+    one included) or refused row holds the line breaks before them."""
+    header = HEADER + ",comment"
+    p = tmp_path / "a.csv"
+    p.write_text("\n".join([
+        header,
+        ROW.format(id=1) + ',"a\r\nb\nc"',     # lines 2-4, breaks in an extra column only
+        '2,7,"x\ny",1',                          # lines 5-6: too few fields, refused
+        ROW.format(id=3) + ",",                   # line 7
+        "4,7",                                    # line 8: refused
+        '5,7,"three\nline\nname",,,,11,ABL1,,Ki,,,,',  # lines 9-11
+        "6,7,caf\udce9,,,,11,ABL1,,Ki,,,,",       # line 12: not UTF-8
+        ROW.format(id=7) + ",",                   # line 13
+    ]) + "\n", errors="surrogateescape")
+    c, rows = _rows(p)
+    assert [(r["activity_id"], r["_line"]) for r in rows] == [("1", 2), ("3", 7), ("5", 9),
+                                                                ("7", 13)]
+    assert [(r.line, r.reason) for r in c.rejections] == [
+        (5, "expected 14 fields, found 4"), (8, "expected 14 fields, found 2"),
+        (12, "the row is not valid UTF-8")]
+
+
+@pytest.mark.parametrize("eol", ["\n", "\r\n"])
+def test_empty_lines_count_as_lines(tmp_path, eol):
+    p = tmp_path / "a.csv"
+    p.write_bytes(eol.join([
+        HEADER, ROW.format(id=1), "", "",           # lines 2, 3-4 empty
+        '2,7,"x\ny",1', "",                         # lines 5-6 refused, 7 empty
+        ROW.format(id=3), "", "4,7",                # lines 8, 9 empty, 10 refused (no final
+    ]).encode())                                    # line break)
+    c, rows = _rows(p)
+    assert [(r["activity_id"], r["_line"]) for r in rows] == [("1", 2), ("3", 8)]
+    assert [r.line for r in c.rejections] == [5, 10]
+
+
+def test_empty_lines_inside_values_leave_empty_lines_uncounted(tmp_path, caplog):
+    """An empty line inside a quoted value looks like one between rows: when both occur, which
+    is which is not known, and the empty lines between rows are left out (with a warning)."""
+    p = tmp_path / "a.csv"
+    p.write_text("\n".join([HEADER, '1,7,"x\n\ny",,,,11,ABL1,,Ki,,,', "", "2,7"]) + "\n")
+    c, rows = _rows(p)
+    assert [r["_line"] for r in rows] == [2]
+    assert [r.line for r in c.rejections] == [5]  # an editor says 6
+    assert "leave the empty lines out" in caplog.text
+
+
+def test_an_unterminated_quote_is_placed_on_the_editors_line(tmp_path):
+    p = tmp_path / "a.csv"
+    p.write_text(HEADER + "\n" + '1,7,"two\nlines",,,,11,ABL1,,Ki,,,\n' +
+                 '2,7,"never closed,,,,11,ABL1,,Ki,,,\n3,7,x,,,,11,ABL1,,Ki,,,\n')
+    with pytest.raises(ReadError, match="opened on line 4 is never closed"):
+        _rows(p)
+
+
+def test_line_map_adds_the_breaks_of_earlier_records_only():
+    m = read.LineMap()
+    assert m.line(7) == 7
+    m.add(np.array([3, 4, 9]), np.array([2, 0, 1]))
+    m.add(np.array([5]), np.array([4]))  # in any order
+    assert m.lines(np.array([2, 3, 4, 5, 6, 9, 10])).tolist() == [2, 3, 6, 7, 12, 15, 17]
+    assert m.line(-1) == -1  # Arrow's "unknown"
 
 
 def test_rows_with_wrong_field_counts_are_rejected_with_their_line(tmp_path):

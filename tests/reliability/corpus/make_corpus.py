@@ -47,6 +47,12 @@ SMALL: dict[str, bytes] = {
     # Line 3 opens a quote that line 5 closes: lines 3 to 5 would read as one row.
     "misplaced_quote.csv": lines(row("1"), row("2", name='"ASPIRIN, not closed'), row("3"),
                                  row("4", name='"ASPIRIN"'), row("5")),
+    # Values holding line breaks move every later line (2-3, then 7-9): rejections name the
+    # line an editor shows, not the CSV record's number.
+    "line_breaks.csv": lines(row("1", name='"ASPIRIN\nacetylsalicylic acid"'),
+                             "2,10,ASPIRIN,4", row("3"), row("1"),
+                             row("4", name='"ASPIRIN, not closed'), row("5"),
+                             row("6", name='"ASPIRIN"'), row("7", value="x"), row("8")),
     "not_utf8.csv": lines(row("1"), row("2"), row("3"), row("4")).replace(
         b"2,10,ASPIRIN", b"2,10,ASP\xc9RINE").replace(b"4,10,ASPIRIN,4,CC(=O)O,,100,COX-1",
                                                        b"4,10,ASPIRIN,4,CC(=O)O,,100,COX\xff\xfe"),
