@@ -270,19 +270,20 @@ class LineMap:
         self._parts: list[tuple[np.ndarray, np.ndarray]] = []  # (records, their line breaks)
         self._table: tuple[np.ndarray, np.ndarray] | None = None
         self._empty = np.zeros(0, np.int64)  # each empty line's place among the others
+        self.warning: str | None = None
 
     def settle(self, breaks: _LineBreaks, records: int) -> None:
         """Place the empty lines, once the whole file has been read: its lines are its records,
         the line breaks their values hold, and the empty lines. When more lines look empty
         than that leaves (a quoted value holding an empty line), which are which is not known:
-        line numbers then count none of them."""
+        line numbers then count none of them, and `warning` says so."""
         empty = np.concatenate(breaks.empty) if breaks.empty else np.zeros(0, np.int64)
         held = sum(int(b.sum()) for _, b in self._parts)
         if len(empty) and len(empty) == breaks.lines - records - held:
             self._empty = empty - np.arange(len(empty))
         elif len(empty) > breaks.lines - records - held > 0:
-            log.warning("the file holds empty lines and values holding empty lines: its line "
-                        "numbers leave the empty lines out")
+            self.warning = ("empty lines both between rows and inside quoted values: the line "
+                            "numbers given leave the empty lines out")
 
     def add(self, records: np.ndarray, breaks: np.ndarray) -> None:
         held = breaks > 0
@@ -394,6 +395,8 @@ def _scan_growing_blocks(csv_path: Path, max_decompressed_bytes: int | None,
                      "%d-byte blocks", csv_path.name, block)
             continue
         skipped = [replace(r, line=line_map.line(r.line)) for r in skipped]
+        if line_map.warning:
+            warnings.append(line_map.warning)
         return Scan(csv_path, header, warnings, rows, skipped, block, max_decompressed_bytes,
                     line_map)
 

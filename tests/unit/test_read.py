@@ -63,7 +63,7 @@ def test_empty_lines_count_as_lines(tmp_path, eol):
     assert [r.line for r in c.rejections] == [5, 10]
 
 
-def test_empty_lines_inside_values_leave_empty_lines_uncounted(tmp_path, caplog):
+def test_empty_lines_inside_values_leave_empty_lines_uncounted(tmp_path):
     """An empty line inside a quoted value looks like one between rows: when both occur, which
     is which is not known, and the empty lines between rows are left out (with a warning)."""
     p = tmp_path / "a.csv"
@@ -71,7 +71,7 @@ def test_empty_lines_inside_values_leave_empty_lines_uncounted(tmp_path, caplog)
     c, rows = _rows(p)
     assert [r["_line"] for r in rows] == [2]
     assert [r.line for r in c.rejections] == [5]  # an editor says 6
-    assert "leave the empty lines out" in caplog.text
+    assert any("leave the empty lines out" in w for w in c.warnings)
 
 
 def test_an_unterminated_quote_is_placed_on_the_editors_line(tmp_path):
