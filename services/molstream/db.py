@@ -240,15 +240,18 @@ def make_engine(url: str, *, busy_timeout_s: float = 60.0) -> Engine:
     def _sqlite_begin(conn):
         # Deferred BEGIN: readers never take the write lock (WAL lets them run beside the
         # writer). Every write transaction of molstream starts with a write statement, so it
-        # takes the lock first thing and waits in busy_timeout instead of failing on upgrade.
-        conn.exec_driver_sql("BEGIN")
+        # takes the lock first thing and waits in busy_timeout instead of failing on upgrade;
+        # one that reads first asks for the lock at BEGIN (execution option `write_lock`).
+        immediate = conn.get_execution_options().get("write_lock")
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
 
 
 def create_schema(engine: Engine) -> str:
     """Create tables and triggers if missing; return this database's instance id."""
-    with engine.begin() as conn:
+    # It reads the schema before it writes: on SQLite, lock first (see make_engine).
+    with engine.execution_options(write_lock=True).begin() as conn:
         if engine.dialect.name == "postgresql":
             # Workers starting together would race to create the same tables.
             conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_SCHEMA_LOCK})")

@@ -1,5 +1,7 @@
 """The database layer and the applier on real SQLite and real PostgreSQL (no Kafka here)."""
 
+import sqlite3
+import threading
 import time
 from dataclasses import replace
 
@@ -220,3 +222,25 @@ def test_completion_needs_every_expected_batch(engine, applier):
 def test_schema_creation_is_repeatable(engine):
     first = create_schema(engine)
     assert create_schema(engine) == first
+
+
+def test_schema_creation_waits_for_another_writer_on_sqlite(tmp_path):
+    """A worker restarted after it died with its indexes dropped must rebuild them, while
+    another connection may hold the write lock: it waits for the lock (busy timeout) instead
+    of failing at once on the read-to-write upgrade."""
+    path = tmp_path / "m.db"
+    engine = make_engine(f"sqlite:///{path}", busy_timeout_s=30)
+    create_schema(engine)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP INDEX ix_activity_target_id")
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    release = threading.Timer(1.0, other.execute, ["ROLLBACK"])
+    release.start()
+    try:
+        create_schema(engine)
+    finally:
+        release.join()
+        other.close()
+    assert "ix_activity_target_id" in _activity_indexes(engine)
+    engine.dispose()
