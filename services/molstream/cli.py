@@ -129,7 +129,7 @@ def worker(database_url: str | None, kafka_bootstrap: str | None, redis_url: str
 
     from .publish import PublishError
     from .report import format_table
-    from .worker import Worker
+    from .worker import Fenced, Worker
 
     settings = _settings(database_url=database_url, kafka_bootstrap=kafka_bootstrap,
                          redis_url=redis_url, reports_dir=reports_dir)
@@ -144,7 +144,10 @@ def worker(database_url: str | None, kafka_bootstrap: str | None, redis_url: str
     except SQLAlchemyError as e:
         cause = str(getattr(e, "orig", None) or e).splitlines()[0]
         _fail(f"cannot open the database {_hide_password(settings.database_url)}: {cause}")
-    w.run(until_complete=until_complete, idle_timeout_s=idle_timeout)
+    try:
+        w.run(until_complete=until_complete, idle_timeout_s=idle_timeout)
+    except Fenced as e:
+        _fail(str(e))
     for rep in w.completed:
         click.echo(format_table(rep))
 

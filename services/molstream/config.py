@@ -79,6 +79,10 @@ class Settings:
     source_ca_file: Path | None = None
     rows_partitions: int = 1
     worker_group: str = "molstream-worker"
+    # Kafka static membership (group.instance.id): a worker restarted under the same id takes
+    # its partitions back at once, not after the dead one's session (10 s) has expired. Empty:
+    # dynamic membership. Two running workers must never share one: the newer fences the older.
+    worker_instance_id: str = ""
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -99,4 +103,5 @@ class Settings:
             source_ca_file=Path(_env("SOURCE_CA_FILE", "")) if _env("SOURCE_CA_FILE", "") else None,
             rows_partitions=_env_int("ROWS_PARTITIONS", cls.rows_partitions),
             worker_group=_env("WORKER_GROUP", cls.worker_group),
+            worker_instance_id=_env("WORKER_INSTANCE_ID", cls.worker_instance_id),
         )

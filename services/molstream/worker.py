@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from kafka import KafkaConsumer
-from kafka.errors import CommitFailedError, KafkaError
+from kafka.errors import CommitFailedError, FencedInstanceIdError, KafkaError
 from sqlalchemy import select, update
 from sqlalchemy.exc import OperationalError
 
@@ -36,6 +36,9 @@ PROGRESS_EVERY_S = 1.0
 # Indexes deferred for a large ingest are rebuilt when it completes, or after this long idle
 # (an ingest whose fetcher died never completes).
 RESTORE_INDEXES_IDLE_S = 10.0
+# A fenced static member learns it only from a refused offset commit (its heartbeats just
+# stop): an idle one commits its unchanged offsets this often to find out.
+IDLE_COMMIT_S = 5.0
 # On SQLite, consecutive row batches of one poll share a transaction up to this many rows
 # (see Applier.apply_many); on PostgreSQL each batch keeps its own.
 GROUP_ROWS = 100_000
@@ -46,6 +49,10 @@ _RETRYABLE = ("database is locked", "deadlock detected", "could not serialize",
 @dataclass
 class _Progress:
     last_sent: dict[str, float] = field(default_factory=dict)
+
+
+class Fenced(Exception):
+    """Another worker joined the consumer group under this one's instance id."""
 
 
 class Worker:
@@ -64,6 +71,7 @@ class Worker:
             settings.topics.rows,
             bootstrap_servers=settings.kafka_bootstrap,
             group_id=settings.worker_group,
+            group_instance_id=settings.worker_instance_id or None,
             client_id="molstream-worker",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -94,15 +102,21 @@ class Worker:
         waiting = set(until_complete)
         signal.signal(signal.SIGTERM, self.stop)
         self._announce_pending()
-        last_message = time.monotonic()
+        last_message = last_commit = time.monotonic()
         try:
             while not self._stop:
-                polled = self.consumer.poll(timeout_ms=500)
+                try:
+                    polled = self.consumer.poll(timeout_ms=500)
+                except FencedInstanceIdError:
+                    raise self._fenced() from None
                 messages = [m for batch in polled.values() for m in batch]
                 self._handle_all(messages)
+                if messages or (self.settings.worker_instance_id
+                                and time.monotonic() - last_commit > IDLE_COMMIT_S):
+                    last_commit = time.monotonic()
+                    self._commit()
                 if messages:
                     last_message = time.monotonic()
-                    self._commit()
                 elif (self.applier.indexes_deferred
                       and time.monotonic() - last_message > RESTORE_INDEXES_IDLE_S):
                     self._with_retries(self.applier.restore_indexes)
@@ -227,9 +241,17 @@ class Worker:
     def _commit(self) -> None:
         try:
             self.consumer.commit()
+        except FencedInstanceIdError:
+            raise self._fenced() from None
         except (CommitFailedError, KafkaError) as e:
             # Harmless: the batches are in the database and will be recognised if redelivered.
             log.warning("could not commit Kafka offsets (%s); batches may be redelivered", e)
+
+    def _fenced(self) -> Fenced:
+        s = self.settings
+        return Fenced(f"another worker joined {s.worker_group} as instance "
+                      f"{s.worker_instance_id!r} (MOLSTREAM_WORKER_INSTANCE_ID): this one stops; "
+                      "give each running worker an id of its own")
 
     def _with_retries(self, action):
         delay = 0.5

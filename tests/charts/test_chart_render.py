@@ -102,6 +102,7 @@ def test_defaults(render: Render) -> None:
     assert env["MOLSTREAM_DATABASE_URL"] == "sqlite:////data/molstream.db"
     assert env["MOLSTREAM_REDIS_URL"] == "redis://molstream-redis.molstream.svc:6379/0"
     assert env["MOLSTREAM_REPORTS_DIR"] == "/data/reports"
+    assert env["MOLSTREAM_WORKER_INSTANCE_ID"] == "molstream-worker"  # Recreate: one at a time
     assert env["MOLSTREAM_MODE"] in {"upsert", "insert-only"}
     assert int(env["MOLSTREAM_BATCH_SIZE"]) > 0
     mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
@@ -317,6 +318,7 @@ def test_postgres_allows_replicas(render: Render) -> None:
     assert worker["spec"]["replicas"] == 2
     env = env_of(worker["spec"]["template"]["spec"]["containers"][0])
     assert env["MOLSTREAM_DATABASE_URL"] == {"secretKeyRef": {"name": "pg", "key": "url"}}
+    assert "MOLSTREAM_WORKER_INSTANCE_ID" not in env  # Pods overlap in a rolling update
     assert not any(o["kind"] == "Secret" and o["metadata"]["name"] == "pg" for o in objects)
 
 

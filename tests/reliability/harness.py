@@ -39,6 +39,7 @@ def service_env(settings: Settings, **extra: str) -> dict[str, str]:
         "MOLSTREAM_REPORTS_DIR": str(settings.reports_dir),
         "MOLSTREAM_WORK_DIR": str(settings.work_dir),
         "MOLSTREAM_WORKER_GROUP": settings.worker_group,
+        "MOLSTREAM_WORKER_INSTANCE_ID": settings.worker_instance_id,
         "MOLSTREAM_BATCH_SIZE": str(settings.batch_size),
         "MOLSTREAM_MODE": settings.mode.value,
         "MOLSTREAM_RETRIES": str(settings.retries),

@@ -40,6 +40,7 @@ from harness import (
     worker_args,
 )
 from kafka import KafkaConsumer, TopicPartition
+from kafka.admin import KafkaAdminClient
 from molstream.config import Settings, Topics
 from molstream.db import DIMENSIONS, make_engine
 from molstream.publish import ensure_topics
@@ -173,11 +174,14 @@ def _completed_events(watch: TopicWatch) -> list[dict]:
 # -- the worker's side: replays of the clean run's batches ---------------------------------------
 
 
-def test_worker_killed_mid_ingest_then_restarted(clean, expected, procs, tmp_path):
+@pytest.mark.parametrize("membership", ["dynamic", "static"])
+def test_worker_killed_mid_ingest_then_restarted(clean, expected, procs, tmp_path, membership):
     """SIGKILL while applying; the restarted worker gets the batches whose offsets were not
     committed again, recognises those the database already holds, and applies the rest.
-    (The restart waits for the dead member's Kafka session, 10 s, to expire.)"""
-    s = _replay_settings(clean, tmp_path / "run")
+    (Dynamic: the restart waits for the dead member's Kafka session, 10 s, to expire. Static,
+    under the same MOLSTREAM_WORKER_INSTANCE_ID: it takes the dead one's place at once.)"""
+    s = _replay_settings(clean, tmp_path / "run",
+                         worker_instance_id="rel-worker" if membership == "static" else "")
     env = service_env(s)
     worker = procs("worker", worker_args(INGEST), env)
     wait_for(lambda: applied_batches(s.database_url) >= 1, timeout_s=120,
@@ -189,6 +193,39 @@ def test_worker_killed_mid_ingest_then_restarted(clean, expected, procs, tmp_pat
     assert _committed_offset(s.kafka_bootstrap, s.worker_group, s.topics.rows) <= at_kill
     procs("worker", worker_args(INGEST), env).expect_success(180)
     assert_same_as_clean(s, clean, expected)
+
+
+def test_a_second_worker_under_the_same_instance_id_stops_the_first(clean, expected, procs,
+                                                                    tmp_path):
+    """Two workers given one MOLSTREAM_WORKER_INSTANCE_ID: the second takes the first one's
+    place in the group; the first, refused at its next offset commit, stops with an error
+    naming the id. (Both here on one SQLite file, which the chart never allows: the first has
+    applied the ingest and waits for more when the second arrives.)"""
+    s = _replay_settings(clean, tmp_path / "run", worker_instance_id="rel-shared")
+    env = service_env(s)
+    first = procs("worker", worker_args("an-ingest-never-sent"), env)
+    wait_for(lambda: applied_batches(s.database_url) == BATCHES, timeout_s=120,
+             what="the ingest applied", watch=[first])
+    (member,) = _members(s.kafka_bootstrap, s.worker_group)
+    assert member[1] == "rel-shared"  # the broker knows the worker by its instance id
+    second = procs("worker", worker_args("an-ingest-never-sent", idle_timeout_s=15), env)
+    assert first.wait(60) != 0
+    assert "another worker joined" in first.stderr and "'rel-shared'" in first.stderr
+    assert second.alive
+    (taken,) = _members(s.kafka_bootstrap, s.worker_group)
+    assert taken[0] != member[0] and taken[1] == "rel-shared"
+    second.expect_success(60)
+    assert_same_as_clean(s, clean, expected)
+
+
+def _members(bootstrap: str, group: str) -> list[tuple[str, str | None]]:
+    """(member id, instance id) of each member of the consumer group."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        (group_info,) = admin.describe_groups([group]).values()
+        return [(m["member_id"], m.get("group_instance_id")) for m in group_info["members"]]
+    finally:
+        admin.close()
 
 
 def test_redis_stopped_mid_ingest(clean, expected, procs, tmp_path):
