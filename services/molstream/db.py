@@ -242,8 +242,10 @@ def make_engine(url: str, *, busy_timeout_s: float = 60.0) -> Engine:
         # writer). Every write transaction of molstream starts with a write statement, so it
         # takes the lock first thing and waits in busy_timeout instead of failing on upgrade;
         # one that reads first asks for the lock at BEGIN (execution option `write_lock`).
-        immediate = conn.get_execution_options().get("write_lock")
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        if conn.get_execution_options().get("write_lock"):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            conn.exec_driver_sql("BEGIN")
 
     return engine
 
