@@ -208,7 +208,7 @@ def test_a_second_worker_under_the_same_instance_id_stops_the_first(clean, expec
              what="the ingest applied", watch=[first])
     (member,) = _members(s.kafka_bootstrap, s.worker_group)
     assert member[1] == "rel-shared"  # the broker knows the worker by its instance id
-    second = procs("worker", worker_args("an-ingest-never-sent", idle_timeout_s=15), env)
+    second = procs("worker", worker_args("an-ingest-never-sent", idle_timeout_s=30), env)
     assert first.wait(60) != 0
     assert "another worker joined" in first.stderr and "'rel-shared'" in first.stderr
     assert second.alive
