@@ -238,7 +238,9 @@ def test_redis_stopped_mid_ingest(clean, expected, procs, tmp_path):
         worker = procs("worker", worker_args(INGEST), env)
         wait_for(lambda: applied_batches(s.database_url) >= 1, timeout_s=120,
                  what="a first batch applied", watch=[worker], poll_s=0.005)
-        assert redis.Redis.from_url(own.url).keys("molstream:*")  # it was in use
+        # In use: ids reach Redis once their transaction has committed.
+        wait_for(lambda: redis.Redis.from_url(own.url).keys("molstream:*"), timeout_s=30,
+                 what="ids in Redis", watch=[worker], poll_s=0.005)
         before = applied_batches(s.database_url)
         own.stop()
         wait_for(lambda: applied_batches(s.database_url) > before, timeout_s=60,
@@ -265,7 +267,8 @@ def test_redis_flushed_mid_ingest(clean, expected, procs, tmp_path):
         wait_for(lambda: applied_batches(s.database_url) >= 1, timeout_s=120,
                  what="a first batch applied", watch=[worker], poll_s=0.005)
         client = redis.Redis.from_url(own.url)
-        assert client.keys("molstream:*")
+        wait_for(lambda: client.keys("molstream:*"), timeout_s=30, what="ids in Redis",
+                 watch=[worker], poll_s=0.005)
         own.flush()
         assert worker.kill(signal.SIGTERM) == 0
         assert applied_batches(s.database_url) < BATCHES
