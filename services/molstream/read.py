@@ -147,9 +147,15 @@ class _LineBreaks:
     def feed(self, data: np.ndarray) -> None:
         if not len(data):
             return
-        if not self.find_empty:
+        if self.find_empty:
+            self._feed_finding_empty(data)
+        else:
             self.count += int(np.count_nonzero(data == 10))
-        elif len(at := np.flatnonzero(data == 10)):
+        self.ends_with_break = bool(data[-1] == 10)
+
+    def _feed_finding_empty(self, data: np.ndarray) -> None:
+        at = np.flatnonzero(data == 10)
+        if len(at):
             def before(k: int) -> np.ndarray:
                 i = at - k
                 return np.where(i >= 0, data[np.maximum(i, 0)], self._tail[np.clip(i + 2, 0, 1)])
@@ -159,7 +165,6 @@ class _LineBreaks:
                 self.empty.append(self.count + 1 + np.flatnonzero(empty))
             self.count += len(at)
         self._tail = np.concatenate([self._tail, data[-2:]])[-2:]
-        self.ends_with_break = bool(data[-1] == 10)
 
     @property
     def lines(self) -> int:
@@ -364,6 +369,7 @@ def _scan_growing_blocks(csv_path: Path, max_decompressed_bytes: int | None,
         breaks = _LineBreaks()
         rows = 0
         try:
+            unterminated: _Unterminated | None = None
             try:
                 # One column is enough: the parser tokenizes every field anyway.
                 for batch, _ in _parse(csv_path, header, present[:1], block,
@@ -371,10 +377,11 @@ def _scan_growing_blocks(csv_path: Path, max_decompressed_bytes: int | None,
                     rows += batch.num_rows
                     if on_block:
                         on_block(rows)
-            except _Unterminated:
-                if breaks.lines == rows + len(skipped) + 1:
-                    raise
+            except _Unterminated as e:
+                unterminated = e
             if breaks.lines == rows + len(skipped) + 1:  # a line per row: Arrow's numbers hold
+                if unterminated:
+                    raise unterminated
                 return Scan(csv_path, header, warnings, rows, skipped, block,
                             max_decompressed_bytes)
             # Values holding line breaks or empty lines: Arrow's row numbers are not the
