@@ -1,31 +1,41 @@
 """Apply one batch of rows to the database in one transaction, idempotently.
 
-Order inside the transaction: skip if the batch is already recorded as applied; resolve the
-five dimensions (cache first, then `INSERT … ON CONFLICT DO NOTHING` + `SELECT` for the new
-values); upsert molecules and targets (deduplicated within the batch, sorted by key so that
-concurrent PostgreSQL workers lock rows in the same order); upsert activities; record the
-batch. In insert-only mode existing rows are left as they are; in upsert mode they are updated
-only where a value differs, so `last_modified_on` moves only for rows that really changed.
+Order inside the transaction: skip if the batch is already recorded as applied (or its ingest
+has failed); resolve the five dimensions (cache first, then `INSERT … ON CONFLICT DO NOTHING`
++ `SELECT` for the new values); upsert molecules and targets (deduplicated within the batch,
+sorted by key so that concurrent PostgreSQL workers lock rows in the same order); upsert
+activities; record the batch. In insert-only mode existing rows are left as they are; in upsert
+mode they are updated only where a value differs, so `last_modified_on` moves only for rows that
+really changed. Only the columns the batch holds are written: an optional column its file lacks
+keeps its value in existing rows (and is NULL in new ones).
+
+A batch the database refuses (molstream.dberrors): a transient error goes back to the caller,
+which retries; a refused value sends the batch through again in halves, each in a savepoint,
+down to the rows the database refuses, which are rejected with its reason while the others are
+applied; any other error fails the batch's ingest (`Refused`), and its later batches are skipped.
 """
 
 from __future__ import annotations
 
 import gc
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from sqlalchemy import Engine, Table, and_, func, or_, select, update
+from sqlalchemy import Engine, Table, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 
 from .cache import IdCache
 from .config import Mode
-from .db import DIMENSIONS, Activity, AppliedBatch, IngestRun, Molecule, Target, utcnow
+from .contract import LINE, Rejection
+from .db import DIMENSIONS, Activity, AppliedBatch, IngestRun, Molecule, Target
+from .dberrors import Kind, classify, describe
 from .messages import TABLES, EndOfIngest, RowBatch
 
 log = logging.getLogger(__name__)
@@ -48,9 +58,19 @@ DIMENSION_COLUMNS = {
     "relation": "activity_relation",
     "organism": "target_organism",
 }
-
+# Each table's columns and where their values come from: a dimension's ids, or a CSV column.
+# A source the batch lacks leaves its column out of the statement.
+_MOLECULE_SOURCES = (("id", "molecule_id"), ("name", "molecule_name"), ("phase_id", "phase"),
+                     ("structure", "molecule_structure"), ("inchi_key", "molecule_inchi_key"))
+_TARGET_SOURCES = (("id", "target_id"), ("name", "target_name"), ("organism_id", "organism"))
+_ACTIVITY_SOURCES = (("id", "activity_id"), ("molecule_id", "molecule_id"),
+                     ("target_id", "target_id"), ("activity_type_id", "activity_type"),
+                     ("unit_id", "unit"), ("relation_id", "relation"),
+                     ("value", "activity_value"))
 
 _STAMPS = ("created_on", "last_modified_on")
+
+OnRejected = Callable[[str, list[Rejection]], None]
 
 
 @dataclass
@@ -72,18 +92,37 @@ class _Transaction:
 
 @dataclass
 class Applied:
-    """What one batch did: rows written (inserted or changed) per table."""
+    """What one batch did: rows applied, rows written (inserted or changed) per table, and the
+    rows the database refused."""
 
     ingest_id: str
     seq: int
     rows: int
     written: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TABLES, 0))
     new_ids: dict[str, dict] = field(default_factory=dict)
-    all_in: bool = False  # every batch the fetcher announced has now been applied
+    rejected: list[Rejection] = field(default_factory=list)
 
     @property
     def rows_written(self) -> int:
         return self.written["activity"]
+
+    def add(self, part: Applied) -> None:
+        for table, n in part.written.items():
+            self.written[table] += n
+        for dimension, ids in part.new_ids.items():
+            self.new_ids.setdefault(dimension, {}).update(ids)
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A batch no row of which the database takes: its ingest has been marked failed."""
+
+    ingest_id: str
+    seq: int
+    reason: str
+
+
+Outcome = Applied | Refused | None  # None: applied before (a redelivery), or its ingest failed
 
 
 class Applier:
@@ -136,13 +175,16 @@ class Applier:
 
     # -- public ---------------------------------------------------------------------------
 
-    def apply(self, batch: RowBatch) -> Applied | None:
+    def apply(self, batch: RowBatch, on_rejected: OnRejected | None = None) -> Outcome:
         """Apply `batch`; None when it had been applied before (a redelivery)."""
-        return self.apply_many([batch])[0]
+        return self.apply_many([batch], on_rejected)[0]
 
-    def apply_many(self, batches: list[RowBatch]) -> list[Applied | None]:
-        """Apply `batches` in order, in one transaction: all of them or none. One result per
-        batch, None for a batch applied before (a redelivery).
+    def apply_many(self, batches: list[RowBatch], on_rejected: OnRejected | None = None
+                   ) -> list[Outcome]:
+        """Apply `batches` in order, in one transaction: all of them or none. One outcome per
+        batch. A transient database error is raised (the caller retries); a refused one is
+        settled batch by batch (see the module's docstring). `on_rejected` hears the rows the
+        database refused before the transaction that records them commits.
 
         Fewer, larger transactions are much cheaper on SQLite: a commit writes every page the
         transaction touched to the WAL, and rows spread over the activity table's indexes touch
@@ -150,41 +192,20 @@ class Applier:
         50,000: ~50k rows/s). Several workers on PostgreSQL should apply one batch per
         transaction (`Worker` does), so that each transaction takes its row locks in key order.
         """
-        results: list[Applied | None] = []
-        with _gc_paused(), self.engine.begin() as conn:
-            tx = _Transaction()
-            for batch in batches:
-                results.append(self._apply_one(conn, batch, tx))
+        try:
+            results: list[Outcome] = self._apply_together(batches)
+        except DBAPIError as e:
+            kind = classify(e)
+            if kind is Kind.TRANSIENT:
+                raise
+            if len(batches) > 1:  # which one? each on its own
+                return [r for b in batches for r in self.apply_many([b], on_rejected)]
+            results = [self._settle_refused(batches[0], e, kind, on_rejected)]
         # Only ids that are committed may be shared through the cache.
         for result in results:
-            for dimension, ids in (result.new_ids.items() if result else ()):
+            for dimension, ids in (result.new_ids.items() if isinstance(result, Applied) else ()):
                 self.cache.remember(dimension, ids)
         return results
-
-    def _apply_one(self, conn: Connection, batch: RowBatch, tx: _Transaction) -> Applied | None:
-        self._ensure_run(conn, batch.ingest_id, batch.mode, batch.fetch_started_at)
-        if self._sqlite and tx.stamp is None:
-            # The write lock is ours from the statement above until the commit.
-            # The format is the columns' default (db.py), so stamps compare as text.
-            tx.stamp = conn.exec_driver_sql(
-                "SELECT strftime('%Y-%m-%d %H:%M:%f', 'now')").scalar_one()
-        done = conn.execute(select(_APPLIED.c.seq).where(
-            _APPLIED.c.ingest_id == batch.ingest_id, _APPLIED.c.seq == batch.seq)).first()
-        if done:
-            return None
-        result = self._apply_rows(conn, batch, tx)
-        conn.execute(_APPLIED.insert().values(
-            ingest_id=batch.ingest_id, seq=batch.seq, rows=result.rows,
-            written=result.written))
-        conn.execute(update(_RUN).where(_RUN.c.id == batch.ingest_id).values(
-            batches_applied=_RUN.c.batches_applied + 1,
-            rows_applied=_RUN.c.rows_applied + result.rows,
-            rows_written=_RUN.c.rows_written + result.rows_written))
-        expected, applied = conn.execute(select(
-            _RUN.c.batches_expected, _RUN.c.batches_applied).where(
-            _RUN.c.id == batch.ingest_id)).one()
-        result.all_in = expected is not None and applied >= expected
-        return result
 
     def record_end(self, end: EndOfIngest) -> None:
         with self.engine.begin() as conn:
@@ -193,42 +214,136 @@ class Applier:
                 source=end.source, batches_expected=end.batches, rows_total=end.rows_total,
                 rows_published=end.rows_published, rows_rejected=end.rows_rejected))
 
+    # -- one transaction ------------------------------------------------------------------
+
+    def _apply_together(self, batches: list[RowBatch]) -> list[Outcome]:
+        results: list[Outcome] = []
+        with _gc_paused(), self.engine.begin() as conn:
+            tx = _Transaction()
+            for batch in batches:
+                if not self._open(conn, batch, tx):
+                    results.append(None)
+                    continue
+                result = self._apply_rows(conn, batch, batch.rows, tx)
+                self._record(conn, batch, result)
+                results.append(result)
+        return results
+
+    def _open(self, conn: Connection, batch: RowBatch, tx: _Transaction) -> bool:
+        """Start `batch` in the transaction; False when it must not be applied: applied
+        before (a redelivery), or its ingest has failed."""
+        self._ensure_run(conn, batch.ingest_id, batch.mode, batch.fetch_started_at)
+        if self._sqlite and tx.stamp is None:
+            # The write lock is ours from the statement above until the commit.
+            # The format is the columns' default (db.py), so stamps compare as text.
+            tx.stamp = conn.exec_driver_sql(
+                "SELECT strftime('%Y-%m-%d %H:%M:%f', 'now')").scalar_one()
+        if conn.execute(select(_RUN.c.status).where(
+                _RUN.c.id == batch.ingest_id)).scalar_one() == "failed":
+            return False
+        done = conn.execute(select(_APPLIED.c.seq).where(
+            _APPLIED.c.ingest_id == batch.ingest_id, _APPLIED.c.seq == batch.seq)).first()
+        return done is None
+
+    def _record(self, conn: Connection, batch: RowBatch, result: Applied) -> None:
+        # A row per batch and nothing else: no counter row that every transaction of an
+        # ingest would update (and, with several PostgreSQL workers, wait for).
+        conn.execute(_APPLIED.insert().values(
+            ingest_id=batch.ingest_id, seq=batch.seq, rows=result.rows,
+            written=result.written, rejected=len(result.rejected)))
+
+    # -- a batch the database refuses -----------------------------------------------------
+
+    def _settle_refused(self, batch: RowBatch, error: DBAPIError, kind: Kind,
+                        on_rejected: OnRejected | None) -> Outcome:
+        reason = describe(error)
+        if kind is Kind.ROWS:
+            log.warning("ingest %s batch %d: the database refused a value (%s); finding the "
+                        "rows it refuses", batch.ingest_id, batch.seq, reason)
+            try:
+                return self._apply_isolating(batch, on_rejected)
+            except DBAPIError as e:
+                if classify(e) is Kind.TRANSIENT:
+                    raise
+                reason = describe(e)
+        reason = f"batch {batch.seq}: {reason}"
+        log.error("ingest %s fails: the database refuses %s", batch.ingest_id, reason)
+        try:
+            with self.engine.begin() as conn:
+                self._ensure_run(conn, batch.ingest_id, batch.mode, batch.fetch_started_at)
+                conn.execute(update(_RUN).where(
+                    _RUN.c.id == batch.ingest_id, _RUN.c.status == "running").values(
+                    status="failed", failure=reason))
+        except DBAPIError as e:
+            if classify(e) is Kind.TRANSIENT:
+                raise
+            log.error("ingest %s: could not record its failure either (%s)", batch.ingest_id,
+                      describe(e))
+        return Refused(batch.ingest_id, batch.seq, reason)
+
+    def _apply_isolating(self, batch: RowBatch, on_rejected: OnRejected | None) -> Outcome:
+        """Apply `batch` in halves, each in a savepoint, down to single rows: the rows the
+        database refuses are rejected with its reason, the others applied. k bad rows of n
+        cost about 2·k·log2(n) attempts."""
+        with _gc_paused(), self.engine.begin() as conn:
+            tx = _Transaction()
+            if not self._open(conn, batch, tx):
+                return None
+            result = Applied(batch.ingest_id, batch.seq, 0)
+            parts = [batch.rows]
+            while parts:
+                part = parts.pop()
+                savepoint = conn.begin_nested()
+                try:
+                    done = self._apply_rows(conn, batch, part, _Transaction(stamp=tx.stamp))
+                except DBAPIError as e:
+                    savepoint.rollback()
+                    if classify(e) is not Kind.ROWS:
+                        raise
+                    if part.num_rows == 1:
+                        result.rejected.append(_rejection(batch, part, e))
+                        continue
+                    half = part.num_rows // 2
+                    parts += [part.slice(half), part.slice(0, half)]  # first half first
+                    continue
+                savepoint.commit()
+                result.add(done)
+                result.rows += part.num_rows
+            if result.rejected and on_rejected is not None:
+                on_rejected(batch.ingest_id, result.rejected)
+            self._record(conn, batch, result)
+        log.warning("ingest %s batch %d: %d row(s) rejected by the database, %d applied",
+                    batch.ingest_id, batch.seq, len(result.rejected), result.rows)
+        return result
+
     # -- steps ----------------------------------------------------------------------------
 
     def _ensure_run(self, conn: Connection, ingest_id: str, mode: Mode, t0: float) -> None:
         stmt = self._insert(_RUN).values(id=ingest_id, mode=mode.value, fetch_started_at=t0)
         conn.execute(stmt.on_conflict_do_nothing(index_elements=["id"]))
 
-    def _apply_rows(self, conn: Connection, batch: RowBatch, tx: _Transaction) -> Applied:
-        rows = batch.rows
+    def _apply_rows(self, conn: Connection, batch: RowBatch, rows: pa.Table,
+                    tx: _Transaction) -> Applied:
         result = Applied(batch.ingest_id, batch.seq, rows.num_rows)
+        present = set(rows.column_names)
         # Dimension values → ids, as columns: the per-row work stays in Arrow and NumPy.
         ids = {d: _ids(rows.column(c), self._resolve(conn, d, rows.column(c), result, tx))
-               for d, c in DIMENSION_COLUMNS.items()}
+               for d, c in DIMENSION_COLUMNS.items() if c in present}
 
         # Molecules and targets: one row per key, the last occurrence winning, in key order.
         last_molecule = _last_per_key(rows.column("molecule_id"))
-        m = rows.take(last_molecule)
-        molecules = _tuples(m.column("molecule_id"), m.column("molecule_name"),
-                            ids["phase"].take(last_molecule), m.column("molecule_structure"),
-                            m.column("molecule_inchi_key"), ends=tx.stamps)
-        last_target = _last_per_key(rows.column("target_id"))
-        t = rows.take(last_target)
-        targets = _tuples(t.column("target_id"), t.column("target_name"),
-                          ids["organism"].take(last_target), ends=tx.stamps)
+        columns, values = _sources(_MOLECULE_SOURCES, rows, ids, last_molecule)
         result.written["molecule"] = self._execute_many(
-            conn, _MOLECULE, batch.mode, ("id", "name", "phase_id", "structure", "inchi_key"),
-            _not_written(molecules, tx.written["molecule"]), tx)
+            conn, _MOLECULE, batch.mode, columns,
+            _not_written(_tuples(*values, ends=tx.stamps), tx.written["molecule"]), tx)
+        last_target = _last_per_key(rows.column("target_id"))
+        columns, values = _sources(_TARGET_SOURCES, rows, ids, last_target)
         result.written["target"] = self._execute_many(
-            conn, _TARGET, batch.mode, ("id", "name", "organism_id"),
-            _not_written(targets, tx.written["target"]), tx)
-        order = _key_order(rows.column("activity_id"))
-        a = rows if order is None else rows.take(order)
-        if order is not None:
-            ids = {d: col.take(order) for d, col in ids.items()}
-        activities = _tuples(a.column("activity_id"), a.column("molecule_id"),
-                             a.column("target_id"), ids["activity_type"], ids["unit"],
-                             ids["relation"], a.column("activity_value"), ends=tx.stamps)
+            conn, _TARGET, batch.mode, columns,
+            _not_written(_tuples(*values, ends=tx.stamps), tx.written["target"]), tx)
+        columns, values = _sources(_ACTIVITY_SOURCES, rows, ids,
+                                   _key_order(rows.column("activity_id")))
+        activities = _tuples(*values, ends=tx.stamps)
         mode: Mode | str = batch.mode
         if self._sqlite and _distinct(activities) and conn.execute(
                 select(_ACTIVITY.c.id).where(_ACTIVITY.c.id.between(
@@ -238,9 +353,7 @@ class Applier:
             # SQLite runs without the statement journal an upsert needs (~35% faster).
             mode = "new-rows"
         result.written["activity"] = self._execute_many(
-            conn, _ACTIVITY, mode,
-            ("id", "molecule_id", "target_id", "activity_type_id", "unit_id", "relation_id",
-             "value"), activities, tx)
+            conn, _ACTIVITY, mode, columns, activities, tx)
         return result
 
     def _resolve(self, conn: Connection, dimension: str, column: pa.ChunkedArray,
@@ -288,10 +401,11 @@ class Applier:
                 stmt = stmt.on_conflict_do_nothing(index_elements=["value"])
             elif mode == "new-rows":  # known not to exist
                 pass
-            elif mode is Mode.INSERT_ONLY:
+            elif mode is Mode.INSERT_ONLY or not (
+                    updated := [c for c in columns if c not in ("id", *_STAMPS)]):
+                # (or the file has none of the table's optional columns: nothing to update)
                 stmt = stmt.on_conflict_do_nothing(index_elements=["id"])
             else:
-                updated = [c for c in columns if c not in ("id", *_STAMPS)]
                 stmt = stmt.on_conflict_do_update(
                     index_elements=["id"],
                     set_={c: stmt.excluded[c] for c in updated},
@@ -380,13 +494,24 @@ def _not_written(rows: list[tuple], written: dict[int, tuple]) -> list[tuple]:
     return fresh
 
 
-def finish_if_complete(engine: Engine, ingest_id: str) -> bool:
-    """Mark the ingest completed when every expected batch is in; True for the one caller that
-    made the change (so exactly one worker writes the report, even with several workers)."""
-    with engine.begin() as conn:
-        changed = conn.execute(update(_RUN).where(and_(
-            _RUN.c.id == ingest_id, _RUN.c.status == "running",
-            _RUN.c.batches_expected.is_not(None),
-            _RUN.c.batches_applied >= _RUN.c.batches_expected,
-        )).values(status="completed", finished_on=utcnow())).rowcount
-    return changed == 1
+def _sources(sources: tuple[tuple[str, str], ...], rows: pa.Table, ids: dict[str, pa.Array],
+             take: pa.Array | None) -> tuple[tuple[str, ...], list]:
+    """The columns of `sources` the batch has values for, and those values (rows `take`)."""
+    columns, values = [], []
+    for column, source in sources:
+        array = ids.get(source)
+        if array is None and source in rows.column_names:
+            array = rows.column(source)
+        if array is not None:
+            columns.append(column)
+            values.append(array if take is None else array.take(take))
+    return tuple(columns), values
+
+
+def _rejection(batch: RowBatch, row: pa.Table, error: DBAPIError) -> Rejection:
+    values = row.to_pylist()[0]
+    line = values.pop(LINE, None)  # absent from a batch some other producer made
+    return Rejection(
+        -1 if line is None else line,
+        f"the database refused the row (batch {batch.seq}): {describe(error)}",
+        {k: "" if v is None else str(v)[:200] for k, v in values.items()})

@@ -129,7 +129,7 @@ def worker(database_url: str | None, kafka_bootstrap: str | None, redis_url: str
 
     from .publish import PublishError
     from .report import format_table
-    from .worker import Fenced, Worker
+    from .worker import Fenced, KafkaUnavailable, Worker
 
     settings = _settings(database_url=database_url, kafka_bootstrap=kafka_bootstrap,
                          redis_url=redis_url, reports_dir=reports_dir)
@@ -146,7 +146,7 @@ def worker(database_url: str | None, kafka_bootstrap: str | None, redis_url: str
         _fail(f"cannot open the database {_hide_password(settings.database_url)}: {cause}")
     try:
         w.run(until_complete=until_complete, idle_timeout_s=idle_timeout)
-    except Fenced as e:
+    except (Fenced, KafkaUnavailable) as e:
         _fail(str(e))
     for rep in w.completed:
         click.echo(format_table(rep))

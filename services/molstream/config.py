@@ -78,6 +78,9 @@ class Settings:
     retries: int = 5
     source_ca_file: Path | None = None
     rows_partitions: int = 1
+    # How long the fetcher and the worker ride out a Kafka broker that does not answer before
+    # they give up (one error line, exit status 2).
+    kafka_outage_s: int = 300
     worker_group: str = "molstream-worker"
     # Kafka static membership (group.instance.id): a worker restarted under the same id takes
     # its partitions back at once, not after the dead one's session (10 s) has expired. Empty:
@@ -102,6 +105,7 @@ class Settings:
             retries=_env_int("RETRIES", cls.retries),
             source_ca_file=Path(_env("SOURCE_CA_FILE", "")) if _env("SOURCE_CA_FILE", "") else None,
             rows_partitions=_env_int("ROWS_PARTITIONS", cls.rows_partitions),
+            kafka_outage_s=_env_int("KAFKA_OUTAGE_S", cls.kafka_outage_s),
             worker_group=_env("WORKER_GROUP", cls.worker_group),
             worker_instance_id=_env("WORKER_INSTANCE_ID", cls.worker_instance_id),
         )

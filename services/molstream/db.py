@@ -29,6 +29,7 @@ from sqlalchemy import (
     Text,
     create_engine,
     event,
+    inspect,
     select,
     true,
     update,
@@ -36,7 +37,10 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.schema import CreateColumn
 from sqlalchemy.sql.functions import FunctionElement
+
+from .contract import WIDTHS
 
 
 class utcnow(FunctionElement):  # noqa: N801 - reads like the SQL function it renders
@@ -88,40 +92,40 @@ class Phase(_Audited, Base):
 class ActivityType(_Audited, Base):
     __tablename__ = "activity_type"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    value: Mapped[str] = mapped_column(String(200), unique=True)
+    value: Mapped[str] = mapped_column(String(WIDTHS["activity_type"]), unique=True)
 
 
 class Unit(_Audited, Base):
     __tablename__ = "unit"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    value: Mapped[str] = mapped_column(String(200), unique=True)
+    value: Mapped[str] = mapped_column(String(WIDTHS["activity_units"]), unique=True)
 
 
 class Relation(_Audited, Base):
     __tablename__ = "relation"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    value: Mapped[str] = mapped_column(String(10), unique=True)
+    value: Mapped[str] = mapped_column(String(WIDTHS["activity_relation"]), unique=True)
 
 
 class Organism(_Audited, Base):
     __tablename__ = "organism"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    value: Mapped[str] = mapped_column(String(500), unique=True)
+    value: Mapped[str] = mapped_column(String(WIDTHS["target_organism"]), unique=True)
 
 
 class Molecule(_Audited, Base):
     __tablename__ = "molecule"
     id: Mapped[int] = mapped_column(NaturalKey, primary_key=True, autoincrement=False)  # molregno
-    name: Mapped[str | None] = mapped_column(Text)
+    name: Mapped[str | None] = mapped_column(String(WIDTHS["molecule_name"]))
     phase_id: Mapped[int | None] = mapped_column(ForeignKey("phase.id"))
-    structure: Mapped[str | None] = mapped_column(Text)
-    inchi_key: Mapped[str | None] = mapped_column(String(27))
+    structure: Mapped[str | None] = mapped_column(String(WIDTHS["molecule_structure"]))
+    inchi_key: Mapped[str | None] = mapped_column(String(WIDTHS["molecule_inchi_key"]))
 
 
 class Target(_Audited, Base):
     __tablename__ = "target"
     id: Mapped[int] = mapped_column(NaturalKey, primary_key=True, autoincrement=False)  # tid
-    name: Mapped[str] = mapped_column(Text)
+    name: Mapped[str] = mapped_column(String(WIDTHS["target_name"]))
     organism_id: Mapped[int | None] = mapped_column(ForeignKey("organism.id"))
 
 
@@ -155,6 +159,11 @@ class IngestRun(Base):
     rows_applied: Mapped[int] = mapped_column(BigInteger, server_default="0")
     rows_written: Mapped[int] = mapped_column(BigInteger, server_default="0")
     report: Mapped[dict | None] = mapped_column(JSON)
+    failure: Mapped[str | None] = mapped_column(Text)  # why the worker failed it
+    # The announcement (`completed` or `failed` event) is claimed by one worker at a time
+    # (molstream.completion): who claimed it and when (unix time); `announced` once it is out.
+    announced_by: Mapped[str | None] = mapped_column(String(200))
+    claimed_at: Mapped[float | None] = mapped_column(Float)
     announced: Mapped[bool] = mapped_column(Boolean, server_default="0")
 
 
@@ -166,6 +175,7 @@ class AppliedBatch(Base):
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     rows: Mapped[int] = mapped_column(Integer)
     written: Mapped[dict] = mapped_column(JSON)  # rows written per table by this batch
+    rejected: Mapped[int] = mapped_column(Integer, server_default="0")  # refused by the database
     applied_on: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=utcnow())
 
 
@@ -259,6 +269,7 @@ def create_schema(engine: Engine) -> str:
             conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_SCHEMA_LOCK})")
             conn.exec_driver_sql(_PG_FUNCTION)
         Base.metadata.create_all(conn)
+        _add_missing_columns(conn)
         # create_all leaves tables that exist alone, indexes included: bring back any index a
         # worker dropped for a large ingest and did not live to rebuild (molstream.apply).
         for table in Base.metadata.sorted_tables:
@@ -267,7 +278,36 @@ def create_schema(engine: Engine) -> str:
         for name in DATA_TABLES:
             template = _PG_TRIGGER if engine.dialect.name == "postgresql" else _SQLITE_TRIGGER
             conn.exec_driver_sql(template.format(t=name))
+        if engine.dialect.name == "postgresql":
+            _widen_columns(conn)
         return _instance_id(conn)
+
+
+def _add_missing_columns(conn: Connection) -> None:
+    """Add the columns a database made by an older molstream lacks (create_all leaves existing
+    tables alone). Every column added since the first release is nullable or has a default."""
+    inspector = inspect(conn)
+    for table in Base.metadata.sorted_tables:
+        have = {c["name"] for c in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name not in have:
+                ddl = str(CreateColumn(column).compile(dialect=conn.dialect))
+                conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {ddl}")
+
+
+def _widen_columns(conn: Connection) -> None:
+    """Bring a PostgreSQL database made by an older molstream, whose text columns were
+    narrower than ChEMBL's (activity_type.value was varchar(200)), to today's widths. Widening
+    a varchar is a catalog change in PostgreSQL: no table rewrite. (SQLite ignores widths.)"""
+    wanted = {(t.name, c.name): c.type.length for t in DATA_TABLES.values() for c in t.columns
+              if isinstance(c.type, String) and c.type.length}
+    found = {(t, c): n for t, c, n in conn.exec_driver_sql(
+        "SELECT table_name, column_name, character_maximum_length FROM information_schema.columns"
+        " WHERE table_schema = current_schema() AND data_type = 'character varying'")}
+    for (table, column), width in wanted.items():
+        if found.get((table, column), width) < width:
+            conn.exec_driver_sql(
+                f'ALTER TABLE "{table}" ALTER COLUMN "{column}" TYPE varchar({int(width)})')
 
 
 def _instance_id(conn: Connection) -> str:

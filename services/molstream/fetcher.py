@@ -128,7 +128,8 @@ def run(url: str, *, ingest_id: str, settings: Settings, credentials: Credential
         ensure_topics(settings.kafka_bootstrap, settings.topics,
                       rows_partitions=settings.rows_partitions)
         publisher = Publisher(settings.kafka_bootstrap, settings.topics,
-                              client_id="molstream-fetcher")
+                              client_id="molstream-fetcher",
+                              delivery_timeout_s=settings.kafka_outage_s)
     except PublishError as e:  # nothing downloaded or published yet
         log.error("ingest %s: %s", ingest_id, e)
         raise IngestFailed("publish", str(e)) from None

@@ -2,8 +2,9 @@
 
 `<prefix>.rows` carries two kinds of message, told apart by the `kind` header:
 - `rows`: one batch of validated rows as an Arrow IPC stream (typed columns, compressed with
-  zstd); headers carry the ingest id, the batch's sequence number, the mode and the number of
-  rows in the whole file (which lets the worker plan a large ingest). The key is
+  zstd: the file's line numbers and the contract's columns the file has); headers carry the
+  ingest id, the batch's sequence number, the mode and the number of rows in the whole file
+  (which lets the worker plan a large ingest). The key is
   `<ingest_id>/<seq>`, deterministic, so a fetcher run again for the same ingest republishes the
   same batches and the worker recognises them.
 - `end`: JSON totals of the ingest (batches, rows published and rejected), sent after every
@@ -23,7 +24,6 @@ from typing import Any
 import pyarrow as pa
 
 from .config import Mode
-from .contract import LINE
 
 ROWS, END = "rows", "end"
 TABLES = ("phase", "activity_type", "unit", "relation", "organism", "molecule", "target",
@@ -35,7 +35,7 @@ EVENT_FIELDS: dict[str, tuple[str, ...]] = {
     "progress": ("rows_written", "rows_applied", "batches_applied", "batches_total", "rows_total"),
     "completed": ("rows_published", "rows_written", "rows_rejected", "duration_s", "tables",
                   "report_path"),
-    "failed": ("stage", "reason"),
+    "failed": ("stage", "reason", "batch"),
 }
 _IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression="zstd")
 
@@ -72,9 +72,9 @@ class EndOfIngest:
 
 def encode_batch(batch: RowBatch) -> tuple[bytes, list[tuple[str, bytes]]]:
     sink = pa.BufferOutputStream()
-    table = batch.rows.drop_columns([LINE]) if LINE in batch.rows.column_names else batch.rows
-    with pa.ipc.new_stream(sink, table.schema, options=_IPC_OPTIONS) as writer:
-        writer.write_table(table)
+    # Line numbers travel too: a row the database refuses is rejected with its line.
+    with pa.ipc.new_stream(sink, batch.rows.schema, options=_IPC_OPTIONS) as writer:
+        writer.write_table(batch.rows)
     headers = [("kind", ROWS.encode()), ("ingest", batch.ingest_id.encode()),
                ("seq", str(batch.seq).encode()), ("mode", batch.mode.value.encode()),
                ("t0", repr(batch.fetch_started_at).encode())]

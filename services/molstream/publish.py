@@ -52,7 +52,8 @@ def ensure_topics(bootstrap: str, topics: Topics, *, rows_partitions: int = 1) -
 
 
 class Publisher:
-    def __init__(self, bootstrap: str, topics: Topics, *, client_id: str = "molstream") -> None:
+    def __init__(self, bootstrap: str, topics: Topics, *, client_id: str = "molstream",
+                 delivery_timeout_s: float = 300) -> None:
         self.topics = topics
         try:
             self._producer = KafkaProducer(
@@ -62,9 +63,10 @@ class Publisher:
                 linger_ms=5,
                 batch_size=1024 * 1024,
                 max_request_size=MAX_MESSAGE_BYTES,
-                # Ride out a broker restart of a minute or two instead of failing the ingest.
+                # Ride out a broker outage of up to `delivery_timeout_s` (the settings'
+                # kafka_outage_s) instead of failing the ingest.
                 retries=2**31 - 1,
-                delivery_timeout_ms=300_000,
+                delivery_timeout_ms=int(delivery_timeout_s * 1000),
                 request_timeout_ms=30_000,
                 max_block_ms=120_000,
                 retry_backoff_ms=250,

@@ -93,7 +93,8 @@ def _read_back(path: Path, size: int) -> Iterator[pa.Table]:
     df, table = vaex.open(str(path)), None
     try:
         for _, _, table in df.to_arrow_table(chunk_size=size, parallel=False):
-            yield _copied(table.select([LINE, *COLUMN_NAMES]))
+            yield _copied(table.select(
+                [LINE, *(n for n in COLUMN_NAMES if n in table.column_names)]))
     finally:
         del table
         df.close()
@@ -614,7 +615,7 @@ def _raise_invalid(path: Path, e: pa.ArrowInvalid) -> NoReturn:
 
 def _to_strings(table: pa.Table, present: list[str], lines: np.ndarray
                 ) -> tuple[pa.Table, list[Rejection]]:
-    """Decode UTF-8 (rejecting rows that are not), add absent optional columns as empty."""
+    """Decode UTF-8 (rejecting rows that are not); the columns of the file only."""
     bad = np.zeros(table.num_rows, dtype=bool)
     columns = {}
     for name in present:
@@ -636,9 +637,9 @@ def _to_strings(table: pa.Table, present: list[str], lines: np.ndarray
                   {n: table.column(n)[i].as_py().decode("utf-8", "replace")[:200] for n in present})
         for i in np.flatnonzero(bad)
     ]
-    empty = pa.array([""] * table.num_rows, pa.string())
+    # Absent optional columns stay absent: the worker leaves them alone in existing rows.
     out = pa.table({LINE: pa.array(lines, pa.int64()),
-                    **{n: columns.get(n, empty) for n in COLUMN_NAMES}})
+                    **{n: columns[n] for n in COLUMN_NAMES if n in columns}})
     return (out.filter(pa.array(~bad)) if bad.any() else out), rejections
 
 

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from sqlalchemy import Engine, func, select
+from sqlalchemy.engine import Connection
 
 from .db import DATA_TABLES, AppliedBatch, IngestRun
 from .messages import TABLES
@@ -20,17 +21,26 @@ _RUN = IngestRun.__table__
 _APPLIED = AppliedBatch.__table__
 
 
-def build(engine: Engine, ingest_id: str) -> dict:
-    with engine.connect() as conn:
-        run = conn.execute(select(_RUN).where(_RUN.c.id == ingest_id)).mappings().one()
-        written = dict.fromkeys(TABLES, 0)
-        for (per_batch,) in conn.execute(
-                select(_APPLIED.c.written).where(_APPLIED.c.ingest_id == ingest_id)):
-            for table, n in per_batch.items():
-                written[table] += n
-        totals = {name: conn.execute(select(func.count()).select_from(table)
-                                     .where(table.c.active)).scalar_one()
-                  for name, table in DATA_TABLES.items()}
+def build(conn: Connection | Engine, ingest_id: str) -> dict:
+    """The ingest's figures, from its run and the record of its batches (what the batches
+    wrote, applied and the database refused add up there, one row per batch)."""
+    if isinstance(conn, Engine):
+        with conn.connect() as c:
+            return build(c, ingest_id)
+    run = conn.execute(select(_RUN).where(_RUN.c.id == ingest_id)).mappings().one()
+    written = dict.fromkeys(TABLES, 0)
+    batches = rows_applied = refused = 0
+    for per_batch, rows, rejected in conn.execute(
+            select(_APPLIED.c.written, _APPLIED.c.rows, _APPLIED.c.rejected)
+            .where(_APPLIED.c.ingest_id == ingest_id)):
+        for table, n in per_batch.items():
+            written[table] += n
+        batches += 1
+        rows_applied += rows
+        refused += rejected or 0
+    totals = {name: conn.execute(select(func.count()).select_from(table)
+                                 .where(table.c.active)).scalar_one()
+              for name, table in DATA_TABLES.items()}
     started = run["fetch_started_at"] or time.time()
     return {
         "ingest_id": ingest_id,
@@ -38,9 +48,12 @@ def build(engine: Engine, ingest_id: str) -> dict:
         "mode": run["mode"],
         "rows_total": run["rows_total"],
         "rows_published": run["rows_published"],
-        "rows_written": run["rows_written"],
-        "rows_rejected": run["rows_rejected"],
-        "batches": run["batches_applied"],
+        "rows_applied": rows_applied,
+        "rows_written": written["activity"],
+        # the fetcher's rejections (the contract) and the database's
+        "rows_rejected": (run["rows_rejected"] or 0) + refused,
+        "rows_refused_by_database": refused,
+        "batches": batches,
         "duration_s": round(time.time() - started, 3),
         "tables": written,
         "table_totals": {name: totals[name] for name in TABLES},
@@ -55,8 +68,9 @@ def write_csv(report: dict, reports_dir: Path) -> Path:
         out = csv.writer(f)
         out.writerow(["section", "name", "value"])
         for key in ("ingest_id", "source", "mode", "rows_total", "rows_published",
-                    "rows_written", "rows_rejected", "batches", "duration_s"):
-            out.writerow(["summary", key, _cell(report[key])])
+                    "rows_written", "rows_rejected", "rows_refused_by_database", "batches",
+                    "duration_s"):
+            out.writerow(["summary", key, _cell(report.get(key))])
         for table in TABLES:
             out.writerow(["rows_written", table, report["tables"][table]])
         for table in TABLES:

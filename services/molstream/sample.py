@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from .contract import COLUMN_NAMES, MAX_PHASES
+from .contract import MAX_PHASES
 
 ACTIVITY_TYPES = ("IC50", "Ki", "EC50", "Kd", "Potency", "Inhibition", "Activity", "GI50", "MIC")
 UNITS = ("nM", "uM", "%", "ug.mL-1", "mM", "")
@@ -28,6 +28,11 @@ _TARGET_PARTS = ("Kinase", "Receptor", "Protease", "Tyrosine-protein kinase ABL1
                  "Cytochrome P450 3A4", "Dopamine D2 receptor", 'Protein "X", isoform 2')
 _SMILES_ATOMS = ("C", "c1ccccc1", "N", "O", "Cl", "F", "C(=O)", "[C@@H]", "S(=O)(=O)", "CC", "n")
 _LETTERS = np.frombuffer(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ", dtype="S1")
+# The column order of molstream's first sample files (still a valid order: any order is).
+LEGACY_COLUMNS = ("activity_id", "molecule_id", "molecule_name", "molecule_max_phase",
+                  "molecule_structure", "molecule_inchi_key", "target_id", "target_name",
+                  "target_organism", "activity_type", "activity_units", "activity_value",
+                  "activity_relation")
 
 
 def generate(path: Path, rows: int, *, seed: int = 0, chunk_rows: int = 200_000) -> Path:
@@ -37,7 +42,7 @@ def generate(path: Path, rows: int, *, seed: int = 0, chunk_rows: int = 200_000)
     targets = _target_pool(rng, max(5, rows // 200))
     raw = path.with_suffix("") if path.suffix == ".gz" else path
     options = pacsv.WriteOptions(include_header=True, quoting_style="needed")
-    with pacsv.CSVWriter(raw, pa.schema([(n, pa.string()) for n in COLUMN_NAMES]),
+    with pacsv.CSVWriter(raw, pa.schema([(n, pa.string()) for n in LEGACY_COLUMNS]),
                          write_options=options) as writer:
         next_id = 1
         for start in range(0, rows, chunk_rows):
@@ -106,4 +111,4 @@ def _activities(rng: np.random.Generator, n: int, first_id: int,
         "activity_value": values,
         "activity_relation": _choice(rng, RELATIONS, n),
     }
-    return pa.table({name: pa.array(columns[name], pa.string()) for name in COLUMN_NAMES})
+    return pa.table({name: pa.array(columns[name], pa.string()) for name in LEGACY_COLUMNS})

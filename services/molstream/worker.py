@@ -2,9 +2,14 @@
 
 Offsets are committed only after the database transactions of every message of a poll have
 committed, so a crash at any point means redelivery, never loss; redelivery is harmless
-because `Applier` recognises batches it has applied. When an ingest's last batch is in (or its
-end marker arrives after its batches), exactly one worker writes the report and announces
-`completed` on the events topic.
+because `Applier` recognises batches it has applied. After every batch, end marker and
+redelivery, and every SETTLE_EVERY_S for every ingest still open, `Completion.settle` finishes
+an ingest that is whole and lets exactly one worker announce it (molstream.completion).
+
+Every Kafka call of the loop rides out a broker outage with backoff; one longer than
+`kafka_outage_s` ends the worker with `KafkaUnavailable` (the command line: one error line,
+exit status 2). Database errors are retried while transient (molstream.dberrors); a batch the
+database refuses never stops the partition (molstream.apply).
 """
 
 from __future__ import annotations
@@ -12,27 +17,32 @@ from __future__ import annotations
 import logging
 import signal
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from kafka import KafkaConsumer
 from kafka.errors import CommitFailedError, FencedInstanceIdError, KafkaError
-from sqlalchemy import select, update
-from sqlalchemy.exc import OperationalError
 
 from . import report
-from .apply import Applier, finish_if_complete
+from .apply import Applied, Applier, Refused
 from .cache import IdCache
+from .completion import Announcement, Completion
 from .config import Settings
-from .db import IngestRun, create_schema, make_engine
+from .contract import Rejection
+from .db import create_schema, make_engine
+from .dberrors import Kind, classify, describe, is_database_error
 from .messages import RowBatch, decode
 from .progress import Bar
-from .publish import MAX_MESSAGE_BYTES, Publisher, ensure_topics
+from .publish import MAX_MESSAGE_BYTES, Publisher, PublishError, ensure_topics
 
 log = logging.getLogger(__name__)
 
-_RUN = IngestRun.__table__
+T = TypeVar("T")
 PROGRESS_EVERY_S = 1.0
+# Ingests left open by a worker that died (or whose last piece another worker applied) are
+# settled this often.
+SETTLE_EVERY_S = 5.0
 # Indexes deferred for a large ingest are rebuilt when it completes, or after this long idle
 # (an ingest whose fetcher died never completes).
 RESTORE_INDEXES_IDLE_S = 10.0
@@ -42,8 +52,6 @@ IDLE_COMMIT_S = 5.0
 # On SQLite, consecutive row batches of one poll share a transaction up to this many rows
 # (see Applier.apply_many); on PostgreSQL each batch keeps its own.
 GROUP_ROWS = 100_000
-_RETRYABLE = ("database is locked", "deadlock detected", "could not serialize",
-              "server closed the connection", "connection refused", "terminating connection")
 
 
 @dataclass
@@ -55,6 +63,10 @@ class Fenced(Exception):
     """Another worker joined the consumer group under this one's instance id."""
 
 
+class KafkaUnavailable(Exception):
+    """Kafka stayed unreachable for longer than the worker's limit."""
+
+
 class Worker:
     def __init__(self, settings: Settings, *, show_progress: bool = False) -> None:
         self.settings = settings
@@ -62,11 +74,13 @@ class Worker:
         instance_id = create_schema(self.engine)
         self.cache = IdCache(settings.redis_url or None, namespace=instance_id)
         self.applier = Applier(self.engine, self.cache)
+        self.completion = Completion(self.engine)
         self._group_rows = GROUP_ROWS if self.engine.dialect.name == "sqlite" else 1
         ensure_topics(settings.kafka_bootstrap, settings.topics,
                       rows_partitions=settings.rows_partitions)
         self.events = Publisher(settings.kafka_bootstrap, settings.topics,
-                                client_id="molstream-worker")
+                                client_id="molstream-worker",
+                                delivery_timeout_s=settings.kafka_outage_s)
         self.consumer = KafkaConsumer(
             settings.topics.rows,
             bootstrap_servers=settings.kafka_bootstrap,
@@ -88,7 +102,8 @@ class Worker:
         self._stop = False
         self._progress = _Progress()
         self._bar = Bar(show_progress, "apply", unit="rows")
-        self.completed: list[dict] = []
+        self.completed: list[dict] = []  # reports of the ingests this worker announced
+        self.failed: list[Announcement] = []  # ingests this worker announced as failed
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -97,32 +112,33 @@ class Worker:
 
     def run(self, *, until_complete: Iterable[str] = (), idle_timeout_s: float | None = None
             ) -> None:
-        """Consume until stopped (SIGTERM/SIGINT), until the given ingests have completed, or
-        until nothing arrived for `idle_timeout_s`."""
+        """Consume until stopped (SIGTERM/SIGINT), until the given ingests have finished
+        (completed or failed, and announced), or until nothing arrived for `idle_timeout_s`."""
         waiting = set(until_complete)
         signal.signal(signal.SIGTERM, self.stop)
-        self._announce_pending()
-        last_message = last_commit = time.monotonic()
+        self._settle_open()
+        last_message = last_commit = last_settle = time.monotonic()
         try:
             while not self._stop:
-                try:
-                    polled = self.consumer.poll(timeout_ms=500)
-                except FencedInstanceIdError:
-                    raise self._fenced() from None
+                polled = self._kafka("poll for batches", self._poll)
                 messages = [m for batch in polled.values() for m in batch]
                 self._handle_all(messages)
+                now = time.monotonic()
                 if messages or (self.settings.worker_instance_id
-                                and time.monotonic() - last_commit > IDLE_COMMIT_S):
-                    last_commit = time.monotonic()
+                                and now - last_commit > IDLE_COMMIT_S):
+                    last_commit = now
                     self._commit()
                 if messages:
-                    last_message = time.monotonic()
+                    last_message = now
                 elif (self.applier.indexes_deferred
-                      and time.monotonic() - last_message > RESTORE_INDEXES_IDLE_S):
+                      and now - last_message > RESTORE_INDEXES_IDLE_S):
                     self._with_retries(self.applier.restore_indexes)
-                if waiting and self._all_completed(waiting):
+                if now - last_settle > SETTLE_EVERY_S:
+                    last_settle = now
+                    self._settle_open()
+                if waiting and self._all_finished(waiting):
                     break
-                if idle_timeout_s is not None and time.monotonic() - last_message > idle_timeout_s:
+                if idle_timeout_s is not None and now - last_message > idle_timeout_s:
                     break
         finally:
             self.close()
@@ -136,7 +152,13 @@ class Worker:
             except Exception as e:  # closing is best effort
                 log.debug("while closing: %s", e)
 
-    # -- one message ----------------------------------------------------------------------
+    # -- messages -------------------------------------------------------------------------
+
+    def _poll(self) -> dict:
+        try:
+            return self.consumer.poll(timeout_ms=500)
+        except FencedInstanceIdError:
+            raise self._fenced() from None
 
     def _handle_all(self, messages) -> None:
         """Handle a poll's messages in order; runs of row batches are applied together."""
@@ -157,93 +179,95 @@ class Worker:
                 rows += decoded.rows.num_rows
             else:
                 self._with_retries(lambda end=decoded: self.applier.record_end(end))
-                self._finish(decoded.ingest_id)
+                self._settle(decoded.ingest_id)
         if group:
             self._apply(group)
 
     def _apply(self, batches: list[RowBatch]) -> None:
         self._with_retries(lambda: self.applier.plan(batches))
-        results = self._with_retries(lambda: self.applier.apply_many(batches))
-        for batch, applied in zip(batches, results, strict=True):
-            if applied is None:  # a redelivery: maybe we stopped before announcing
-                if self._is_completed_unannounced(batch.ingest_id):
-                    self._announce(batch.ingest_id)
-                continue
-            self._bar.update(applied.rows)
-            self._maybe_progress(batch.ingest_id, force=False)
-            if applied.all_in:
-                self._finish(batch.ingest_id)
+        results = self._with_retries(
+            lambda: self.applier.apply_many(batches, on_rejected=self._publish_rejections))
+        for batch, outcome in zip(batches, results, strict=True):
+            if isinstance(outcome, Applied):
+                self._bar.update(outcome.rows)
+                self._maybe_progress(batch.ingest_id, force=False)
+            elif isinstance(outcome, Refused):
+                log.error("ingest %s failed: %s", outcome.ingest_id, outcome.reason)
+        # Whatever each outcome was (applied, redelivered, refused), the ingest may now be
+        # whole, or failed, or left unannounced by a worker that died.
+        for ingest_id in dict.fromkeys(b.ingest_id for b in batches):
+            self._settle(ingest_id)
 
-    def _finish(self, ingest_id: str) -> None:
-        if self._with_retries(lambda: finish_if_complete(self.engine, ingest_id)):
+    def _publish_rejections(self, ingest_id: str, rejections: list[Rejection]) -> None:
+        def send() -> None:
+            self.events.send_rejections(ingest_id, rejections)
+            self.events.wait_for_acks(self.settings.kafka_outage_s)
+        self._kafka("publish the rows the database refused", send)
+
+    # -- completion -----------------------------------------------------------------------
+
+    def _settle(self, ingest_id: str) -> None:
+        announcement = self._with_retries(lambda: self.completion.settle(ingest_id))
+        if announcement is not None:
+            self._announce(announcement)
+
+    def _settle_open(self) -> None:
+        for ingest_id in self._with_retries(self.completion.open_ingests):
+            self._settle(ingest_id)
+
+    def _announce(self, a: Announcement) -> None:
+        if a.status == "completed":
             self._with_retries(self.applier.restore_indexes)  # before anyone hears it is done
-            self._announce(ingest_id)
-        elif self._is_completed_unannounced(ingest_id):
-            self._announce(ingest_id)  # we crashed between completing and announcing
+            self._maybe_progress(a.ingest_id, force=True)
+            rep = a.report
+            path = report.write_csv(rep, self.settings.reports_dir)
+            self._send_event("completed", a.ingest_id, rows_published=rep["rows_published"],
+                             rows_written=rep["rows_written"], rows_rejected=rep["rows_rejected"],
+                             duration_s=rep["duration_s"], tables=rep["tables"],
+                             report_path=str(path))
+            log.info("ingest %s completed: %s rows written, %s rejected, report %s",
+                     a.ingest_id, rep["rows_written"], rep["rows_rejected"], path)
+        else:
+            self._send_event("failed", a.ingest_id, stage="apply", reason=a.failure or "")
+            log.error("ingest %s failed: %s", a.ingest_id, a.failure)
+        self._with_retries(lambda: self.completion.announced(a.ingest_id))
+        (self.completed.append(a.report) if a.status == "completed" else self.failed.append(a))
 
-    def _announce(self, ingest_id: str) -> None:
-        self._maybe_progress(ingest_id, force=True)
-        rep = report.build(self.engine, ingest_id)
-        path = report.write_csv(rep, self.settings.reports_dir)
-        with self.engine.begin() as conn:
-            conn.execute(update(_RUN).where(_RUN.c.id == ingest_id).values(report=rep))
-        self.events.event("completed", ingest_id, rows_published=rep["rows_published"],
-                          rows_written=rep["rows_written"], rows_rejected=rep["rows_rejected"],
-                          duration_s=rep["duration_s"], tables=rep["tables"],
-                          report_path=str(path))
-        self.events.wait_for_acks()
-        with self.engine.begin() as conn:
-            conn.execute(update(_RUN).where(_RUN.c.id == ingest_id).values(announced=True))
-        log.info("ingest %s completed: %s rows written, %s rejected, report %s", ingest_id,
-                 rep["rows_written"], rep["rows_rejected"], path)
-        self.completed.append(rep)
+    def _send_event(self, kind: str, ingest_id: str, **fields) -> None:
+        def send() -> None:
+            self.events.event(kind, ingest_id, **fields)
+            self.events.wait_for_acks(self.settings.kafka_outage_s)
+        self._kafka(f"publish the {kind} event", send)
 
-    def _announce_pending(self) -> None:
-        with self.engine.connect() as conn:
-            pending = conn.execute(select(_RUN.c.id).where(
-                _RUN.c.status == "completed", _RUN.c.announced.is_(False))).scalars().all()
-        for ingest_id in pending:
-            self._announce(ingest_id)
-
-    def _all_completed(self, ingest_ids: set[str]) -> bool:
+    def _all_finished(self, ingest_ids: set[str]) -> bool:
         # Ask the database, not our own announcements: with several workers, another one may
-        # have applied the last batch.
-        if not ingest_ids <= {r["ingest_id"] for r in self.completed}:
-            with self.engine.connect() as conn:
-                done = conn.execute(select(_RUN.c.id).where(
-                    _RUN.c.id.in_(ingest_ids), _RUN.c.status == "completed",
-                    _RUN.c.announced.is_(True))).scalars().all()
-            return set(done) == ingest_ids
-        return True
-
-    def _is_completed_unannounced(self, ingest_id: str) -> bool:
-        with self.engine.connect() as conn:
-            row = conn.execute(select(_RUN.c.status, _RUN.c.announced)
-                               .where(_RUN.c.id == ingest_id)).first()
-        return bool(row and row.status == "completed" and not row.announced)
+        # have announced it.
+        mine = {r["ingest_id"] for r in self.completed} | {a.ingest_id for a in self.failed}
+        if ingest_ids <= mine:
+            return True
+        return self._with_retries(lambda: self.completion.finished(ingest_ids)) == ingest_ids
 
     def _maybe_progress(self, ingest_id: str, *, force: bool) -> None:
         now = time.monotonic()
         if not force and now - self._progress.last_sent.get(ingest_id, 0.0) < PROGRESS_EVERY_S:
             return
         self._progress.last_sent[ingest_id] = now
-        with self.engine.connect() as conn:
-            run = conn.execute(select(_RUN).where(_RUN.c.id == ingest_id)).mappings().first()
-        if run is None:
-            return
-        self.events.event("progress", ingest_id, rows_written=run["rows_written"],
-                          rows_applied=run["rows_applied"],
-                          batches_applied=run["batches_applied"],
-                          batches_total=run["batches_expected"], rows_total=run["rows_total"])
+        figures = self._with_retries(lambda: self.completion.progress(ingest_id))
+        if figures is not None:
+            # Progress is advisory: not worth waiting for an ack.
+            self._kafka("publish progress", lambda: self.events.event(
+                "progress", ingest_id, **figures))
 
     # -- resilience -----------------------------------------------------------------------
 
     def _commit(self) -> None:
         try:
-            self.consumer.commit()
+            self._kafka("commit offsets", lambda: self.consumer.commit(timeout_ms=10_000),
+                        retry_on=(KafkaError,),
+                        give_up_on=(CommitFailedError, FencedInstanceIdError))
         except FencedInstanceIdError:
             raise self._fenced() from None
-        except (CommitFailedError, KafkaError) as e:
+        except CommitFailedError as e:
             # Harmless: the batches are in the database and will be recognised if redelivered.
             log.warning("could not commit Kafka offsets (%s); batches may be redelivered", e)
 
@@ -253,16 +277,42 @@ class Worker:
                       f"{s.worker_instance_id!r} (MOLSTREAM_WORKER_INSTANCE_ID): this one stops; "
                       "give each running worker an id of its own")
 
-    def _with_retries(self, action):
+    def _kafka(self, what: str, action: Callable[[], T], *,
+               retry_on: tuple[type[BaseException], ...] = (KafkaError, PublishError),
+               give_up_on: tuple[type[BaseException], ...] = (FencedInstanceIdError,)) -> T:
+        """`action`, retried with backoff while Kafka is unreachable, for up to
+        `kafka_outage_s`; then KafkaUnavailable."""
+        delay, first_failure = 0.5, None
+        while True:
+            try:
+                return action()
+            except give_up_on:
+                raise
+            except retry_on as e:
+                now = time.monotonic()
+                first_failure = first_failure or now
+                limit = self.settings.kafka_outage_s
+                if self._stop or now - first_failure >= limit:
+                    raise KafkaUnavailable(
+                        f"Kafka at {self.settings.kafka_bootstrap} unreachable for "
+                        f"{now - first_failure:.0f} s (limit MOLSTREAM_KAFKA_OUTAGE_S={limit:g}) "
+                        f"while trying to {what}: {e}") from None
+                log.warning("Kafka unavailable while trying to %s (%s); retrying in %.1fs",
+                            what, e, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    def _with_retries(self, action: Callable[[], T]) -> T:
+        """`action`, retried with backoff while the database's error is transient."""
         delay = 0.5
         while True:
             try:
                 return action()
-            except OperationalError as e:
-                text = str(e.orig if e.orig is not None else e).lower()
-                if not any(r in text for r in _RETRYABLE) or self._stop:
+            except Exception as e:
+                if (not is_database_error(e) or classify(e) is not Kind.TRANSIENT
+                        or self._stop):
                     raise
                 log.warning("database busy or unavailable (%s); retrying in %.1fs",
-                            text.splitlines()[0], delay)
+                            describe(e), delay)
                 time.sleep(delay)
                 delay = min(delay * 2, 10.0)

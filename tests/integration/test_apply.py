@@ -8,8 +8,9 @@ from dataclasses import replace
 import pyarrow as pa
 import pytest
 from molstream import apply
-from molstream.apply import Applier, finish_if_complete
+from molstream.apply import Applier
 from molstream.cache import IdCache
+from molstream.completion import Completion
 from molstream.config import Mode
 from molstream.contract import COLUMN_NAMES, LINE, validate
 from molstream.db import (
@@ -210,13 +211,33 @@ def test_soft_delete_hides_rows_through_the_data_layer(engine, applier):
 
 
 def test_completion_needs_every_expected_batch(engine, applier):
+    completion = Completion(engine)
     applier.apply(_batch([ROW], seq=0))
-    assert not finish_if_complete(engine, "i1")  # the end marker has not arrived
+    assert completion.settle("i1") is None  # the end marker has not arrived
     applier.record_end(EndOfIngest("i1", Mode.UPSERT, "file:///x", 2, 3, 2, 1, time.time()))
-    assert not finish_if_complete(engine, "i1")  # batch 1 is missing
+    assert completion.settle("i1") is None  # batch 1 is missing
     applier.apply(_batch([{**ROW, "activity_id": "2"}], seq=1))
-    assert finish_if_complete(engine, "i1")
-    assert not finish_if_complete(engine, "i1")  # only one caller wins
+    done = completion.settle("i1")
+    assert done.status == "completed" and done.report["rows_written"] == 2
+    assert done.report["rows_rejected"] == 1 and done.report["batches"] == 2
+    assert completion.settle("i1") is None  # claimed already
+    assert Completion(engine).settle("i1") is None  # by another worker too
+
+
+def test_an_announcement_left_unmade_is_claimed_again_after_its_lease(engine, applier):
+    applier.apply(_batch([ROW], seq=0))
+    applier.record_end(EndOfIngest("i1", Mode.UPSERT, "file:///x", 1, 1, 1, 0, time.time()))
+    first = Completion(engine, claimer="a", lease_s=3600).settle("i1")
+    assert first is not None  # ... and worker a dies before announcing
+    assert Completion(engine, claimer="b", lease_s=3600).settle("i1") is None
+    again = Completion(engine, claimer="c", lease_s=0).settle("i1")
+    assert again is not None and again.report == first.report  # the same stored report
+    late = Completion(engine, claimer="a")
+    late.announced("i1")  # a's claim was taken over: its mark changes nothing
+    assert Completion(engine).open_ingests() == ["i1"]
+    Completion(engine, claimer="c").announced("i1")
+    assert Completion(engine).open_ingests() == []
+    assert Completion(engine).finished({"i1"}) == {"i1"}
 
 
 def test_schema_creation_is_repeatable(engine):
@@ -244,3 +265,146 @@ def test_schema_creation_waits_for_another_writer_on_sqlite(tmp_path):
         other.close()
     assert "ix_activity_target_id" in _activity_indexes(engine)
     engine.dispose()
+
+
+def _batch_of(columns: dict[str, list], *, seq: int = 0, ingest: str = "i1",
+              mode: Mode = Mode.UPSERT) -> RowBatch:
+    """A batch as another producer might send it: typed columns, no contract applied."""
+    types = {"activity_id": pa.int64(), "molecule_id": pa.int64(), "target_id": pa.int64(),
+             "activity_value": pa.float64(), "molecule_max_phase": pa.float64()}
+    n = len(next(iter(columns.values())))
+    table = pa.table({LINE: pa.array(range(2, 2 + n), pa.int64()),
+                      **{c: pa.array(v, types.get(c, pa.string())) for c, v in columns.items()}})
+    return decode(*encode_batch(RowBatch(ingest, seq, mode, table, time.time())))
+
+
+def _molecules_and_targets(engine):
+    with engine.connect() as conn:
+        return (conn.execute(text("SELECT id, name, phase_id, structure, inchi_key FROM molecule "
+                                  "ORDER BY id")).all(),
+                conn.execute(text("SELECT id, name, organism_id FROM target ORDER BY id")).all(),
+                conn.execute(text("SELECT id, unit_id, relation_id, value FROM activity "
+                                  "ORDER BY id")).all())
+
+
+def test_an_absent_optional_column_leaves_existing_values_alone(engine, applier):
+    full = {**ROW, "molecule_inchi_key": "BSYNRYMUTXBXSQ-UHFFFAOYSA-N"}
+    applier.apply(_batch([full], ingest="full"))
+    before = _molecules_and_targets(engine)
+    # The same keys again from a file with only the required columns, plus a new row each.
+    required = {"activity_id": [1, 2], "activity_type": ["IC50", "Ki"], "molecule_id": [10, 12],
+                "target_id": [100, 102], "target_name": ["COX-1", "T2"]}
+    result = applier.apply(_batch_of(required, ingest="required-only"))
+    assert result.written["molecule"] == 1 and result.written["target"] == 1  # the new ones
+    molecules, targets, activities = _molecules_and_targets(engine)
+    assert molecules[0] == before[0][0] and targets[0] == before[1][0]  # untouched
+    assert activities[0] == before[2][0]
+    assert molecules[1][1:] == (None, None, None, None) and targets[1][2] is None  # new: NULL
+    assert activities[1][1:] == (None, None, None)
+    # A present column with an empty field still means NULL.
+    applier.apply(_batch([{**full, "molecule_name": "", "activity_units": ""}], ingest="empty"))
+    molecules, _, activities = _molecules_and_targets(engine)
+    assert molecules[0][1] is None and activities[0][1] is None
+    assert molecules[0][3] == full["molecule_structure"]
+
+
+def test_chembl_vocabulary_and_widths_land(engine, applier):
+    """What the real export holds: relations << and >>, a 250-character type, names, SMILES
+    and organisms at ChEMBL's widths, phases written 4.0, -1 and 0.5, values up to 1e20."""
+    rows = [{**ROW, "activity_id": str(i), "activity_relation": rel, "molecule_id": str(10 + i),
+             "molecule_max_phase": phase, "activity_value": value}
+            for i, (rel, phase, value) in enumerate(
+                [("<<", "4.0", "1e20"), (">>", "-1", "-3.5"), ("~", "0.5", "1E-05"),
+                 ("", "", "")], start=1)]
+    rows.append({**ROW, "activity_id": "9", "activity_type": "T" * 250,
+                 "activity_units": "u" * 100, "molecule_id": "99", "molecule_name": "N" * 255,
+                 "molecule_structure": "C" * 4000, "target_id": "199",
+                 "target_name": "t" * 200, "target_organism": "o" * 150})
+    result = applier.apply(_batch(rows))
+    assert result.written["activity"] == 5 and result.rejected == []
+    with engine.connect() as conn:
+        got = conn.execute(text(
+            "SELECT a.id, r.value, p.value, a.value FROM activity a "
+            "JOIN molecule m ON m.id = a.molecule_id LEFT JOIN phase p ON p.id = m.phase_id "
+            "LEFT JOIN relation r ON r.id = a.relation_id ORDER BY a.id")).all()
+        wide = conn.execute(text(
+            "SELECT length(ty.value), length(m.name), length(m.structure), length(t.name), "
+            "length(o.value), length(u.value) FROM activity a "
+            "JOIN activity_type ty ON ty.id = a.activity_type_id "
+            "JOIN molecule m ON m.id = a.molecule_id JOIN target t ON t.id = a.target_id "
+            "JOIN organism o ON o.id = t.organism_id JOIN unit u ON u.id = a.unit_id "
+            "WHERE a.id = 9")).one()
+    assert [tuple(r) for r in got[:4]] == [(1, "<<", 4.0, 1e20), (2, ">>", -1.0, -3.5),
+                                           (3, "~", 0.5, 1e-05), (4, None, None, None)]
+    assert tuple(wide) == (250, 255, 4000, 200, 150, 100)
+
+
+def test_rows_the_database_refuses_are_rejected_and_the_rest_applied(engine, applier):
+    """A batch from another producer (no contract applied) with rows no database takes: a
+    target without a name, an activity type wider than its column (PostgreSQL; SQLite has no
+    widths). Those rows are rejected with the database's reason, the others applied."""
+    n = 40
+    columns = {"activity_id": list(range(1, n + 1)), "activity_type": ["IC50"] * n,
+               "molecule_id": [10] * n, "target_id": list(range(100, 100 + n)),
+               "target_name": [f"T{i}" for i in range(n)]}
+    columns["target_name"][7] = None
+    long_type = engine.dialect.name == "postgresql"
+    if long_type:
+        columns["activity_type"][30] = "X" * 300
+    heard = []
+    result = applier.apply(_batch_of(columns), on_rejected=lambda i, r: heard.append((i, r)))
+    bad_lines = {9} | ({32} if long_type else set())
+    assert {r.line for r in result.rejected} == bad_lines
+    assert [len(r) for _, r in heard] == [len(bad_lines)]
+    assert result.rows == n - len(bad_lines) == result.written["activity"]
+    reasons = {r.line: r.reason for r in result.rejected}
+    assert "the database refused the row (batch 0)" in reasons[9]
+    assert "23502" in reasons[9] or "NOT NULL" in reasons[9]
+    if long_type:
+        assert "value too long" in reasons[32] and "22001" in reasons[32]
+    assert _count(engine, "activity") == n - len(bad_lines)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT rejected FROM applied_batch")).scalar_one() == len(
+            bad_lines)
+    assert applier.apply(_batch_of(columns)) is None  # a redelivery changes nothing
+
+
+def test_a_batch_no_row_of_which_applies_fails_its_ingest_only(engine, applier):
+    with engine.begin() as conn:  # a column gone: not the rows' fault
+        conn.exec_driver_sql("ALTER TABLE molecule RENAME COLUMN inchi_key TO gone")
+    refused = applier.apply(_batch([ROW], ingest="broken"))
+    assert isinstance(refused, apply.Refused) and refused.reason.startswith("batch 0: ")
+    assert "inchi_key" in refused.reason
+    # Its later batches are skipped; another ingest's rows (without InChIKeys) still land.
+    assert applier.apply(_batch([{**ROW, "activity_id": "2"}], seq=1, ingest="broken")) is None
+    other = {"activity_id": [3], "activity_type": ["Ki"], "molecule_id": [10],
+             "target_id": [100], "target_name": ["COX-1"]}
+    assert applier.apply(_batch_of(other, ingest="other")).rows == 1
+    with engine.connect() as conn:
+        status, failure = conn.execute(text(
+            "SELECT status, failure FROM ingest_run WHERE id = 'broken'")).one()
+    assert status == "failed" and failure == refused.reason
+    announced = Completion(engine).settle("broken")
+    assert announced.status == "failed" and announced.failure == refused.reason
+
+
+@pytest.mark.postgres
+def test_a_database_made_by_an_older_molstream_is_brought_up_to_date(postgres_url):
+    """Narrower PostgreSQL columns are widened; columns added since are added."""
+    engine = make_engine(postgres_url)
+    try:
+        create_schema(engine)
+        with engine.begin() as conn:
+            conn.exec_driver_sql("ALTER TABLE activity_type ALTER COLUMN value TYPE varchar(200)")
+            conn.exec_driver_sql("ALTER TABLE applied_batch DROP COLUMN rejected")
+        create_schema(engine)
+        with engine.connect() as conn:
+            width = conn.exec_driver_sql(
+                "SELECT character_maximum_length FROM information_schema.columns "
+                "WHERE table_name = 'activity_type' AND column_name = 'value'").scalar_one()
+            cols = {r[0] for r in conn.exec_driver_sql(
+                "SELECT column_name FROM information_schema.columns "
+                "WHERE table_name = 'applied_batch'")}
+        assert width == 250 and "rejected" in cols
+    finally:
+        engine.dispose()

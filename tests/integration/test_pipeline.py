@@ -14,7 +14,7 @@ from molstream.config import Mode
 from molstream.contract import COLUMN_NAMES
 from molstream.db import make_engine
 from molstream.fetcher import IngestFailed
-from molstream.sample import generate
+from molstream.sample import LEGACY_COLUMNS, generate
 from sqlalchemy import text
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis, pytest.mark.ftp]
@@ -122,7 +122,7 @@ def test_same_file_twice_insert_only_is_unchanged_and_upsert_updates_in_place(
 def test_malformed_rows_are_rejected_and_good_rows_land(make_pipeline, ftp_server, tmp_path):
     src = tmp_path / "srv"
     src.mkdir()
-    header = ",".join(COLUMN_NAMES)
+    header = ",".join(LEGACY_COLUMNS)
     good = "{},5,NAME,1,C,,9,T,Homo sapiens,Ki,nM,1.5,="
     lines = [header, good.format(1), "2,5,NAME,1,C,,9,T", good.format("x3"),
              good.format(4).replace("1.5", "NaN"), good.format(5), good.format(1),

@@ -198,6 +198,11 @@ ALLOWED_INTERPOLATIONS = {
     ("molstream/db.py", "_SCHEMA_LOCK"): "a module constant (the advisory lock key)",
     ("molstream/db.py", "int(busy_timeout_s * 1000)"): "an int, from code, not from input",
     ("molstream/db.py", "name"): "the trigger templates' {t}: keys of DATA_TABLES, constants",
+    ("molstream/db.py", "table"): "names of the tables of our own metadata (DATA_TABLES)",
+    ("molstream/db.py", "column"): "names of the columns of our own metadata (DATA_TABLES)",
+    ("molstream/db.py", "int(width)"): "a width of our own metadata, as an integer",
+    ("molstream/db.py", "table.name"): "a table of our own metadata (Base.metadata)",
+    ("molstream/db.py", "ddl"): "a column of our own metadata, compiled by SQLAlchemy",
 }
 # Calls that send SQL text to the database, and the arguments they may get besides literals.
 SQL_SINKS = ("execute", "exec_driver_sql", "executemany", "executescript", "text")

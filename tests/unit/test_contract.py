@@ -56,7 +56,13 @@ def test_empty_optional_fields_become_null():
     ({"molecule_max_phase": "5"}, "molecule_max_phase is not one of"),
     ({"activity_relation": "=="}, "activity_relation is not one of"),
     ({"molecule_inchi_key": "SHORT"}, "molecule_inchi_key is not a 27-character InChIKey"),
-    ({"molecule_name": "x" * 1001}, "molecule_name is longer than 1000 bytes"),
+    ({"molecule_structure": "C" * 1001}, "molecule_structure is longer than 1000 bytes"),
+    ({"activity_type": "T" * 251}, "activity_type is longer than 250 characters"),
+    ({"activity_units": "u" * 101}, "activity_units is longer than 100 characters"),
+    ({"activity_relation": "<" * 51}, "activity_relation is longer than 50 characters"),
+    ({"molecule_name": "N" * 256}, "molecule_name is longer than 255 characters"),
+    ({"target_name": "t" * 201}, "target_name is longer than 200 characters"),
+    ({"target_organism": "o" * 151}, "target_organism is longer than 150 characters"),
     ({"target_name": "a\x00b"}, "target_name contains a NUL byte"),
 ])
 def test_bad_rows_are_rejected_with_a_reason(changes, reason):
@@ -90,3 +96,34 @@ def test_header_checks():
     assert any("extra" in w for w in warnings)
     warnings = check_header([c for c in COLUMN_NAMES if c != "molecule_name"])
     assert any("molecule_name" in w for w in warnings)
+
+
+@pytest.mark.parametrize("relation", ["=", "<", ">", "<=", ">=", "~", "<<", ">>", ""])
+def test_every_relation_chembl_documents_is_accepted(relation):
+    rows, rejected = _one(activity_relation=relation)
+    assert rejected == [] and rows.column("activity_relation")[0].as_py() == (relation or None)
+
+
+@pytest.mark.parametrize("phase, value", [("4", 4.0), ("4.0", 4.0), ("0.5", 0.5), ("-1", -1.0),
+                                          ("3", 3.0), ("2.0", 2.0), ("0", 0.0), ("", None)])
+def test_max_phase_takes_the_forms_chembl_exports(phase, value):
+    rows, rejected = _one(molecule_max_phase=phase)
+    assert rejected == [] and rows.column("molecule_max_phase")[0].as_py() == value
+
+
+def test_widths_count_characters_not_bytes():
+    """PostgreSQL's varchar(n) counts characters: a 250-character type of multi-byte
+    characters fits."""
+    rows, rejected = validate(_chunk({**GOOD, "activity_type": "µ" * 250}),
+                              max_field_bytes=1000)
+    assert rejected == [] and rows.num_rows == 1
+    _, rejected = validate(_chunk({**GOOD, "activity_type": "µ" * 251}), max_field_bytes=1000)
+    assert "activity_type is longer than 250 characters" in rejected[0].reason
+
+
+def test_a_chunk_without_optional_columns_keeps_them_absent():
+    required = ["activity_id", "activity_type", "molecule_id", "target_id", "target_name"]
+    chunk = pa.table({LINE: pa.array([2], pa.int64()),
+                      **{c: pa.array([GOOD[c]], pa.string()) for c in required}})
+    rows, rejected = validate(chunk, max_field_bytes=1000)
+    assert rejected == [] and rows.column_names == [LINE, *required]

@@ -1,0 +1,132 @@
+"""The end of an ingest, in one place: completing it, and announcing it exactly once.
+
+`Completion.settle` is idempotent and cheap when there is nothing to do, so the worker runs it
+after every batch, every end marker and every redelivery, and on a timer for every ingest still
+open: whichever worker applies the last piece, or takes over a dead one's partitions, finishes
+the ingest. It does two things in one transaction:
+
+1. An ingest that is `running`, whose end marker has arrived and whose every batch is recorded
+   in `applied_batch`, becomes `completed`, with its report stored beside it: every
+   announcement of it carries the same figures.
+2. The announcement of a `completed` or `failed` ingest is claimed: `UPDATE … SET announced_by
+   = me WHERE announced_by IS NULL OR the claim is older than LEASE_S`. One worker's update
+   wins (the row lock serialises them on PostgreSQL; SQLite has one writer).
+
+The winner publishes the `completed` (or `failed`) event, waits for Kafka's ack, then marks the
+run announced. If it dies before the ack, its claim expires and another worker announces the
+same stored report. Only a death between the ack and the mark can repeat an announcement; the
+operator ignores a second one for a finished run.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import Engine, and_, func, or_, select, update
+
+from . import report
+from .db import AppliedBatch, IngestRun, utcnow
+
+_RUN = IngestRun.__table__
+_APPLIED = AppliedBatch.__table__
+_DONE = ("completed", "failed")
+
+# A claimed announcement not made within this long is claimed again by another worker (its
+# claimer is presumed dead; publishing an event normally takes milliseconds).
+LEASE_S = 30.0
+
+
+@dataclass(frozen=True)
+class Announcement:
+    ingest_id: str
+    status: str  # "completed" or "failed"
+    report: dict | None  # completed: the stored report
+    failure: str | None  # failed: why
+
+
+def claimer_id() -> str:
+    """This worker process, as its claims name it."""
+    return f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
+
+
+class Completion:
+    def __init__(self, engine: Engine, *, claimer: str | None = None,
+                 lease_s: float = LEASE_S) -> None:
+        self.engine = engine
+        self.claimer = claimer or claimer_id()
+        self.lease_s = lease_s
+
+    def settle(self, ingest_id: str) -> Announcement | None:
+        """Complete the ingest if it is whole; return what this worker must announce, if it
+        won the claim to (then call `announced` once the event is acknowledged)."""
+        with self.engine.connect() as conn:  # a read first: nothing to do, most of the time
+            run = conn.execute(select(_RUN.c.status, _RUN.c.batches_expected, _RUN.c.announced)
+                               .where(_RUN.c.id == ingest_id)).first()
+        if run is None or run.announced or (run.status == "running"
+                                            and run.batches_expected is None):
+            return None
+        # It reads before it writes: on SQLite, take the write lock at BEGIN (molstream.db).
+        with self.engine.execution_options(write_lock=True).begin() as conn:
+            if run.status == "running":
+                applied = conn.execute(select(func.count()).select_from(_APPLIED).where(
+                    _APPLIED.c.ingest_id == ingest_id)).scalar_one()
+                if applied >= run.batches_expected:
+                    rep = report.build(conn, ingest_id)
+                    conn.execute(update(_RUN).where(
+                        _RUN.c.id == ingest_id, _RUN.c.status == "running").values(
+                        status="completed", finished_on=utcnow(), report=rep,
+                        batches_applied=rep["batches"], rows_applied=rep["rows_applied"],
+                        rows_written=rep["rows_written"]))
+            now = time.time()
+            claimed = conn.execute(update(_RUN).where(and_(
+                _RUN.c.id == ingest_id, _RUN.c.status.in_(_DONE), _RUN.c.announced.is_(False),
+                or_(_RUN.c.announced_by.is_(None), _RUN.c.claimed_at < now - self.lease_s),
+            )).values(announced_by=self.claimer, claimed_at=now)).rowcount
+            if claimed != 1:
+                return None
+            done = conn.execute(select(_RUN.c.status, _RUN.c.report, _RUN.c.failure)
+                                .where(_RUN.c.id == ingest_id)).one()
+        return Announcement(ingest_id, done.status, done.report, done.failure)
+
+    def announced(self, ingest_id: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(_RUN).where(
+                _RUN.c.id == ingest_id, _RUN.c.announced_by == self.claimer).values(
+                announced=True))
+
+    def open_ingests(self) -> list[str]:
+        """Ingests `settle` may still have work for: whole but not completed, or finished but
+        not announced (a worker died in between)."""
+        with self.engine.connect() as conn:
+            return list(conn.execute(select(_RUN.c.id).where(or_(
+                and_(_RUN.c.status == "running", _RUN.c.batches_expected.is_not(None)),
+                and_(_RUN.c.status.in_(_DONE), _RUN.c.announced.is_(False)),
+            ))).scalars())
+
+    def finished(self, ingest_ids: set[str]) -> set[str]:
+        """Those of `ingest_ids` that are completed or failed, and announced."""
+        with self.engine.connect() as conn:
+            return set(conn.execute(select(_RUN.c.id).where(
+                _RUN.c.id.in_(ingest_ids), _RUN.c.status.in_(_DONE),
+                _RUN.c.announced.is_(True))).scalars())
+
+    def progress(self, ingest_id: str) -> dict | None:
+        """Figures for a progress event, summed from the batches' records."""
+        with self.engine.connect() as conn:
+            run = conn.execute(select(_RUN.c.batches_expected, _RUN.c.rows_total)
+                               .where(_RUN.c.id == ingest_id)).first()
+            if run is None:
+                return None
+            batches, rows = conn.execute(select(
+                func.count(), func.coalesce(func.sum(_APPLIED.c.rows), 0)).where(
+                _APPLIED.c.ingest_id == ingest_id)).one()
+            written = 0
+            for (per_batch,) in conn.execute(select(_APPLIED.c.written).where(
+                    _APPLIED.c.ingest_id == ingest_id)):
+                written += per_batch.get("activity", 0)
+        return {"rows_written": written, "rows_applied": int(rows), "batches_applied": batches,
+                "batches_total": run.batches_expected, "rows_total": run.rows_total}
