@@ -42,9 +42,9 @@ test: lint ## Lint, then every test against real services (started on 127.0.0.1 
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 .PHONY: local
-local: venv ## Run the whole pipeline locally (Kafka, Redis, FTP on 127.0.0.1) on LOCAL_ROWS generated rows.
+local: venv ## Run the whole pipeline locally (Kafka, Redis, FTP on 127.0.0.1) on LOCAL_ROWS generated rows, or on the file at URL=….
 	@bash tools/provision/services.sh >/dev/null
-	$(PY) -m molstream_dev.local --rows $(LOCAL_ROWS)
+	$(PY) -m molstream_dev.local --rows $(LOCAL_ROWS) $(if $(URL),--url '$(URL)')
 
 .PHONY: bench
 bench: venv ## Benchmark: end to end vs the seed's design and a bulk load, memory at ROWS and 2×ROWS (table + bench/results/).

@@ -25,6 +25,7 @@ from typing import Any
 
 import yaml
 
+DEFAULT_SCRATCH_SIZE = "8Gi"
 __all__ = ["DEFAULT_TEMPLATE", "FetcherTemplate", "OperatorConfig"]
 
 logger = logging.getLogger(__name__)
@@ -53,9 +54,12 @@ DEFAULT_TEMPLATE: dict[str, Any] = {
         "seccompProfile": {"type": "RuntimeDefault"},
     },
     "serviceAccountName": "",
-    # The fetcher's work directory (download, HDF5) on the writable emptyDir.
-    "env": [{"name": "MOLSTREAM_WORK_DIR", "value": "/tmp/molstream-work"}],
-    "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "4Gi"}}],
+    # The fetcher's work directory (download, HDF5) on the writable emptyDir, whose limit the
+    # fetcher checks before it downloads (molstream.scratch). The same default as the chart's
+    # fetcher.scratchSize: room for ChEMBL's whole activities export uncompressed.
+    "env": [{"name": "MOLSTREAM_WORK_DIR", "value": "/tmp/molstream-work"},
+            {"name": "MOLSTREAM_SCRATCH_LIMIT", "value": DEFAULT_SCRATCH_SIZE}],
+    "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": DEFAULT_SCRATCH_SIZE}}],
     "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
 }
 

@@ -150,6 +150,11 @@ def worker(database_url: str | None, kafka_bootstrap: str | None, redis_url: str
         _fail(str(e))
     for rep in w.completed:
         click.echo(format_table(rep))
+    failed = [a for a in w.failed if a.ingest_id in until_complete]
+    for a in failed:
+        click.echo(f"error: ingest {a.ingest_id} failed: {a.failure}", err=True)
+    if failed:
+        sys.exit(1)
 
 
 @main.command()

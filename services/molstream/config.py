@@ -77,6 +77,9 @@ class Settings:
     max_field_bytes: int = 100_000
     retries: int = 5
     source_ca_file: Path | None = None
+    # A limit of the scratch space that its file system does not show (an emptyDir's
+    # sizeLimit), as bytes or a Kubernetes quantity ("8Gi"); empty: none.
+    scratch_limit: str = ""
     rows_partitions: int = 1
     # How long the fetcher and the worker ride out a Kafka broker that does not answer before
     # they give up (one error line, exit status 2).
@@ -104,6 +107,7 @@ class Settings:
             max_field_bytes=_env_int("MAX_FIELD_BYTES", cls.max_field_bytes),
             retries=_env_int("RETRIES", cls.retries),
             source_ca_file=Path(_env("SOURCE_CA_FILE", "")) if _env("SOURCE_CA_FILE", "") else None,
+            scratch_limit=_env("SCRATCH_LIMIT", cls.scratch_limit),
             rows_partitions=_env_int("ROWS_PARTITIONS", cls.rows_partitions),
             kafka_outage_s=_env_int("KAFKA_OUTAGE_S", cls.kafka_outage_s),
             worker_group=_env("WORKER_GROUP", cls.worker_group),

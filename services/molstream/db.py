@@ -290,7 +290,8 @@ def _add_missing_columns(conn: Connection) -> None:
     for table in Base.metadata.sorted_tables:
         have = {c["name"] for c in inspector.get_columns(table.name)}
         for column in table.columns:
-            if column.name not in have:
+            # (a required column without a default cannot be added to rows that exist)
+            if column.name not in have and (column.nullable or column.server_default):
                 ddl = str(CreateColumn(column).compile(dialect=conn.dialect))
                 conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {ddl}")
 

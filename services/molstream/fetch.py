@@ -58,6 +58,9 @@ class Limits:
     backoff_s: float = 1.0
     socket_timeout_s: float = 30.0
     ca_file: Path | None = None  # extra trust for ftps/https sources behind a private CA
+    # Called with the bytes still to fetch once the server has said the file's size: raises
+    # when they do not fit (molstream.scratch).
+    room: Callable[[int], None] | None = None
 
 
 def credentials_from_env(env: dict[str, str] | None = None) -> Credentials:
@@ -153,6 +156,11 @@ class _Budget:
         if total is not None and total > limits.max_bytes:
             raise FetchError(f"{redact(url)} is {total} bytes, over the download limit of "
                              f"{limits.max_bytes} bytes (MOLSTREAM_MAX_DOWNLOAD_BYTES)")
+        if total is not None and limits.room is not None:
+            try:
+                limits.room(total - have)
+            except OSError as e:
+                raise FetchError(f"{redact(url)} is {total} bytes: {e}") from None
 
     def add(self, n: int) -> None:
         self.done += n

@@ -33,6 +33,7 @@ from .messages import EndOfIngest, RowBatch
 from .progress import Bar
 from .publish import Publisher, PublishError, ensure_topics
 from .read import Converter, ReadError, scan
+from .scratch import HEADROOM_BYTES, Scratch, ScratchFull, parse_quantity
 
 log = logging.getLogger(__name__)
 
@@ -136,15 +137,23 @@ def run(url: str, *, ingest_id: str, settings: Settings, credentials: Credential
     stage = "fetch"
     try:
         publisher.event("started", ingest_id, source=redact(url))
+        scratch = Scratch(settings.work_dir, parse_quantity(settings.scratch_limit)
+                          if settings.scratch_limit else None)
         limits = Limits(max_bytes=settings.max_download_bytes,
                         timeout_s=settings.download_timeout_s, retries=settings.retries,
-                        ca_file=settings.source_ca_file)
+                        ca_file=settings.source_ca_file,
+                        room=lambda n: scratch.require(n + HEADROOM_BYTES, "the download and "
+                                                       "its conversion"))
         with Bar(show_progress, "download", unit="B") as bar:
             path = download(url, work / "download", credentials=credentials, limits=limits,
                             progress=bar.update_to)
         seconds["download"] = time.time() - started
 
         stage = "read"
+        try:
+            scratch.require(HEADROOM_BYTES, "converting the download to HDF5")
+        except ScratchFull as e:
+            raise ReadError(str(e)) from None
         t = time.time()
         with Bar(show_progress, "read", unit="rows") as bar:
             scanned = scan(path, max_decompressed_bytes=settings.max_decompressed_bytes,

@@ -2,16 +2,21 @@
 
 Starts Kafka, Redis and an FTP server serving a generated sample on 127.0.0.1, runs the worker
 and the fetcher as the real `molstream` commands (two processes, as in a cluster), prints the
-report, the throughput and each process's peak memory, and stops what it started.
+report, the throughput and each process's peak memory, and stops what it started. With `--url`
+(`make local URL=…`) the fetcher takes that file instead (any scheme it reads: ftp, ftps, http,
+https, file; credentials from MOLSTREAM_SOURCE_USERNAME / _PASSWORD), and no FTP server starts.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import csv
 import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from ._process import CACHE
 from .ftp import FtpServer
@@ -31,23 +36,30 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rows", type=int, default=int(os.environ.get("LOCAL_ROWS", 100_000)))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--url", help="ingest this file instead of a generated sample")
+    p.add_argument("--dir", type=Path, default=CACHE / "local",
+                   help="where the database, reports and scratch space go")
     args = p.parse_args(argv)
 
-    base = CACHE / "local"
+    base = args.dir
     ftp_root = base / "ftp"
-    ftp_root.mkdir(parents=True, exist_ok=True)
-    sample = ftp_root / f"activities-{args.rows}-{args.seed}.csv.gz"
-    if not sample.exists():
-        print(f"generating {args.rows:,} sample rows → {sample}")
-        subprocess.run([sys.executable, "-m", "molstream", "sample", "--rows", str(args.rows),
-                        "--seed", str(args.seed), "--out", str(sample)], check=True,
-                       stdout=subprocess.DEVNULL)
+    if not args.url:
+        ftp_root.mkdir(parents=True, exist_ok=True)
+        sample = ftp_root / f"activities-{args.rows}-{args.seed}.csv.gz"
+        if not sample.exists():
+            print(f"generating {args.rows:,} sample rows → {sample}")
+            subprocess.run([sys.executable, "-m", "molstream", "sample", "--rows",
+                            str(args.rows), "--seed", str(args.seed), "--out", str(sample)],
+                           check=True, stdout=subprocess.DEVNULL)
     database = base / "molstream.db"
+    base.mkdir(parents=True, exist_ok=True)
     for suffix in ("", "-wal", "-shm"):
         (base / f"molstream.db{suffix}").unlink(missing_ok=True)
 
-    print("starting Kafka, Redis and the FTP server on 127.0.0.1 …")
-    with KafkaServer() as kafka, RedisServer() as redis, FtpServer(ftp_root) as ftp:
+    print("starting Kafka, Redis" + ("" if args.url else " and the FTP server")
+          + " on 127.0.0.1 …")
+    with KafkaServer() as kafka, RedisServer() as redis, (
+            contextlib.nullcontext() if args.url else FtpServer(ftp_root)) as ftp:
         ingest_id = f"local-{time.strftime('%Y%m%dT%H%M%S')}"
         env = {
             **os.environ,
@@ -56,9 +68,11 @@ def main(argv: list[str] | None = None) -> int:
             "MOLSTREAM_DATABASE_URL": f"sqlite:///{database}",
             "MOLSTREAM_REPORTS_DIR": str(base / "reports"),
             "MOLSTREAM_WORK_DIR": str(base / "work"),
-            "MOLSTREAM_SOURCE_USERNAME": ftp.user,
-            "MOLSTREAM_SOURCE_PASSWORD": ftp.password,
         }
+        if ftp is not None:
+            env["MOLSTREAM_SOURCE_USERNAME"] = ftp.user
+            env["MOLSTREAM_SOURCE_PASSWORD"] = ftp.password
+        url = args.url or ftp.url(sample.name, with_credentials=False)
         if args.batch_size:
             env["MOLSTREAM_BATCH_SIZE"] = str(args.batch_size)
         molstream = [sys.executable, "-m", "molstream"]
@@ -67,8 +81,8 @@ def main(argv: list[str] | None = None) -> int:
             [*molstream, "worker", "--until-complete", ingest_id, "--progress"],
             env={**env, "MOLSTREAM_PROGRESS_LINE": "1"})
         fetcher = subprocess.Popen(
-            [*molstream, "fetch", "--url", ftp.url(sample.name, with_credentials=False),
-             "--ingest-id", ingest_id, "--progress"], env=env, stdout=subprocess.DEVNULL)
+            [*molstream, "fetch", "--url", url, "--ingest-id", ingest_id, "--progress"],
+            env=env, stdout=subprocess.DEVNULL)
         fetch_status, fetch_rss = _wait(fetcher)
         if fetch_status != 0:
             worker.terminate()
@@ -80,9 +94,19 @@ def main(argv: list[str] | None = None) -> int:
     if work_status != 0:
         print(f"the worker failed (exit {work_status})", file=sys.stderr)
         return work_status
-    print(f"\n{args.rows:,} rows end to end in {elapsed:.1f}s: {args.rows / elapsed:,.0f} rows/s")
+    report = base / "reports" / f"{ingest_id}.csv"
+    rows = _rows_total(report)
+    print(f"\n{rows:,} rows end to end in {elapsed:.1f}s: {rows / elapsed:,.0f} rows/s")
     print(f"peak memory: fetcher {fetch_rss:.0f} MiB, worker {work_rss:.0f} MiB")
-    print(f"database: {database}  report: {base / 'reports' / (ingest_id + '.csv')}")
+    print(f"database: {database}  report: {report}")
+    return 0
+
+
+def _rows_total(report: Path) -> int:
+    with open(report, newline="") as f:
+        for section, name, value in csv.reader(f):
+            if (section, name) == ("summary", "rows_total"):
+                return int(value or 0)
     return 0
 
 

@@ -1,0 +1,176 @@
+"""Several workers on PostgreSQL, killed at random moments: every ingest completes exactly once.
+
+The rows topic has 4 partitions and 3 workers share it, so the end marker and the last batch
+land on different workers. A seeded random schedule kills (SIGKILL) one worker after every few
+batches the database records, and once more the moment the last batch is in (before or while
+the ingest is completed and announced); each killed worker is started again at once. The run
+ends when the ingest is announced. Then: exactly one `completed` event on the events topic,
+and the database equals a clean run's (by value: with several workers the dimension tables'
+ids are handed out in another order), bookkeeping and report included.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import uuid
+from pathlib import Path
+
+import pytest
+from expected import actual_tables, expected_tables
+from harness import Proc, TopicWatch, differences, fetch_args, service_env, touched, wait_for
+from molstream.config import Settings, Topics
+from molstream.db import make_engine
+from molstream.sample import generate
+from molstream_dev.ftp import FtpServer
+from molstream_dev.postgres import create_database, drop_database
+from sqlalchemy import Engine, text
+
+pytestmark = [pytest.mark.slow, pytest.mark.kafka, pytest.mark.redis, pytest.mark.ftp,
+              pytest.mark.postgres, pytest.mark.timeout(600)]
+
+ROWS = 60_000
+BATCH = 1_000
+BATCHES = ROWS // BATCH
+PARTITIONS = 4
+WORKERS = 3
+INGEST = "many-workers-1"
+FILE = "activities.csv"
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("source")
+    generate(root / FILE, ROWS, seed=11)
+    return root
+
+
+@pytest.fixture(scope="module")
+def ftp(source):
+    server = FtpServer(source).start()
+    yield server
+    server.stop()
+
+
+def _settings(root: Path, kafka_bootstrap: str, redis_url: str, database_url: str) -> Settings:
+    prefix = f"mw{uuid.uuid4().hex[:10]}"
+    root.mkdir(parents=True, exist_ok=True)
+    return Settings(kafka_bootstrap=kafka_bootstrap, topics=Topics(prefix=prefix),
+                    database_url=database_url, redis_url=redis_url,
+                    reports_dir=root / "reports", work_dir=root / "work",
+                    worker_group=f"{prefix}-worker", batch_size=BATCH, retries=5,
+                    rows_partitions=PARTITIONS)
+
+
+def _env(s: Settings, ftp: FtpServer, **extra: str) -> dict[str, str]:
+    return service_env(s, MOLSTREAM_SOURCE_USERNAME=ftp.user,
+                       MOLSTREAM_SOURCE_PASSWORD=ftp.password,
+                       MOLSTREAM_ROWS_PARTITIONS=str(PARTITIONS), **extra)
+
+
+def _worker(s: Settings, env: dict[str, str], root: Path, slot: int) -> Proc:
+    # Static membership per slot: a restarted worker takes its partitions back at once.
+    return Proc(f"worker{slot}", ["worker", "--until-complete", INGEST, "--idle-timeout", "300",
+                                  "--no-progress"],
+                {**env, "MOLSTREAM_WORKER_INSTANCE_ID": f"{s.worker_group}-{slot}"},
+                root / "logs")
+
+
+def _state(engine: Engine) -> tuple[int, str | None, bool]:
+    """(batches recorded, the ingest's status, announced) as the database has them now."""
+    with engine.connect() as conn:
+        try:
+            applied = conn.execute(text(
+                "SELECT count(*) FROM applied_batch WHERE ingest_id = :i"), {"i": INGEST}
+            ).scalar_one()
+            run = conn.execute(text("SELECT status, announced FROM ingest_run WHERE id = :i"),
+                               {"i": INGEST}).first()
+        except Exception:  # the schema is not there yet
+            conn.rollback()
+            return 0, None, False
+    return applied, run and run.status, bool(run and run.announced)
+
+
+def _bookkeeping(engine: Engine) -> dict:
+    with engine.connect() as conn:
+        run = dict(conn.execute(text(
+            "SELECT status, batches_expected, batches_applied, rows_total, rows_published, "
+            "rows_rejected, rows_applied, rows_written, announced, report FROM ingest_run "
+            "WHERE id = :i"), {"i": INGEST}).mappings().one())
+        batches = [tuple(r) for r in conn.execute(text(
+            "SELECT seq, rows, written, rejected FROM applied_batch WHERE ingest_id = :i "
+            "ORDER BY seq"), {"i": INGEST})]
+    report = run.pop("report")
+    run["report"] = {k: v for k, v in report.items() if k not in ("duration_s", "source")}
+    return {"ingest_run": [run], "applied_batch": batches}
+
+
+def _completed(watch: TopicWatch) -> list[dict]:
+    return [e for e in watch.json() if e["type"] == "completed" and e["ingest_id"] == INGEST]
+
+
+def _run(tmp_path: Path, name: str, ftp: FtpServer, kafka_bootstrap: str, redis_url: str,
+         database_url: str, *, kills: list[int] | None) -> tuple[Settings, Engine, list[Proc]]:
+    """Fetch the file onto topics of this run's own, then apply it with WORKERS workers; with
+    `kills`, kill a worker each time the recorded batches reach the next figure of the list."""
+    root = tmp_path / name
+    s = _settings(root, kafka_bootstrap, redis_url, database_url)
+    env = _env(s, ftp)
+    Proc("fetcher", fetch_args(ftp.url(FILE, with_credentials=False), INGEST), env,
+         root / "logs").expect_success(300)
+    engine = make_engine(database_url)
+    workers = [_worker(s, env, root, i) for i in range(WORKERS)]
+    started = list(workers)
+    rng = random.Random(7)
+    for at in kills or []:
+        wait_for(lambda at=at: _state(engine)[0] >= at or _state(engine)[2], timeout_s=300,
+                 what=f"{at} batches recorded", watch=workers, poll_s=0.01)
+        if _state(engine)[2]:
+            break  # announced already: nothing left to interrupt
+        slot = rng.randrange(WORKERS)
+        assert workers[slot].kill() == -signal.SIGKILL
+        workers[slot] = _worker(s, env, root, slot)
+        started.append(workers[slot])
+    wait_for(lambda: _state(engine)[2], timeout_s=300, what="the ingest announced",
+             watch=workers)
+    for w in workers:
+        w.expect_success(120)  # each sees the ingest finished and exits
+    return s, engine, started
+
+
+@pytest.fixture
+def chaos_url(postgres_server) -> str:
+    """A second fresh database, beside `postgres_url`'s."""
+    server = os.environ.get("MOLSTREAM_TEST_POSTGRES") or postgres_server.admin_dsn
+    url = create_database(server)
+    yield url
+    drop_database(server, url.rsplit("/", 1)[1])
+
+
+def test_many_workers_killed_at_random_complete_the_ingest_once(
+        ftp, source, kafka_bootstrap, redis_url, postgres_url, chaos_url, tmp_path):
+    _, clean, _ = _run(tmp_path, "clean", ftp, kafka_bootstrap, redis_url, postgres_url,
+                       kills=None)
+    rng = random.Random(3)
+    kills = sorted(rng.sample(range(2, BATCHES - 1), 5)) + [BATCHES]
+    s, engine, started = _run(tmp_path, "chaos", ftp, kafka_bootstrap, redis_url, chaos_url,
+                              kills=kills)
+    try:
+        assert len(started) > WORKERS, "no worker was killed"
+        watch = TopicWatch(s.kafka_bootstrap, s.topics.events)
+        try:
+            completed = _completed(watch)
+        finally:
+            watch.close()
+        assert len(completed) == 1, f"{len(completed)} completed events: {completed}"
+        assert completed[0]["rows_written"] == ROWS
+        expected = expected_tables(source / FILE)
+        problems = differences(actual_tables(engine), expected)
+        problems += differences(actual_tables(engine), actual_tables(clean))
+        problems += differences(_bookkeeping(engine), _bookkeeping(clean))
+        problems += differences(touched(engine), touched(clean))
+        assert not problems, "the database differs from the clean run's:\n" + "\n".join(problems)
+    finally:
+        engine.dispose()
+        clean.dispose()
