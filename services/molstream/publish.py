@@ -55,6 +55,8 @@ class Publisher:
     def __init__(self, bootstrap: str, topics: Topics, *, client_id: str = "molstream",
                  delivery_timeout_s: float = 300) -> None:
         self.topics = topics
+        delivery_ms = int(delivery_timeout_s * 1000)
+        request_ms = min(30_000, max(1_000, delivery_ms // 2))  # kafka-python wants it below
         try:
             self._producer = KafkaProducer(
                 bootstrap_servers=bootstrap,
@@ -66,9 +68,9 @@ class Publisher:
                 # Ride out a broker outage of up to `delivery_timeout_s` (the settings'
                 # kafka_outage_s) instead of failing the ingest.
                 retries=2**31 - 1,
-                delivery_timeout_ms=int(delivery_timeout_s * 1000),
-                request_timeout_ms=30_000,
-                max_block_ms=120_000,
+                delivery_timeout_ms=max(delivery_ms, request_ms + 5 + 1),
+                request_timeout_ms=request_ms,
+                max_block_ms=min(120_000, max(delivery_ms, 1_000)),
                 retry_backoff_ms=250,
             )
         except KafkaError as e:

@@ -118,10 +118,12 @@ class Worker:
         signal.signal(signal.SIGTERM, self.stop)
         self._settle_open()
         last_message = last_commit = last_settle = time.monotonic()
+        coordinator_lost: float | None = None
         try:
             while not self._stop:
                 polled = self._kafka("poll for batches", self._poll)
                 messages = [m for batch in polled.values() for m in batch]
+                coordinator_lost = self._check_coordinator(coordinator_lost)
                 self._handle_all(messages)
                 now = time.monotonic()
                 if messages or (self.settings.worker_instance_id
@@ -159,6 +161,21 @@ class Worker:
             return self.consumer.poll(timeout_ms=500)
         except FencedInstanceIdError:
             raise self._fenced() from None
+
+    def _check_coordinator(self, lost_since: float | None) -> float | None:
+        """A broker that is down makes poll() return nothing rather than fail: the group's
+        coordinator, unknown for longer than `kafka_outage_s`, is what tells."""
+        if not self.consumer._coordinator.coordinator_unknown():  # noqa: SLF001 - no public API
+            return None
+        now = time.monotonic()
+        lost_since = lost_since or now
+        limit = self.settings.kafka_outage_s
+        if now - lost_since >= limit:
+            raise KafkaUnavailable(
+                f"Kafka at {self.settings.kafka_bootstrap} unreachable for {now - lost_since:.0f}"
+                f" s (limit MOLSTREAM_KAFKA_OUTAGE_S={limit:g}): no coordinator for consumer "
+                f"group {self.settings.worker_group}")
+        return lost_since
 
     def _handle_all(self, messages) -> None:
         """Handle a poll's messages in order; runs of row batches are applied together."""

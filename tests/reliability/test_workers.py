@@ -98,9 +98,12 @@ def _bookkeeping(engine: Engine) -> dict:
             "SELECT status, batches_expected, batches_applied, rows_total, rows_published, "
             "rows_rejected, rows_applied, rows_written, announced, report FROM ingest_run "
             "WHERE id = :i"), {"i": INGEST}).mappings().one())
-        batches = [tuple(r) for r in conn.execute(text(
-            "SELECT seq, rows, written, rejected FROM applied_batch WHERE ingest_id = :i "
-            "ORDER BY seq"), {"i": INGEST})]
+        # Which batch first wrote a molecule, a target or a dimension value depends on the
+        # order the workers applied them in: per batch, only the activities are fixed.
+        batches = [(seq, rows, written["activity"], rejected) for seq, rows, written, rejected
+                   in conn.execute(text(
+                       "SELECT seq, rows, written, rejected FROM applied_batch "
+                       "WHERE ingest_id = :i ORDER BY seq"), {"i": INGEST})]
     report = run.pop("report")
     run["report"] = {k: v for k, v in report.items() if k not in ("duration_s", "source")}
     return {"ingest_run": [run], "applied_batch": batches}
