@@ -49,7 +49,7 @@ local: venv ## Run the whole pipeline locally (Kafka, Redis, FTP on 127.0.0.1) o
 .PHONY: bench
 bench: venv ## Benchmark: end to end vs the seed's design and a bulk load, memory at ROWS and 2×ROWS (table + bench/results/).
 	@bash tools/provision/services.sh >/dev/null
-	$(PY) -m bench --rows $(ROWS)
+	$(PY) -m bench --rows $(ROWS) $(if $(SHAPE),--shape $(SHAPE))
 
 ##@ Kubernetes (kind)
 

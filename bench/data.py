@@ -1,8 +1,10 @@
 """The benchmark's input: deterministic generated files (cached), and rows read back from them.
 
-Files come from `molstream.sample.generate` and are kept under `.cache/bench/data`, keyed by row
-count and seed, so a second run skips generation. Reading here uses plain Arrow with no
-validation: the baseline and the limit are given the rows, not the pipeline's checks.
+Files come from `molstream.sample.generate` (shape "chembl" by default: ChEMBL's column order
+and proportions; "legacy": molstream's first generator) and are kept under `.cache/bench/data`,
+keyed by row count, seed and shape, so a second run skips generation. Reading here uses plain
+Arrow with no validation: the baseline and the limit are given the rows, not the pipeline's
+checks.
 """
 
 from __future__ import annotations
@@ -21,15 +23,15 @@ DATA = CACHE / "bench" / "data"
 _TYPES = {INT: pa.int64(), FLOAT: pa.float64()}
 
 
-def sample(rows: int, seed: int = 0) -> Path:
-    """The generated `.csv.gz` of `rows` rows (generated in a child process on first use, so
-    the harness's own memory stays small)."""
+def sample(rows: int, seed: int = 0, shape: str = "chembl") -> Path:
+    """The generated `.csv.gz` of `rows` rows of `shape` (generated in a child process on first
+    use, so the harness's own memory stays small)."""
     DATA.mkdir(parents=True, exist_ok=True)
-    path = DATA / f"activities-{rows}-{seed}.csv.gz"
+    path = DATA / f"activities-{rows}-{seed}-{shape}.csv.gz"
     if not path.exists():
         tmp = path.with_name(f"tmp-{os.getpid()}-{path.name}")
         subprocess.run([sys.executable, "-m", "molstream", "sample", "--rows", str(rows),
-                        "--seed", str(seed), "--out", str(tmp)], check=True,
+                        "--seed", str(seed), "--shape", shape, "--out", str(tmp)], check=True,
                        stdout=subprocess.DEVNULL)
         tmp.replace(path)
     return path

@@ -1,6 +1,7 @@
 """`python -m bench`: run every measurement of issue 5 in one go and report.
 
-1. the generated files (N and 2N rows; cached under .cache/bench/data);
+1. the generated files (N and 2N rows, ChEMBL-shaped unless --shape legacy; cached under
+   .cache/bench/data);
 2. Kafka, Redis and an FTP server serving those files, on 127.0.0.1 (molstream_dev);
 3. end to end at N, then at 2N (memory growth), each with a fresh database and fresh topics;
 4. the limit: the N rows bulk-loaded into a fresh database of the same schema (indexes kept
@@ -20,6 +21,7 @@ import time
 import uuid
 from pathlib import Path
 
+from molstream.sample import SHAPES
 from molstream_dev._process import CACHE, REPO
 from molstream_dev.ftp import FtpServer
 from molstream_dev.kafka import KafkaServer
@@ -51,6 +53,10 @@ def main(argv: list[str] | None = None) -> int:
                    default=int(os.environ.get("BASELINE_ROWS", 2_000)),
                    help="rows given to the baseline (default: $BASELINE_ROWS or 2,000)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--shape", choices=SHAPES, default=os.environ.get("SHAPE") or "chembl",
+                   help="shape of the generated files: chembl (ChEMBL's column order and "
+                        "proportions) or legacy (molstream's first generator); default: $SHAPE "
+                        "or chembl")
     p.add_argument("--batch-size", type=int, default=None,
                    help="the fetcher's rows per Kafka message (default: molstream's)")
     p.add_argument("--out", type=Path, default=results.RESULTS)
@@ -59,11 +65,12 @@ def main(argv: list[str] | None = None) -> int:
     n, n2 = args.rows, 2 * args.rows
     k = min(args.baseline_rows, n)
     meta = {"cpus": os.cpu_count(), "load_before": os.getloadavg()[0], "commit": _commit(),
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seed": args.seed,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seed": args.seed, "shape": args.shape,
             "python": sys.version.split()[0], "batch_size": args.batch_size}
 
-    _log(f"sample files: {n:,} and {n2:,} rows")
-    sample, sample_2n = data.sample(n, args.seed), data.sample(n2, args.seed)
+    _log(f"sample files ({args.shape} shape): {n:,} and {n2:,} rows")
+    sample, sample_2n = (data.sample(n, args.seed, args.shape),
+                         data.sample(n2, args.seed, args.shape))
     runs = RUNS / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"  # several benches may run
     runs.mkdir(parents=True)
     _log("starting Kafka, Redis and the FTP server on 127.0.0.1")

@@ -162,11 +162,17 @@ def worker(database_url: str | None, kafka_bootstrap: str | None, redis_url: str
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), required=True,
               help="Output file; gzip-compressed when it ends in .gz.")
-def sample(rows: int, seed: int, out: Path) -> None:
-    """Write a deterministic ChEMBL-like sample file."""
+# molstream.sample.SHAPES, spelt out so that --help does not import NumPy and Arrow.
+@click.option("--shape", type=click.Choice(("chembl", "legacy")), default="chembl",
+              show_default=True,
+              help="chembl: shaped like ChEMBL's activities export (its column order and "
+                   "proportions); legacy: molstream's first generator, byte for byte.")
+def sample(rows: int, seed: int, out: Path, shape: str) -> None:
+    """Write a deterministic ChEMBL-like sample file (the same rows, seed and shape give the
+    same bytes)."""
     from .sample import generate
 
-    generate(out, rows, seed=seed)
+    generate(out, rows, seed=seed, shape=shape)
     click.echo(str(out))
 
 

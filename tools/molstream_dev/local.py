@@ -45,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     ftp_root = base / "ftp"
     if not args.url:
         ftp_root.mkdir(parents=True, exist_ok=True)
-        sample = ftp_root / f"activities-{args.rows}-{args.seed}.csv.gz"
+        # molstream sample's default shape (chembl); the name keeps it apart from older files.
+        sample = ftp_root / f"activities-{args.rows}-{args.seed}-chembl.csv.gz"
         if not sample.exists():
             print(f"generating {args.rows:,} sample rows → {sample}")
             subprocess.run([sys.executable, "-m", "molstream", "sample", "--rows",
