@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import re
 import subprocess
 import sys
 
@@ -264,3 +265,34 @@ def test_two_workers_share_an_ingest_on_postgresql(make_pipeline, ftp_server, tm
         engine.dispose()
     # Exactly one of them announced the completion.
     assert sum("completed" in err for _, err in outputs) == 1
+
+
+def test_too_little_scratch_space_fails_before_anything_is_downloaded(make_pipeline, ftp_server,
+                                                                      sample_dir):
+    """The space the download and its conversion need is checked once the server has said
+    the file's size: against the disk, and against the limit the file system does not show
+    (an emptyDir's sizeLimit, handed over as MOLSTREAM_SCRATCH_LIMIT)."""
+    ftp = ftp_server(sample_dir)
+    p = make_pipeline(scratch_limit="64Mi")
+    with pytest.raises(IngestFailed, match="not enough scratch space for the download and its "
+                                           "conversion: it needs"):
+        p.fetch(ftp.url("activities.csv.gz"), "tight")
+    assert not [f for f in p.settings.work_dir.rglob("*") if f.is_file()]
+    events = p.read_topic(p.settings.topics.events)
+    assert events[-1]["type"] == "failed" and "fetcher.scratchSize" in events[-1]["reason"]
+    assert p.read_topic(p.settings.topics.rows, timeout_s=2) == []
+
+
+@pytest.mark.slow
+def test_make_local_ingests_a_file_the_user_names(tmp_path):
+    """`make local URL=…`: the same local pipeline (its own Kafka and Redis) on the user's
+    file, and the same report."""
+    generate(tmp_path / "mine.csv", 2_000, seed=3)
+    run = subprocess.run(
+        [sys.executable, "-m", "molstream_dev.local", "--url", f"file://{tmp_path}/mine.csv",
+         "--dir", str(tmp_path / "local")], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "and the FTP server" not in run.stdout
+    assert "2,000 rows end to end" in run.stdout
+    assert re.search(r"^activity\s+2,000\s+2,000$", run.stdout, re.M), run.stdout
+    assert list((tmp_path / "local" / "reports").glob("local-*.csv"))

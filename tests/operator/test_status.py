@@ -373,3 +373,18 @@ def test_every_event_the_pipeline_builds_parses():
         parsed = parse_event(b"ns.name.1", to_json(built))
         assert parsed.type == kind and parsed.ingest_id == "ns.name.1"
         assert all(parsed.int_field(f) == 1 for f in fields)
+
+
+def test_a_batch_the_database_refused_shows_as_apply_failed() -> None:
+    """The worker's `failed` event (molstream.worker) for an ingest the database cannot take."""
+    reason = "batch 3: column \"gone\" of relation \"target\" does not exist (42703)"
+    failed = _apply(_run(), _event("published", rows_total=10, rows_published=10,
+                                   rows_rejected=0, batches=5),
+                    _event("failed", ts=T0 + 2, stage="apply", reason=reason))
+    assert failed["phase"] == "Failed"
+    cond = _cond(failed, "Failed")
+    assert cond["status"] == "True" and cond["reason"] == "ApplyFailed"
+    assert reason in failed["message"] and reason in cond["message"]
+    # a second announcement of the same failure changes nothing
+    assert st.apply_event(failed, _event("failed", ts=T0 + 3, stage="apply", reason=reason),
+                          now=NOW) is None
