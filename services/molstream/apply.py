@@ -23,9 +23,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 from sqlalchemy import Engine, Table, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
@@ -37,6 +35,15 @@ from .contract import LINE, Rejection
 from .db import DIMENSIONS, Activity, AppliedBatch, IngestRun, Molecule, Target
 from .dberrors import Kind, classify, describe
 from .messages import TABLES, EndOfIngest, RowBatch
+from .rows import (
+    dimension_ids,
+    distinct,
+    key_order,
+    last_per_key,
+    not_written,
+    table_values,
+    tuples,
+)
 
 log = logging.getLogger(__name__)
 
@@ -327,25 +334,25 @@ class Applier:
         result = Applied(batch.ingest_id, batch.seq, rows.num_rows)
         present = set(rows.column_names)
         # Dimension values → ids, as columns: the per-row work stays in Arrow and NumPy.
-        ids = {d: _ids(rows.column(c), self._resolve(conn, d, rows.column(c), result, tx))
+        ids = {d: dimension_ids(rows.column(c), self._resolve(conn, d, rows.column(c), result, tx))
                for d, c in DIMENSION_COLUMNS.items() if c in present}
 
         # Molecules and targets: one row per key, the last occurrence winning, in key order.
-        last_molecule = _last_per_key(rows.column("molecule_id"))
-        columns, values = _sources(_MOLECULE_SOURCES, rows, ids, last_molecule)
+        last_molecule = last_per_key(rows.column("molecule_id"))
+        columns, values = table_values(_MOLECULE_SOURCES, rows, ids, last_molecule)
         result.written["molecule"] = self._execute_many(
             conn, _MOLECULE, batch.mode, columns,
-            _not_written(_tuples(*values, ends=tx.stamps), tx.written["molecule"]), tx)
-        last_target = _last_per_key(rows.column("target_id"))
-        columns, values = _sources(_TARGET_SOURCES, rows, ids, last_target)
+            not_written(tuples(*values, ends=tx.stamps), tx.written["molecule"]), tx)
+        last_target = last_per_key(rows.column("target_id"))
+        columns, values = table_values(_TARGET_SOURCES, rows, ids, last_target)
         result.written["target"] = self._execute_many(
             conn, _TARGET, batch.mode, columns,
-            _not_written(_tuples(*values, ends=tx.stamps), tx.written["target"]), tx)
-        columns, values = _sources(_ACTIVITY_SOURCES, rows, ids,
-                                   _key_order(rows.column("activity_id")))
-        activities = _tuples(*values, ends=tx.stamps)
+            not_written(tuples(*values, ends=tx.stamps), tx.written["target"]), tx)
+        columns, values = table_values(_ACTIVITY_SOURCES, rows, ids,
+                                   key_order(rows.column("activity_id")))
+        activities = tuples(*values, ends=tx.stamps)
         mode: Mode | str = batch.mode
-        if self._sqlite and _distinct(activities) and conn.execute(
+        if self._sqlite and distinct(activities) and conn.execute(
                 select(_ACTIVITY.c.id).where(_ACTIVITY.c.id.between(
                     activities[0][0], activities[-1][0])).limit(1)).first() is None:
             # None of these activities exists (the usual case: new rows, ids in order), and
@@ -417,64 +424,6 @@ class Applier:
         return self._statements[key]
 
 
-# Arrow ⇄ NumPy by hand: pyarrow's own to_numpy(), pa.array() and take(ndarray) import pandas
-# (~45 MB of the worker's memory), which the worker otherwise never needs.
-
-
-def _int64s(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """An int64 column without nulls as a NumPy array."""
-    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    return np.frombuffer(array.buffers()[1], dtype=np.int64, count=len(array),
-                         offset=array.offset * 8)
-
-
-def _arrow(values: np.ndarray) -> pa.Array:
-    values = np.ascontiguousarray(values, dtype=np.int64)
-    return pa.Array.from_buffers(pa.int64(), len(values), [None, pa.py_buffer(values)])
-
-
-def _ids(column: pa.ChunkedArray, mapping: dict) -> pa.ChunkedArray:
-    """The id of each value of `column` (null stays null)."""
-    values = column.unique().drop_null()
-    ids = _arrow(np.array([mapping[v] for v in values.to_pylist()], dtype=np.int64))
-    return pc.take(ids, pc.index_in(column, value_set=values))
-
-
-def _last_per_key(column: pa.ChunkedArray) -> pa.Array:
-    """Row positions of the last occurrence of each key, in key order."""
-    keys = _int64s(column)
-    _, first_from_end = np.unique(keys[::-1], return_index=True)
-    return _arrow(len(keys) - 1 - first_from_end)
-
-
-def _key_order(column: pa.ChunkedArray) -> pa.Array | None:
-    """Row positions in key order; None when the rows already are (the usual case)."""
-    keys = _int64s(column)
-    if len(keys) < 2 or bool(np.all(keys[1:] >= keys[:-1])):
-        return None
-    return _arrow(np.argsort(keys, kind="stable"))
-
-
-def _tuples(*columns: pa.Array | pa.ChunkedArray, ends: tuple = ()) -> list[tuple]:
-    """Rows as tuples of Python values (what the driver's executemany binds), each ending with
-    the values `ends` (the same for every row)."""
-    values = [_pylist(c) for c in columns]
-    values += [[v] * len(values[0]) for v in ends]
-    return list(zip(*values, strict=True))
-
-
-def _pylist(column: pa.Array | pa.ChunkedArray) -> list:
-    if column.null_count == 0 and column.type == pa.int64():
-        return _int64s(column).tolist()  # several times faster than to_pylist
-    return column.to_pylist()
-
-
-def _distinct(rows: list[tuple]) -> bool:
-    """Rows in key order with no key twice (the fetcher drops repeats; a batch from elsewhere
-    with one must still go through the upsert, not fail the plain INSERT)."""
-    return bool(rows) and all(a[0] < b[0] for a, b in zip(rows, rows[1:], strict=False))
-
-
 @contextmanager
 def _gc_paused() -> Iterator[None]:
     """No cyclic garbage collection while a transaction builds its rows: a million new tuples
@@ -486,26 +435,6 @@ def _gc_paused() -> Iterator[None]:
     finally:
         if enabled:
             gc.enable()
-
-
-def _not_written(rows: list[tuple], written: dict[int, tuple]) -> list[tuple]:
-    fresh = [r for r in rows if written.get(r[0]) != r]
-    written.update((r[0], r) for r in fresh)
-    return fresh
-
-
-def _sources(sources: tuple[tuple[str, str], ...], rows: pa.Table, ids: dict[str, pa.Array],
-             take: pa.Array | None) -> tuple[tuple[str, ...], list]:
-    """The columns of `sources` the batch has values for, and those values (rows `take`)."""
-    columns, values = [], []
-    for column, source in sources:
-        array = ids.get(source)
-        if array is None and source in rows.column_names:
-            array = rows.column(source)
-        if array is not None:
-            columns.append(column)
-            values.append(array if take is None else array.take(take))
-    return tuple(columns), values
 
 
 def _rejection(batch: RowBatch, row: pa.Table, error: DBAPIError) -> Rejection:
