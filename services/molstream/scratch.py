@@ -2,7 +2,7 @@
 it is spent, so that a full disk is a clear error at the start rather than a failure halfway.
 
 An ingest keeps the download whole (a .gz stays compressed: it is inflated as it is read) and,
-while converting, one HDF5 block at a time (molstream.read: EXPORT_BYTES of rows, deleted once
+while converting, one HDF5 block at a time (molstream.read.hdf5: EXPORT_BYTES of rows, deleted once
 read back). So it needs the download's size plus HEADROOM_BYTES. On Kubernetes the space is an
 emptyDir whose sizeLimit the file system does not show (kubelet evicts the Pod past it): the
 operator hands the limit over as MOLSTREAM_SCRATCH_LIMIT, and both bounds are checked.
@@ -15,7 +15,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-# Two HDF5 blocks of molstream.read.EXPORT_BYTES (16 MiB of rows each) and what vaex and the
+# Two HDF5 blocks of molstream.read.hdf5.EXPORT_BYTES (16 MiB of rows each) and what vaex and the
 # file system add around them, with room to spare.
 HEADROOM_BYTES = 256 * 1024**2
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from molstream import read
 from molstream.contract import COLUMN_NAMES, ContractError
-from molstream.read import ReadError, convert
+from molstream.read import ReadError, convert, scanning, source
 from molstream.sample import LEGACY_COLUMNS
 
 HEADER = ",".join(LEGACY_COLUMNS)  # the order these rows are written in
@@ -185,8 +185,8 @@ def test_a_truncated_gzip_file_fails_with_a_clear_error(tmp_path):
 
 
 def test_a_row_larger_than_a_block_is_read_with_larger_blocks(tmp_path, monkeypatch):
-    monkeypatch.setattr(read, "BLOCK_BYTES", 1 << 16)
-    monkeypatch.setattr(read, "MAX_ROW_BYTES", 1 << 20)
+    monkeypatch.setattr(scanning, "BLOCK_BYTES", 1 << 16)
+    monkeypatch.setattr(source, "MAX_ROW_BYTES", 1 << 20)  # read by scanning too, at call time
     p = tmp_path / "a.csv"
     big = ROW.format(id=2).replace("CCO", "C" * 300_000)
     p.write_text("\n".join([HEADER, ROW.format(id=1), big, ROW.format(id=3)]) + "\n")
