@@ -18,13 +18,17 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 RUN python -m venv /opt/molstream
 WORKDIR /src
-# Dependencies first, from the metadata alone, so that a code change does not re-download them.
-COPY pyproject.toml README.md ./
-COPY services/molstream/__init__.py services/molstream/
-COPY operator/molstream_operator/__init__.py operator/molstream_operator/
-COPY tools/molstream_dev/__init__.py tools/molstream_dev/
-RUN /opt/molstream/bin/pip install --no-cache-dir ".[postgres,operator]" "pyftpdlib==2.2.0" \
- && /opt/molstream/bin/pip uninstall --yes molstream
+# Dependencies first, from the lock alone, so that a code change does not re-download them:
+# the versions and hashes of uv.lock (the same lock `make venv` and CI install from), exported
+# for pip by uv (pinned) and installed with --require-hashes.
+ARG UV_VERSION=0.13.9
+COPY pyproject.toml uv.lock ./
+RUN pip install --no-cache-dir "uv==${UV_VERSION}" \
+ && uv export --frozen --no-emit-project --extra postgres --extra operator --extra ftp \
+      --format requirements-txt --output-file /tmp/requirements.txt --quiet \
+ && /opt/molstream/bin/pip install --no-cache-dir --require-hashes --no-deps \
+      -r /tmp/requirements.txt
+COPY README.md ./
 # Then the code itself, without its dependencies (already there).
 COPY services ./services
 COPY operator ./operator

@@ -18,13 +18,27 @@ ROWS ?= 1000000
 help: ## Show this help.
 	@awk 'BEGIN {FS = ":.*##"; printf "Usage: make \033[36m<target>\033[0m\n"} /^[a-zA-Z_0-9-]+:.*?##/ { printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2 } /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) }' $(MAKEFILE_LIST)
 
-$(VENV)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install -q -e '.[dev]'
+# Every Python dependency comes from uv.lock (versions and hashes), installed by uv, itself
+# pinned here and installed once into .cache/uv. uv never downloads a Python: PYTHON's is used.
+UV_VERSION ?= 0.13.9
+UV := .cache/uv/bin/uv
+export UV_PYTHON_DOWNLOADS = never
+
+$(UV):
+	$(PYTHON) -m venv .cache/uv
+	.cache/uv/bin/pip install -q --disable-pip-version-check 'uv==$(UV_VERSION)'
+
+$(VENV)/.installed: pyproject.toml uv.lock | $(UV)
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --frozen --all-extras --compile-bytecode \
+	  --python $(PYTHON) --quiet
 	touch $@
 
 .PHONY: venv
-venv: $(VENV)/.installed ## Create .venv with molstream and its test tools.
+venv: $(VENV)/.installed ## Create .venv from uv.lock: molstream (editable) and its test tools.
+
+.PHONY: lock
+lock: $(UV) ## Refresh uv.lock to the newest versions pyproject.toml allows (then: make test).
+	$(UV) lock --upgrade --python $(PYTHON)
 
 .PHONY: provision
 provision: ## Install/build what tests need: Redis, PostgreSQL, Kafka jars, etcd, kube-apiserver, helm (root).
