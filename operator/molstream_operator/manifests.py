@@ -65,6 +65,7 @@ _RESERVED_ENV = frozenset(
         ENV_USERNAME,
         ENV_PASSWORD,
         "MOLSTREAM_KAFKA_BOOTSTRAP",
+        "MOLSTREAM_ALLOWED_HOSTS",
         "MOLSTREAM_TOPIC_PREFIX",
     }
 )
@@ -168,6 +169,9 @@ def _env(
     if config.kafka_bootstrap:
         env.append({"name": "MOLSTREAM_KAFKA_BOOTSTRAP", "value": _escape(config.kafka_bootstrap)})
     env.append({"name": "MOLSTREAM_TOPIC_PREFIX", "value": _escape(config.topic_prefix)})
+    if config.allowed_hosts:  # the fetcher checks every redirect against the same list
+        env.append({"name": "MOLSTREAM_ALLOWED_HOSTS",
+                    "value": _escape(",".join(config.allowed_hosts))})
     if spec.credentials_secret:
         for var, key in ((ENV_USERNAME, "username"), (ENV_PASSWORD, "password")):
             env.append(

@@ -12,6 +12,8 @@ import re
 from collections.abc import Collection
 from urllib.parse import urlsplit
 
+from molstream.hosts import host_allowed
+
 __all__ = ["ALLOWED_SCHEMES", "InvalidSpecError", "check_source_url", "host_allowed", "redact"]
 
 ALLOWED_SCHEMES = ("ftp", "ftps", "http", "https")
@@ -32,27 +34,6 @@ class InvalidSpecError(ValueError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
-
-
-def host_allowed(host: str, allowed_hosts: Collection[str]) -> bool:
-    """Whether ``host`` matches the allow-list; an empty list allows any host.
-
-    An entry is an exact host name or address (case-insensitive), or ``*.example.org`` which
-    matches any name under example.org (not example.org itself).
-    """
-    if not allowed_hosts:
-        return True
-    host = host.lower().rstrip(".")
-    for entry in allowed_hosts:
-        entry = entry.strip().lower().rstrip(".")
-        if not entry:
-            continue
-        if entry.startswith("*."):
-            if host.endswith(entry[1:]) and len(host) > len(entry) - 1:
-                return True
-        elif host == entry:
-            return True
-    return False
 
 
 def check_source_url(url: object, *, allowed_hosts: Collection[str] = ()) -> str:

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
+from .hosts import parse_hosts
+
 
 class Mode(StrEnum):
     """How the worker treats a row whose natural key already exists (the seed's UPSERT_RECORDS)."""
@@ -77,6 +79,9 @@ class Settings:
     max_field_bytes: int = 100_000
     retries: int = 5
     source_ca_file: Path | None = None
+    # Hosts the fetcher may download from, redirects included (the operator's own list,
+    # handed to its Jobs); empty: any.
+    allowed_hosts: tuple[str, ...] = ()
     # A limit of the scratch space that its file system does not show (an emptyDir's
     # sizeLimit), as bytes or a Kubernetes quantity ("8Gi"); empty: none.
     scratch_limit: str = ""
@@ -109,6 +114,7 @@ class Settings:
             source_ca_file=Path(_env("SOURCE_CA_FILE", "")) if _env("SOURCE_CA_FILE", "") else None,
             scratch_limit=_env("SCRATCH_LIMIT", cls.scratch_limit),
             rows_partitions=_env_int("ROWS_PARTITIONS", cls.rows_partitions),
+            allowed_hosts=parse_hosts(_env("ALLOWED_HOSTS", "")),
             kafka_outage_s=_env_int("KAFKA_OUTAGE_S", cls.kafka_outage_s),
             worker_group=_env("WORKER_GROUP", cls.worker_group),
             worker_instance_id=_env("WORKER_INSTANCE_ID", cls.worker_instance_id),

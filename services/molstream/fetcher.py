@@ -141,7 +141,7 @@ def run(url: str, *, ingest_id: str, settings: Settings, credentials: Credential
                           if settings.scratch_limit else None)
         limits = Limits(max_bytes=settings.max_download_bytes,
                         timeout_s=settings.download_timeout_s, retries=settings.retries,
-                        ca_file=settings.source_ca_file,
+                        ca_file=settings.source_ca_file, allowed_hosts=settings.allowed_hosts,
                         room=lambda n: scratch.require(n + HEADROOM_BYTES, "the download and "
                                                        "its conversion"))
         with Bar(show_progress, "download", unit="B") as bar:

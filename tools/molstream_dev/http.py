@@ -7,6 +7,8 @@
 
 `cut_after_bytes` ends one response's connection that many body bytes in (once; set_faults()
 re-arms it), `throttle_bps` slows every body. kill() also cuts every open connection at once.
+`redirects` maps a path to the Location (absolute, or relative to the request) that a GET of it
+is sent to with a 302, after the authorization check.
 """
 
 from __future__ import annotations
@@ -52,12 +54,13 @@ class HttpServer:
 
     def __init__(self, root: Path, *, user: str | None = None, password: str | None = None,
                  tls: bool = False, port: int | None = None, cut_after_bytes: int = 0,
-                 throttle_bps: int = 0) -> None:
+                 throttle_bps: int = 0, redirects: dict[str, str] | None = None) -> None:
         self.root, self.user, self.password, self.tls = Path(root), user, password, tls
         self.port = port or free_port()
         self.cert = self_signed()[0] if tls else None  # the CA file clients must trust
         self.cut_after_bytes, self.throttle_bps = cut_after_bytes, throttle_bps
         self._cut_armed = bool(cut_after_bytes)
+        self.redirects = dict(redirects or {})
         self.cuts = 0
         self.requests: list[dict[str, str]] = []  # method, path and headers of each request
         self._server: ThreadingHTTPServer | None = None
@@ -222,6 +225,9 @@ def _handler(owner: HttpServer) -> type[BaseHTTPRequestHandler]:
                                    **dict(self.headers)})
             if not self._authorized():
                 return self._empty(401, WWW_Authenticate='Basic realm="molstream"')
+            target = owner.redirects.get(urlsplit(self.path).path)
+            if target is not None:
+                return self._empty(302, Location=target)
             root = owner.root.resolve()
             path = (root / unquote(urlsplit(self.path).path).lstrip("/")).resolve()
             if root not in path.parents or not path.is_file():

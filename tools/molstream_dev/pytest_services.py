@@ -127,7 +127,8 @@ def ftp_server() -> Iterator[Callable[..., FtpServer]]:
 @pytest.fixture
 def http_server() -> Iterator[Callable[..., HttpServer]]:
     """Factory: http_server(root, tls=False, user=None, password=None, cut_after_bytes=0,
-    throttle_bps=0) -> a running HttpServer, stopped after the test."""
+    throttle_bps=0, redirects={path: location}) -> a running HttpServer, stopped after the
+    test."""
     started: list[HttpServer] = []
 
     def start(root: Path, **options) -> HttpServer:

@@ -1,0 +1,208 @@
+"""What every source shares: errors, credentials, limits, the byte budget, and the validators
+that let a download resume only where the server proves the resource is the same."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import ssl
+import time
+from collections.abc import Callable, Collection
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from ..hosts import host_allowed
+
+SCHEMES = ("ftp", "ftps", "http", "https", "file")
+CHUNK = 1 << 20
+Progress = Callable[[int, int | None], None]  # (bytes so far, total or None)
+
+
+class FetchError(RuntimeError):
+    """The download failed for good; the message says why and never holds credentials."""
+
+
+class Transient(Exception):
+    """A failure worth retrying (the partial file is kept and resumed)."""
+
+
+@dataclass(frozen=True)
+class Credentials:
+    username: str | None = None
+    password: str | None = None
+
+    def __repr__(self) -> str:  # never print a password, even by accident
+        hidden = "***" if self.password else None
+        return f"Credentials(username={self.username!r}, password={hidden})"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Limits:
+    max_bytes: int
+    timeout_s: float  # for the whole download, retries included
+    retries: int = 5
+    backoff_s: float = 1.0
+    socket_timeout_s: float = 30.0
+    ca_file: Path | None = None  # extra trust for ftps/https sources behind a private CA
+    # Called with the bytes still to fetch once the server has said the file's size: raises
+    # when they do not fit (molstream.scratch).
+    room: Callable[[int], None] | None = None
+    # Source hosts the fetcher may be sent to, by the URL or by any redirect on the way
+    # (MOLSTREAM_ALLOWED_HOSTS, the operator's own list); empty: any.
+    allowed_hosts: Collection[str] = ()
+
+
+def credentials_from_env(env: dict[str, str] | None = None) -> Credentials:
+    env = os.environ if env is None else env
+
+    def read(name: str) -> str | None:
+        path = env.get(f"MOLSTREAM_SOURCE_{name}_FILE")
+        if path:
+            return Path(path).read_text().strip()
+        return env.get(f"MOLSTREAM_SOURCE_{name}") or None
+
+    return Credentials(read("USERNAME"), read("PASSWORD"))
+
+
+def redact(url: str) -> str:
+    """The URL without its password (and with the username kept, which helps debugging).
+
+    A password pasted into a URL without percent-encoding (`/`, `?`, `#` or `@` in it) ends the
+    URL's authority early, so that no password is found where it should be: then everything
+    between `//` and the last `@` is hidden, whatever it is."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        scheme, sep, rest = url.partition("://")
+        userinfo = rest.rpartition("@")[0]
+        if sep and ":" in userinfo:
+            return f"{scheme}://***@{rest.rpartition('@')[2]}"
+        return url
+    host = parts.netloc.rpartition("@")[2]  # as written: parsing a bad port must not fail here
+    user = f"{parts.username}:***@" if parts.username else ""
+    return urlunsplit((parts.scheme, user + host, parts.path, parts.query, ""))
+
+
+def check_url(url: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in SCHEMES:
+        raise FetchError(f"unsupported URL scheme {parts.scheme!r} in {redact(url)!r}: "
+                         f"use one of {', '.join(SCHEMES)}")
+    try:
+        _ = parts.port  # raises on a port that is not a number
+    except ValueError:
+        raise FetchError(f"URL {redact(url)!r} is malformed (its port is not a number): "
+                         "percent-encode a user name or password in a URL (/ as %2F, @ as %40,"
+                         " ? as %3F, # as %23), or give them in MOLSTREAM_SOURCE_USERNAME and "
+                         "MOLSTREAM_SOURCE_PASSWORD") from None
+    if parts.scheme != "file" and not parts.hostname:
+        raise FetchError(f"URL {redact(url)!r} has no host")
+    if not parts.path or parts.path.endswith("/"):
+        raise FetchError(f"URL {redact(url)!r} names no file")
+
+
+def check_host(url: str, limits: Limits, *, via: str | None = None) -> None:
+    host = urlsplit(url).hostname or ""
+    if not host_allowed(host, limits.allowed_hosts):
+        how = f" (a redirect from {redact(via)})" if via else ""
+        raise FetchError(f"{redact(url)}{how}: host {host!r} is not on the allow-list "
+                         f"(MOLSTREAM_ALLOWED_HOSTS: {', '.join(limits.allowed_hosts)})")
+
+
+class Budget:
+    """Counts bytes against the size cap and the deadline while a transfer runs."""
+
+    def __init__(self, url: str, have: int, total: int | None, limits: Limits, deadline: float,
+                 progress: Progress | None) -> None:
+        self.url, self.done, self.total = url, have, total
+        self.limits, self.deadline, self.progress = limits, deadline, progress
+        if total is not None and total > limits.max_bytes:
+            raise FetchError(f"{redact(url)} is {total} bytes, over the download limit of "
+                             f"{limits.max_bytes} bytes (MOLSTREAM_MAX_DOWNLOAD_BYTES)")
+        if total is not None and limits.room is not None:
+            try:
+                limits.room(total - have)
+            except OSError as e:
+                raise FetchError(f"{redact(url)} is {total} bytes: {e}") from None
+
+    def add(self, n: int) -> None:
+        self.done += n
+        if self.done > self.limits.max_bytes:
+            raise FetchError(f"{redact(self.url)} exceeds the download limit of "
+                             f"{self.limits.max_bytes} bytes (MOLSTREAM_MAX_DOWNLOAD_BYTES)")
+        if time.monotonic() > self.deadline:
+            raise timed_out(self.url, self.limits)
+        if self.progress:
+            self.progress(self.done, self.total)
+
+
+def timed_out(url: str, limits: Limits) -> FetchError:
+    return FetchError(f"{redact(url)}: download took longer than {limits.timeout_s:.0f}s "
+                      "(MOLSTREAM_DOWNLOAD_TIMEOUT_S)")
+
+
+def socket_timeout(limits: Limits, deadline: float) -> float:
+    """Per-operation socket timeout: never past the download's deadline, so that a server that
+    stops sending (or never answers) cannot hold the download beyond it."""
+    return max(0.05, min(limits.socket_timeout_s, deadline - time.monotonic()))
+
+
+def tls_context(limits: Limits) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=str(limits.ca_file) if limits.ca_file else None)
+
+
+def reason(e: BaseException) -> str:
+    if isinstance(e, socket.timeout | TimeoutError):
+        return "timed out"
+    if isinstance(e, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(e, socket.gaierror):
+        return f"unknown host ({e.strerror})"
+    return str(e) or type(e).__name__
+
+
+@dataclass(frozen=True)
+class Validator:
+    """What identifies the version of a resource a partial download holds the start of: the
+    HTTP ETag or Last-Modified date, or the FTP modification time (MDTM) and size. Kept beside
+    the partial file; a resume asks the server for the rest only of that same version."""
+
+    url: str
+    etag: str | None = None
+    last_modified: str | None = None
+    mdtm: str | None = None
+    size: int | None = None
+
+    @staticmethod
+    def path(dest: Path) -> Path:
+        return dest.with_name(dest.name + ".validator")
+
+    @classmethod
+    def load(cls, dest: Path, url: str) -> Validator | None:
+        try:
+            found = cls(**json.loads(cls.path(dest).read_text()))
+        except (OSError, ValueError, TypeError):
+            return None
+        return found if found.url == url else None
+
+    def save(self, dest: Path) -> None:
+        tmp = self.path(dest).with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self)))
+        os.replace(tmp, self.path(dest))
+
+    @classmethod
+    def forget(cls, dest: Path) -> None:
+        cls.path(dest).unlink(missing_ok=True)
+
+
+def partial(dest: Path) -> int:
+    return dest.stat().st_size if dest.exists() else 0
+
+
+def without_userinfo(url: str) -> str:
+    parts = urlsplit(url)
+    netloc = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
+    if ":" in (parts.hostname or ""):
+        netloc = f"[{parts.hostname}]" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
