@@ -80,6 +80,10 @@ _STAMPS = ("created_on", "last_modified_on")
 OnRejected = Callable[[str, list[Rejection]], None]
 
 
+class _AppliedElsewhere(Exception):
+    """The batch's record appeared while this transaction applied it: another worker's."""
+
+
 @dataclass
 class _Transaction:
     """What the batches applied in one transaction share."""
@@ -90,6 +94,12 @@ class _Transaction:
     written: dict[str, dict[int, tuple]] = field(
         default_factory=lambda: {"molecule": {}, "target": {}})
     stamp: str | None = None  # SQLite: created_on/last_modified_on of the rows it inserts
+
+    def remembered(self, table: str, mode: Mode) -> dict[int, tuple]:
+        """Rows of `table` already written by this transaction. Only upserts write what they
+        send: an insert-only batch kept existing rows, so it remembers nothing (a later upsert
+        of the same tuple in the transaction must still be sent)."""
+        return self.written[table] if mode is Mode.UPSERT else {}
 
     @property
     def stamps(self) -> tuple[str, ...]:
@@ -122,7 +132,9 @@ class Applied:
 
 @dataclass(frozen=True)
 class Refused:
-    """A batch no row of which the database takes: its ingest has been marked failed."""
+    """A batch the database cannot take for a reason that is not its rows' (a missing table or
+    column, a permission): its ingest has been marked failed. (A batch whose every row is
+    refused for its values is `Applied`, all its rows rejected.)"""
 
     ingest_id: str
     seq: int
@@ -224,6 +236,14 @@ class Applier:
     # -- one transaction ------------------------------------------------------------------
 
     def _apply_together(self, batches: list[RowBatch]) -> list[Outcome]:
+        try:
+            return self._apply_in_one_transaction(batches)
+        except _AppliedElsewhere:  # rolled back: apply what is still missing, one by one
+            if len(batches) == 1:
+                return [None]
+            return [r for b in batches for r in self._apply_together([b])]
+
+    def _apply_in_one_transaction(self, batches: list[RowBatch]) -> list[Outcome]:
         results: list[Outcome] = []
         with _gc_paused(), self.engine.begin() as conn:
             tx = _Transaction()
@@ -255,9 +275,13 @@ class Applier:
     def _record(self, conn: Connection, batch: RowBatch, result: Applied) -> None:
         # A row per batch and nothing else: no counter row that every transaction of an
         # ingest would update (and, with several PostgreSQL workers, wait for).
-        conn.execute(_APPLIED.insert().values(
+        recorded = conn.execute(self._insert(_APPLIED).values(
             ingest_id=batch.ingest_id, seq=batch.seq, rows=result.rows,
-            written=result.written, rejected=len(result.rejected)))
+            written=result.written, rejected=len(result.rejected),
+        ).on_conflict_do_nothing(index_elements=["ingest_id", "seq"])
+            .returning(_APPLIED.c.seq)).first()
+        if recorded is None:  # another worker applied it meanwhile (a redelivery raced us)
+            raise _AppliedElsewhere
 
     # -- a batch the database refuses -----------------------------------------------------
 
@@ -282,16 +306,23 @@ class Applier:
                     _RUN.c.id == batch.ingest_id, _RUN.c.status == "running").values(
                     status="failed", failure=reason))
         except DBAPIError as e:
-            if classify(e) is Kind.TRANSIENT:
-                raise
+            # Not even the failure can be written (a read-only database, a permission): stop
+            # here, offsets uncommitted, rather than move on and lose the batch.
             log.error("ingest %s: could not record its failure either (%s)", batch.ingest_id,
                       describe(e))
+            raise
         return Refused(batch.ingest_id, batch.seq, reason)
 
     def _apply_isolating(self, batch: RowBatch, on_rejected: OnRejected | None) -> Outcome:
         """Apply `batch` in halves, each in a savepoint, down to single rows: the rows the
         database refuses are rejected with its reason, the others applied. k bad rows of n
         cost about 2·k·log2(n) attempts."""
+        try:
+            return self._isolate(batch, on_rejected)
+        except _AppliedElsewhere:
+            return None
+
+    def _isolate(self, batch: RowBatch, on_rejected: OnRejected | None) -> Applied | None:
         with _gc_paused(), self.engine.begin() as conn:
             tx = _Transaction()
             if not self._open(conn, batch, tx):
@@ -342,12 +373,12 @@ class Applier:
         columns, values = table_values(_MOLECULE_SOURCES, rows, ids, last_molecule)
         result.written["molecule"] = self._execute_many(
             conn, _MOLECULE, batch.mode, columns,
-            not_written(tuples(*values, ends=tx.stamps), tx.written["molecule"]), tx)
+            not_written(tuples(*values, ends=tx.stamps), tx.remembered("molecule", batch.mode)), tx)
         last_target = last_per_key(rows.column("target_id"))
         columns, values = table_values(_TARGET_SOURCES, rows, ids, last_target)
         result.written["target"] = self._execute_many(
             conn, _TARGET, batch.mode, columns,
-            not_written(tuples(*values, ends=tx.stamps), tx.written["target"]), tx)
+            not_written(tuples(*values, ends=tx.stamps), tx.remembered("target", batch.mode)), tx)
         columns, values = table_values(_ACTIVITY_SOURCES, rows, ids,
                                    key_order(rows.column("activity_id")))
         activities = tuples(*values, ends=tx.stamps)

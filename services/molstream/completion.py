@@ -9,13 +9,16 @@ the ingest. It does two things in one transaction:
    in `applied_batch`, becomes `completed`, with its report stored beside it: every
    announcement of it carries the same figures.
 2. The announcement of a `completed` or `failed` ingest is claimed: `UPDATE … SET announced_by
-   = me WHERE announced_by IS NULL OR the claim is older than LEASE_S`. One worker's update
-   wins (the row lock serialises them on PostgreSQL; SQLite has one writer).
+   = me WHERE announced_by IS NULL OR the claim is older than its lease`. One worker's update
+   wins (the row lock serialises them on PostgreSQL; SQLite has one writer). A worker with a
+   static Kafka membership id claims under that id, so that, restarted, it takes its own
+   claims back at once (two live workers never share one: Kafka fences the older).
 
 The winner publishes the `completed` (or `failed`) event, waits for Kafka's ack, then marks the
 run announced. If it dies before the ack, its claim expires and another worker announces the
-same stored report. Only a death between the ack and the mark can repeat an announcement; the
-operator ignores a second one for a finished run.
+same stored report. The lease outlasts the longest a live claimer waits for Kafka (the worker
+sets it from its Kafka outage limit), so only a death between the ack and the mark can repeat
+an announcement; the operator ignores a second one for a finished run.
 """
 
 from __future__ import annotations
@@ -84,7 +87,8 @@ class Completion:
             now = time.time()
             claimed = conn.execute(update(_RUN).where(and_(
                 _RUN.c.id == ingest_id, _RUN.c.status.in_(_DONE), _RUN.c.announced.is_(False),
-                or_(_RUN.c.announced_by.is_(None), _RUN.c.claimed_at < now - self.lease_s),
+                or_(_RUN.c.announced_by.is_(None), _RUN.c.announced_by == self.claimer,
+                    _RUN.c.claimed_at < now - self.lease_s),
             )).values(announced_by=self.claimer, claimed_at=now)).rowcount
             if claimed != 1:
                 return None

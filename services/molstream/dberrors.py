@@ -33,7 +33,11 @@ _PG_TRANSIENT_CLASSES = {
     "57",  # operator intervention: admin/crash shutdown, cannot connect now
     "58",  # system error: I/O error
 }
-_PG_TRANSIENT_CODES = {"55P03"}  # lock not available
+_PG_TRANSIENT_CODES = {
+    "55P03",  # lock not available
+    "25006",  # read-only SQL transaction: a primary turned standby (failover, switchover)
+}
+_PG_FATAL_CODES = {"57014"}  # statement timeout: the same batch would time out again
 _PG_ROW_CLASSES = {
     "22",  # data exception: string data right truncation, numeric value out of range...
     "23",  # integrity constraint violation: not null, foreign key, unique, check
@@ -42,10 +46,10 @@ _PG_ROW_CLASSES = {
 # SQLite primary result codes (the low 8 bits of an extended code).
 _SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_NOMEM, _SQLITE_IOERR = 5, 6, 7, 10
 _SQLITE_FULL, _SQLITE_CANTOPEN, _SQLITE_PROTOCOL = 13, 14, 15
-_SQLITE_TOOBIG, _SQLITE_CONSTRAINT, _SQLITE_MISMATCH, _SQLITE_RANGE = 18, 19, 20, 25
+_SQLITE_TOOBIG, _SQLITE_CONSTRAINT, _SQLITE_MISMATCH = 18, 19, 20
 _SQLITE_TRANSIENT = {_SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_NOMEM, _SQLITE_IOERR, _SQLITE_FULL,
                      _SQLITE_CANTOPEN, _SQLITE_PROTOCOL}
-_SQLITE_ROWS = {_SQLITE_TOOBIG, _SQLITE_CONSTRAINT, _SQLITE_MISMATCH, _SQLITE_RANGE}
+_SQLITE_ROWS = {_SQLITE_TOOBIG, _SQLITE_CONSTRAINT, _SQLITE_MISMATCH}
 
 
 def classify(error: BaseException) -> Kind:
@@ -57,6 +61,8 @@ def classify(error: BaseException) -> Kind:
         error = error.orig if error.orig is not None else error
     sqlstate = getattr(error, "sqlstate", None)
     if isinstance(sqlstate, str) and len(sqlstate) == 5:
+        if sqlstate in _PG_FATAL_CODES:
+            return Kind.FATAL
         if sqlstate[:2] in _PG_TRANSIENT_CLASSES or sqlstate in _PG_TRANSIENT_CODES:
             return Kind.TRANSIENT
         return Kind.ROWS if sqlstate[:2] in _PG_ROW_CLASSES else Kind.FATAL

@@ -35,7 +35,7 @@ EVENT_FIELDS: dict[str, tuple[str, ...]] = {
     "progress": ("rows_written", "rows_applied", "batches_applied", "batches_total", "rows_total"),
     "completed": ("rows_published", "rows_written", "rows_rejected", "duration_s", "tables",
                   "report_path"),
-    "failed": ("stage", "reason", "batch"),
+    "failed": ("stage", "reason"),
 }
 _IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression="zstd")
 

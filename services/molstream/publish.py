@@ -97,9 +97,13 @@ class Publisher:
                 self.topics.rejected, key=f"{ingest_id}/{r.line}".encode(),
                 value=to_json(r.as_message(ingest_id))))
 
-    def event(self, kind: str, ingest_id: str, **fields) -> None:
-        self._track(self._producer.send(self.topics.events, key=ingest_id.encode(),
-                                        value=to_json(event(kind, ingest_id, **fields))))
+    def event(self, kind: str, ingest_id: str, *, track: bool = True, **fields) -> None:
+        """Send an event; `track=False` for one nobody waits for (progress), whose failure
+        must not surface in a later `wait_for_acks`."""
+        future = self._producer.send(self.topics.events, key=ingest_id.encode(),
+                                     value=to_json(event(kind, ingest_id, **fields)))
+        if track:
+            self._track(future)
 
     def wait_for_acks(self, timeout_s: float = 600) -> None:
         self._producer.flush(timeout=timeout_s)

@@ -27,7 +27,7 @@ from kafka.errors import CommitFailedError, FencedInstanceIdError, KafkaError
 from . import report
 from .apply import Applied, Applier, Refused
 from .cache import IdCache
-from .completion import Announcement, Completion
+from .completion import LEASE_S, Announcement, Completion
 from .config import Settings
 from .contract import Rejection
 from .db import create_schema, make_engine
@@ -74,7 +74,11 @@ class Worker:
         instance_id = create_schema(self.engine)
         self.cache = IdCache(settings.redis_url or None, namespace=instance_id)
         self.applier = Applier(self.engine, self.cache)
-        self.completion = Completion(self.engine)
+        # A claimer may wait for Kafka up to kafka_outage_s, twice (event, then its ack):
+        # only a claim older than that is taken over.
+        self.completion = Completion(
+            self.engine, claimer=settings.worker_instance_id or None,
+            lease_s=max(LEASE_S, 2 * settings.kafka_outage_s + 30))
         self._group_rows = GROUP_ROWS if self.engine.dialect.name == "sqlite" else 1
         ensure_topics(settings.kafka_bootstrap, settings.topics,
                       rows_partitions=settings.rows_partitions)
@@ -184,7 +188,7 @@ class Worker:
         for message in messages:
             try:
                 decoded = decode(message.value, message.headers)
-            except (ValueError, KeyError) as e:
+            except (ValueError, KeyError, TypeError) as e:
                 log.error("skipping a message that is not a molstream batch: %s", e)
                 continue
             if group and (not isinstance(decoded, RowBatch)
@@ -271,9 +275,9 @@ class Worker:
         self._progress.last_sent[ingest_id] = now
         figures = self._with_retries(lambda: self.completion.progress(ingest_id))
         if figures is not None:
-            # Progress is advisory: not worth waiting for an ack.
+            # Progress is advisory: not worth waiting for an ack, nor tracking one.
             self._kafka("publish progress", lambda: self.events.event(
-                "progress", ingest_id, **figures))
+                "progress", ingest_id, track=False, **figures))
 
     # -- resilience -----------------------------------------------------------------------
 
@@ -299,7 +303,7 @@ class Worker:
                give_up_on: tuple[type[BaseException], ...] = (FencedInstanceIdError,)) -> T:
         """`action`, retried with backoff while Kafka is unreachable, for up to
         `kafka_outage_s`; then KafkaUnavailable."""
-        delay, first_failure = 0.5, None
+        delay, started = 0.5, time.monotonic()  # the first attempt may itself wait long
         while True:
             try:
                 return action()
@@ -307,12 +311,11 @@ class Worker:
                 raise
             except retry_on as e:
                 now = time.monotonic()
-                first_failure = first_failure or now
                 limit = self.settings.kafka_outage_s
-                if self._stop or now - first_failure >= limit:
+                if self._stop or now - started >= limit:
                     raise KafkaUnavailable(
                         f"Kafka at {self.settings.kafka_bootstrap} unreachable for "
-                        f"{now - first_failure:.0f} s (limit MOLSTREAM_KAFKA_OUTAGE_S={limit:g}) "
+                        f"{now - started:.0f} s (limit MOLSTREAM_KAFKA_OUTAGE_S={limit:g}) "
                         f"while trying to {what}: {e}") from None
                 log.warning("Kafka unavailable while trying to %s (%s); retrying in %.1fs",
                             what, e, delay)

@@ -22,9 +22,11 @@ from molstream.db import (
     restore,
     select_active,
     soft_delete,
+    utcnow,
 )
 from molstream.messages import EndOfIngest, RowBatch, decode, encode_batch
-from sqlalchemy import func, select, text
+from sqlalchemy import event, func, select, text
+from waits import EVENT_TIMEOUT_S, wait_for
 
 ROW = {
     "activity_id": "1", "molecule_id": "10", "molecule_name": "ASPIRIN", "molecule_max_phase": "4",
@@ -59,6 +61,11 @@ def engine(request, tmp_path):
 @pytest.fixture
 def applier(engine):
     return Applier(engine, IdCache(None, namespace="test"))
+
+
+def _database_now(engine):
+    with engine.connect() as conn:
+        return conn.execute(select(utcnow())).scalar_one()
 
 
 def _count(engine, name):
@@ -108,7 +115,10 @@ def test_insert_only_keeps_existing_rows_and_upsert_updates_in_place(engine, app
         assert conn.execute(select(Molecule.__table__.c.name)).scalar_one() == "ASPIRIN"
         created, modified = conn.execute(select(Activity.__table__.c.created_on,
                                                 Activity.__table__.c.last_modified_on)).one()
-    time.sleep(0.05)
+    # The event: the database's clock, which stamps last_modified_on, past the first write's
+    # stamp (then the update's stamp must be later).
+    wait_for(lambda: _database_now(engine) > modified, timeout_s=EVENT_TIMEOUT_S,
+             what="the database's clock past the first write's last_modified_on", poll_s=0.001)
     result = applier.apply(_batch([changed], ingest="third", mode=Mode.UPSERT))
     assert result.written["molecule"] == 1 and result.written["activity"] == 1
     with engine.connect() as conn:
@@ -220,8 +230,10 @@ def test_completion_needs_every_expected_batch(engine, applier):
     done = completion.settle("i1")
     assert done.status == "completed" and done.report["rows_written"] == 2
     assert done.report["rows_rejected"] == 1 and done.report["batches"] == 2
-    assert completion.settle("i1") is None  # claimed already
-    assert Completion(engine).settle("i1") is None  # by another worker too
+    assert Completion(engine).settle("i1") is None  # claimed already: not for another worker
+    assert completion.settle("i1") == done  # its claimer, until it has announced it
+    completion.announced("i1")
+    assert completion.settle("i1") is None
 
 
 def test_an_announcement_left_unmade_is_claimed_again_after_its_lease(engine, applier):
@@ -256,13 +268,26 @@ def test_schema_creation_waits_for_another_writer_on_sqlite(tmp_path):
         conn.exec_driver_sql("DROP INDEX ix_activity_target_id")
     other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     other.execute("BEGIN IMMEDIATE")
+    # Deliberate timing (a lock held while create_schema asks for it is the fault under test):
+    # released 1 s after create_schema's BEGIN IMMEDIATE, the event that starts the clock, so
+    # the lock is held when it asks however slowly the test gets there.
     release = threading.Timer(1.0, other.execute, ["ROLLBACK"])
-    release.start()
+
+    def start_the_clock(_conn, _cursor, statement, *_args) -> None:
+        if statement.startswith("BEGIN IMMEDIATE") and release.ident is None:
+            release.start()
+
+    event.listen(engine, "before_cursor_execute", start_the_clock)
     try:
         create_schema(engine)
     finally:
-        release.join()
+        event.remove(engine, "before_cursor_execute", start_the_clock)
+        if release.ident is None:  # create_schema never asked for the lock
+            other.execute("ROLLBACK")
+        else:
+            release.join()
         other.close()
+    assert release.ident is not None, "create_schema did not ask for the write lock"
     assert "ix_activity_target_id" in _activity_indexes(engine)
     engine.dispose()
 

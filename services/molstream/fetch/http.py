@@ -50,10 +50,13 @@ def http_fetch(url: str, dest: Path, creds: Credentials, limits: Limits, deadlin
     if have and not validator:
         have = 0  # nothing proves the server still has what the partial file began
     timeout = socket_timeout(limits, deadline)
+    # trust_env: HTTP(S)_PROXY and NO_PROXY are honoured (certificates come from `verify`).
+    # Accept-Encoding identity: the bytes on disk are the resource's, so ranges line up and a
+    # .csv.gz is not unwrapped (or a .csv wrapped) on the way.
     client = httpx.Client(
-        verify=tls_context(limits), trust_env=False, follow_redirects=False,
+        verify=tls_context(limits), trust_env=True, follow_redirects=False,
         timeout=httpx.Timeout(timeout, connect=min(timeout, 30.0)),
-        headers={"User-Agent": "molstream"})
+        headers={"User-Agent": "molstream", "Accept-Encoding": "identity"})
     current = first
     try:
         for _ in range(MAX_REDIRECTS + 1):
@@ -66,11 +69,14 @@ def http_fetch(url: str, dest: Path, creds: Credentials, limits: Limits, deadlin
                 if response.status_code in _REDIRECTS:
                     current = _next_hop(url, current, response, limits)
                     continue
-                _save_body(url, first, dest, have, response, limits, deadline, progress)
+                _save_body(url, first, dest, have, saved, response, limits, deadline,
+                           progress)
                 return
         raise FetchError(f"{redact(url)}: more than {MAX_REDIRECTS} redirects (a loop?)")
     except httpx.TimeoutException:
         raise Transient("timed out") from None
+    except (httpx.InvalidURL, httpx.UnsupportedProtocol, ValueError) as e:
+        raise FetchError(f"{redact(url)}: cannot follow {redact(current)}: {e}") from None
     except httpx.TransportError as e:
         if (tls := _tls_error(e)) is not None:
             raise FetchError(f"{redact(url)}: TLS failed ({tls})") from None
@@ -99,8 +105,9 @@ def _next_hop(url: str, current: str, response: httpx.Response, limits: Limits) 
     return target
 
 
-def _save_body(url: str, first: str, dest: Path, have: int, response: httpx.Response,
-               limits: Limits, deadline: float, progress: Progress | None) -> None:
+def _save_body(url: str, first: str, dest: Path, have: int, saved: Validator | None,
+               response: httpx.Response, limits: Limits, deadline: float,
+               progress: Progress | None) -> None:
     status = response.status_code
     if status == 416 and have:
         # Nothing after byte `have`: the partial file is whole if the server's size says so.
@@ -118,11 +125,13 @@ def _save_body(url: str, first: str, dest: Path, have: int, response: httpx.Resp
         raise Transient(f"HTTP {status}")
     if status not in (200, 206):
         raise FetchError(f"{redact(url)}: HTTP {status} {response.reason_phrase}")
-    if status == 206 and _content_range_start(response) != have:
-        _start_over(dest)
-        raise Transient("the server sent another range than the one asked for")
-    if status == 200:
-        have = 0  # the whole resource: a new version, or a server that ignores Range
+    if status == 206 and (_content_range_start(response) != have
+                          or not _same_version(saved, response)):
+        _start_over(dest)  # (a server or proxy that honours Range but not If-Range)
+        raise Transient("the server sent another range, or another version, than asked for")
+    if status == 200 and have:
+        _start_over(dest)  # the whole resource: a new version, or a server that ignores Range
+        have = 0
     etag = response.headers.get("ETag")
     if have == 0:
         Validator(first, etag=etag if etag and not etag.startswith("W/") else None,
@@ -136,6 +145,13 @@ def _save_body(url: str, first: str, dest: Path, have: int, response: httpx.Resp
             budget.add(len(block))
     if total is not None and partial(dest) < total:
         raise Transient(f"connection closed at byte {partial(dest)} of {total}")
+
+
+def _same_version(saved: Validator | None, response: httpx.Response) -> bool:
+    """Whatever validators the 206 carries match those the partial file was started with."""
+    etag, modified = response.headers.get("ETag"), response.headers.get("Last-Modified")
+    return saved is not None and (not (etag and saved.etag) or etag == saved.etag) and (
+        not (modified and saved.last_modified) or modified == saved.last_modified)
 
 
 def _start_over(dest: Path) -> None:
