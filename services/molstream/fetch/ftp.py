@@ -61,8 +61,8 @@ def ftp_fetch(url: str, dest: Path, creds: Credentials, limits: Limits, deadline
             have = 0
         if size is not None and have == size:
             return
+        budget = Budget(url, have, size, limits, deadline, progress)  # (checks the space first)
         current.save(dest)
-        budget = Budget(url, have, size, limits, deadline, progress)
         with open(dest, "ab") as out:
             def write(block: bytes) -> None:
                 out.write(block)

@@ -132,13 +132,13 @@ def _save_body(url: str, first: str, dest: Path, have: int, saved: Validator | N
     if status == 200 and have:
         _start_over(dest)  # the whole resource: a new version, or a server that ignores Range
         have = 0
+    length = response.headers.get("Content-Length")
+    total = have + int(length) if length is not None else None
+    budget = Budget(url, have, total, limits, deadline, progress)  # (checks the space first)
     etag = response.headers.get("ETag")
     if have == 0:
         Validator(first, etag=etag if etag and not etag.startswith("W/") else None,
                   last_modified=response.headers.get("Last-Modified")).save(dest)
-    length = response.headers.get("Content-Length")
-    total = have + int(length) if length is not None else None
-    budget = Budget(url, have, total, limits, deadline, progress)
     with open(dest, "ab" if have else "wb") as out:
         for block in response.iter_raw():  # as it arrives: a trickle meets the deadline too
             out.write(block)
