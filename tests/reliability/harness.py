@@ -11,9 +11,9 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable
 from pathlib import Path
 
+import waits
 from kafka import KafkaConsumer, TopicPartition
 from molstream.config import Settings
 from sqlalchemy import Engine, text
@@ -102,21 +102,7 @@ def worker_args(*ingest_ids: str, idle_timeout_s: float = 120) -> list[str]:
     return ["worker", *until, "--idle-timeout", str(idle_timeout_s), "--no-progress"]
 
 
-def wait_for(predicate: Callable[[], object], *, timeout_s: float, what: str,
-             watch: Iterable[Proc] = (), poll_s: float = 0.05):
-    """Poll until `predicate()` is truthy; fail early if a watched process died."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        for p in watch:
-            if not p.alive and p.process.returncode != 0:
-                raise AssertionError(f"{p.name} exited with {p.process.returncode} while waiting "
-                                     f"for {what}; stderr:\n{p.stderr[-3000:]}")
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
-        time.sleep(poll_s)
+wait_for = waits.wait_for  # one wait, shared with the integration suite (its waits.py)
 
 
 # -- observing the pipeline ---------------------------------------------------------------------
