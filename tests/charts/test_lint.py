@@ -68,8 +68,12 @@ def test_dockerfile_shape() -> None:
     assert 'ENTRYPOINT ["molstream"]' in runtime
     assert not re.search(r"\b(gcc|g\+\+|build-essential|apt-get)\b", runtime)
     assert "COPY --from=build /opt/molstream /opt/molstream" in runtime
-    # The build installs the package with the extras the lead asked for.
-    assert '".[postgres,operator]"' in " ".join(stages["build"])
+    # The build installs the dependencies of the extras the lead asked for from uv.lock (the
+    # lock make venv and CI use), hash-checked, then the package itself without dependencies.
+    build = " ".join(stages["build"])
+    assert "COPY pyproject.toml uv.lock ./" in build and "uv export --frozen" in build
+    assert "--extra postgres" in build and "--extra operator" in build
+    assert "--require-hashes" in build and "pip install --no-cache-dir --no-deps ." in build
 
 
 def test_dockerfile_context_has_what_it_copies() -> None:
