@@ -196,3 +196,24 @@ def test_a_row_larger_than_a_block_is_read_with_larger_blocks(tmp_path, monkeypa
     p.write_text("\n".join([HEADER, big.replace("C" * 300_000, "C" * 3_000_000)]) + "\n")
     with pytest.raises(ReadError, match="a row is larger than 1048576 bytes"):
         convert(p, tmp_path / "h5")
+
+
+@pytest.mark.parametrize("where", ["last", "first of a later block", "every block's last"])
+def test_rows_arrow_skips_ahead_of_the_batch_it_returns(tmp_path, monkeypatch, where):
+    """Arrow parses ahead: a row of a later block with too few fields reaches the invalid-row
+    handler before the batch in front of it is returned. Every row keeps its own line (the last
+    row of a file once crashed the conversion: one line number too many)."""
+    monkeypatch.setattr(scanning, "BLOCK_BYTES", 1 << 14)  # ~16 kB blocks: many of them
+    n = 2_000
+    lines = [ROW.format(id=i) for i in range(1, n + 1)]
+    bad = {"last": [n], "first of a later block": [300],
+           "every block's last": list(range(150, n + 1, 150))}[where]
+    for i in bad:
+        lines[i - 1] = "1,2,3"
+    p = tmp_path / "a.csv"
+    p.write_text("\n".join([HEADER, *lines]) + "\n")
+    c, rows = _rows(p)
+    kept = [i for i in range(1, n + 1) if i not in bad]
+    assert [r["activity_id"] for r in rows] == [str(i) for i in kept]
+    assert [r["_line"] for r in rows] == [i + 1 for i in kept]
+    assert [r.line for r in c.rejections] == [i + 1 for i in bad]

@@ -73,11 +73,15 @@ def _parse(csv_path: Path, header: list[str], columns: list[str], block: int,
     next_record = 2
     try:
         for batch in _batches(reader, csv_path):
-            n_skipped = sum(1 for r in skipped if r.line >= next_record)
-            records = np.arange(next_record, next_record + batch.num_rows + n_skipped)
-            if n_skipped:
-                records = records[~np.isin(records, [r.line for r in skipped[-n_skipped:]])]
-            next_record += batch.num_rows + n_skipped
+            # A batch's rows are the next record numbers that Arrow did not skip. It may have
+            # skipped rows of later blocks already (it parses ahead): those are passed over
+            # here, and again when their turn comes.
+            ahead = [r.line for r in skipped if r.line >= next_record]
+            records = np.arange(next_record, next_record + batch.num_rows + len(ahead))
+            if ahead:
+                records = records[~np.isin(records, ahead)][:batch.num_rows]
+            if batch.num_rows:
+                next_record = int(records[-1]) + 1
             if line_map is not None:
                 line_map.add_values(batch, records)
             yield batch, records
