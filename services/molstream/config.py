@@ -89,6 +89,9 @@ class Settings:
     # How long the fetcher and the worker ride out a Kafka broker that does not answer before
     # they give up (one error line, exit status 2).
     kafka_outage_s: int = 300
+    # How long one SQLite statement waits for another writer's lock before the worker logs it
+    # and tries again (with backoff, for as long as the lock is held).
+    db_busy_timeout_s: int = 60
     worker_group: str = "molstream-worker"
     # Kafka static membership (group.instance.id): a worker restarted under the same id takes
     # its partitions back at once, not after the dead one's session (10 s) has expired. Empty:
@@ -116,6 +119,7 @@ class Settings:
             rows_partitions=_env_int("ROWS_PARTITIONS", cls.rows_partitions),
             allowed_hosts=parse_hosts(_env("ALLOWED_HOSTS", "")),
             kafka_outage_s=_env_int("KAFKA_OUTAGE_S", cls.kafka_outage_s),
+            db_busy_timeout_s=_env_int("DB_BUSY_TIMEOUT_S", cls.db_busy_timeout_s),
             worker_group=_env("WORKER_GROUP", cls.worker_group),
             worker_instance_id=_env("WORKER_INSTANCE_ID", cls.worker_instance_id),
         )

@@ -24,12 +24,12 @@ from typing import TypeVar
 from kafka import KafkaConsumer
 from kafka.errors import CommitFailedError, FencedInstanceIdError, KafkaError
 
-from . import report
+from . import metrics, report
 from .apply import Applied, Applier, Refused
 from .cache import IdCache
 from .completion import LEASE_S, Announcement, Completion
 from .config import Settings
-from .contract import Rejection
+from .contract import Rejection, reason_class
 from .db import create_schema, make_engine
 from .dberrors import Kind, classify, describe, is_database_error
 from .messages import RowBatch, decode
@@ -70,10 +70,13 @@ class KafkaUnavailable(Exception):
 class Worker:
     def __init__(self, settings: Settings, *, show_progress: bool = False) -> None:
         self.settings = settings
-        self.engine = make_engine(settings.database_url)
+        self.engine = make_engine(settings.database_url,
+                                  busy_timeout_s=settings.db_busy_timeout_s)
         instance_id = create_schema(self.engine)
         self.cache = IdCache(settings.redis_url or None, namespace=instance_id)
         self.applier = Applier(self.engine, self.cache)
+        metrics.CACHE.watch(lambda: self.cache.stats)
+        self._lag_partitions: set[int] = set()
         # A claimer may wait for Kafka up to kafka_outage_s, twice (event, then its ack):
         # only a claim older than that is taken over.
         self.completion = Completion(
@@ -129,6 +132,7 @@ class Worker:
                 messages = [m for batch in polled.values() for m in batch]
                 coordinator_lost = self._check_coordinator(coordinator_lost)
                 self._handle_all(messages)
+                self._measure_lag()
                 now = time.monotonic()
                 if messages or (self.settings.worker_instance_id
                                 and now - last_commit > IDLE_COMMIT_S):
@@ -165,6 +169,21 @@ class Worker:
             return self.consumer.poll(timeout_ms=500)
         except FencedInstanceIdError:
             raise self._fenced() from None
+
+    def _measure_lag(self) -> None:
+        """Consumer lag per assigned partition, from what the last fetches told (the
+        partition's high watermark): no request of its own."""
+        seen = set()
+        for tp in self.consumer.assignment():
+            high = self.consumer.highwater(tp)
+            if high is None:
+                continue  # nothing fetched from it yet
+            metrics.CONSUMER_LAG.labels(str(tp.partition)).set(
+                max(0, high - self.consumer.position(tp)))
+            seen.add(tp.partition)
+        for gone in self._lag_partitions - seen:
+            metrics.CONSUMER_LAG.remove(str(gone))
+        self._lag_partitions = seen
 
     def _check_coordinator(self, lost_since: float | None) -> float | None:
         """A broker that is down makes poll() return nothing rather than fail: the group's
@@ -206,9 +225,11 @@ class Worker:
 
     def _apply(self, batches: list[RowBatch]) -> None:
         self._with_retries(lambda: self.applier.plan(batches))
-        results = self._with_retries(
-            lambda: self.applier.apply_many(batches, on_rejected=self._publish_rejections))
+        with metrics.BATCH_APPLY_SECONDS.time():
+            results = self._with_retries(
+                lambda: self.applier.apply_many(batches, on_rejected=self._publish_rejections))
         for batch, outcome in zip(batches, results, strict=True):
+            _count(outcome)
             if isinstance(outcome, Applied):
                 self._bar.update(outcome.rows)
                 self._maybe_progress(batch.ingest_id, force=False)
@@ -252,6 +273,7 @@ class Worker:
             self._send_event("failed", a.ingest_id, stage="apply", reason=a.failure or "")
             log.error("ingest %s failed: %s", a.ingest_id, a.failure)
         self._with_retries(lambda: self.completion.announced(a.ingest_id))
+        metrics.INGESTS.labels(a.status).inc()
         (self.completed.append(a.report) if a.status == "completed" else self.failed.append(a))
 
     def _send_event(self, kind: str, ingest_id: str, **fields) -> None:
@@ -332,7 +354,21 @@ class Worker:
                 if (not is_database_error(e) or classify(e) is not Kind.TRANSIENT
                         or self._stop):
                     raise
+                metrics.DATABASE_ERRORS.labels(Kind.TRANSIENT.value).inc()
                 log.warning("database busy or unavailable (%s); retrying in %.1fs",
                             describe(e), delay)
                 time.sleep(delay)
                 delay = min(delay * 2, 10.0)
+
+
+def _count(outcome) -> None:
+    """One batch's outcome in the worker's metrics."""
+    if isinstance(outcome, Applied):
+        metrics.BATCHES_APPLIED.inc()
+        metrics.ROWS_APPLIED.inc(outcome.rows)
+        for table, n in outcome.written.items():
+            metrics.ROWS_WRITTEN.labels(table).inc(n)
+        for r in outcome.rejected:
+            metrics.ROWS_REFUSED.labels(reason_class(r.reason)).inc()
+    elif outcome is None:  # applied before, or of an ingest that has failed: nothing changed
+        metrics.BATCHES_REDELIVERED.inc()

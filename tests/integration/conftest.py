@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from pathlib import Path
 
 import pytest
-from kafka import KafkaConsumer
+import waits
 from molstream import fetcher
 from molstream.config import Mode, Settings, Topics
 from molstream.fetch import Credentials
@@ -34,14 +33,10 @@ class Pipeline:
         self.fetch(url, ingest_id, **kw)
         return self.work(ingest_id)[-1]
 
-    def read_topic(self, topic: str, *, timeout_s: float = 5) -> list[dict]:
-        consumer = KafkaConsumer(topic, bootstrap_servers=self.settings.kafka_bootstrap,
-                                 auto_offset_reset="earliest", enable_auto_commit=False,
-                                 consumer_timeout_ms=int(timeout_s * 1000))
-        try:
-            return [json.loads(m.value) for m in consumer]
-        finally:
-            consumer.close()
+    def read_topic(self, topic: str, *, timeout_s: float = waits.READ_TIMEOUT_S) -> list[dict]:
+        """Every message the topic holds now (up to its end offsets), not whatever arrives
+        before a quiet spell."""
+        return waits.topic_json(self.settings.kafka_bootstrap, topic, timeout_s=timeout_s)
 
 
 @pytest.fixture

@@ -158,7 +158,7 @@ def test_missing_column_fails_at_once_and_writes_nothing(make_pipeline, ftp_serv
         p.fetch(ftp.url("nocol.csv"), "nocol")
     events = p.read_topic(p.settings.topics.events)
     assert events[-1]["type"] == "failed" and "target_id" in events[-1]["reason"]
-    assert p.read_topic(p.settings.topics.rows, timeout_s=2) == []
+    assert p.read_topic(p.settings.topics.rows) == []
 
 
 def _fetch_cli(url: str, env_extra: dict, p) -> subprocess.CompletedProcess:
@@ -280,7 +280,7 @@ def test_too_little_scratch_space_fails_before_anything_is_downloaded(make_pipel
     assert not [f for f in p.settings.work_dir.rglob("*") if f.is_file()]
     events = p.read_topic(p.settings.topics.events)
     assert events[-1]["type"] == "failed" and "fetcher.scratchSize" in events[-1]["reason"]
-    assert p.read_topic(p.settings.topics.rows, timeout_s=2) == []
+    assert p.read_topic(p.settings.topics.rows) == []
 
 
 @pytest.mark.slow

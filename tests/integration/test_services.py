@@ -13,6 +13,7 @@ import uuid
 import pytest
 import redis
 import sqlalchemy as sa
+import waits
 from kafka import KafkaConsumer, KafkaProducer
 from molstream_dev import PostgresServer, RedisServer
 from molstream_dev.http import parse_range
@@ -36,15 +37,11 @@ def test_kafka_produce_and_consume(kafka_bootstrap):
     producer.send(topic, big).get(timeout=30)
     producer.close()
     consumer = KafkaConsumer(topic, bootstrap_servers=kafka_bootstrap, group_id=topic,
-                             auto_offset_reset="earliest", consumer_timeout_ms=15000,
+                             auto_offset_reset="earliest",
                              fetch_max_bytes=32 * 1024 * 1024,
                              max_partition_fetch_bytes=32 * 1024 * 1024)
     try:
-        values = []
-        for message in consumer:
-            values.append(message.value)
-            if len(values) == 2:
-                break
+        values = [m.value for m in waits.consume(consumer, 2, what="the two messages sent")]
     finally:
         consumer.close()
     assert values == [b"hello", big]
@@ -200,9 +197,10 @@ def test_kafka_broker_restarts_on_the_same_port_with_its_data(kafka_broker, kafk
     kafka_broker.start()
     assert kafka_broker.bootstrap == kafka_bootstrap
     consumer = KafkaConsumer(topic, bootstrap_servers=kafka_bootstrap,
-                             auto_offset_reset="earliest", consumer_timeout_ms=15000)
+                             auto_offset_reset="earliest")
     try:
-        assert next(iter(consumer)).value == b"before"
+        (message,) = waits.consume(consumer, 1, what="the message sent before the restart")
+        assert message.value == b"before"
     finally:
         consumer.close()
 

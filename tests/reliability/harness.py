@@ -10,11 +10,10 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import waits
-from kafka import KafkaConsumer, TopicPartition
+from kafka import KafkaConsumer
 from molstream.config import Settings
 from sqlalchemy import Engine, text
 
@@ -128,34 +127,20 @@ def applied_batches(database_url: str) -> int:
 
 
 class TopicWatch:
-    """End offsets of one topic, and its whole content, without waiting for a timeout."""
+    """End offsets of one topic, and its whole content, without waiting for a quiet spell."""
 
     def __init__(self, bootstrap: str, topic: str) -> None:
         self.topic = topic
         self._consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
                                        request_timeout_ms=10_000)
 
-    def _partitions(self) -> list[TopicPartition]:
-        parts = self._consumer.partitions_for_topic(self.topic) or set()
-        return [TopicPartition(self.topic, p) for p in sorted(parts)]
-
     def end(self) -> int:
-        parts = self._partitions()
-        return sum(self._consumer.end_offsets(parts).values()) if parts else 0
+        """How many messages the topic holds now (0 if it does not exist yet)."""
+        return sum(waits.end_offsets(self._consumer, self.topic).values())
 
-    def messages(self, timeout_s: float = 30):
-        parts = self._partitions()
-        if not parts:
-            return []
-        ends = self._consumer.end_offsets(parts)
-        self._consumer.assign(parts)
-        self._consumer.seek_to_beginning(*parts)
-        out, deadline = [], time.monotonic() + timeout_s
-        while any(self._consumer.position(p) < ends[p] for p in parts):
-            assert time.monotonic() < deadline, f"could not read {self.topic}"
-            for batch in self._consumer.poll(timeout_ms=500).values():
-                out.extend(batch)
-        return [m for m in out if m.offset < ends[TopicPartition(m.topic, m.partition)]]
+    def messages(self, timeout_s: float = waits.READ_TIMEOUT_S):
+        """Every message up to the end offsets the topic has now."""
+        return waits.read_to_end(self._consumer, self.topic, timeout_s=timeout_s)
 
     def json(self) -> list[dict]:
         return [json.loads(m.value) for m in self.messages()]
