@@ -14,7 +14,10 @@ from pathlib import Path
 import click
 import kopf
 
-from . import startup  # noqa: F401 - registers the handlers (the package imports all of them)
+from . import (
+    metrics,
+    startup,  # noqa: F401 - registers the handlers (the package imports all of them)
+)
 from .config import OperatorConfig
 
 _SA_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
@@ -50,9 +53,22 @@ def _default_namespaces() -> tuple[str, ...]:
     default=lambda: os.environ.get("MOLSTREAM_LOG_FORMAT", "json"),
     show_default="json",
 )
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    envvar="MOLSTREAM_METRICS_PORT",
+    default=None,
+    help="Serve Prometheus metrics on this port (/metrics) [env MOLSTREAM_METRICS_PORT]; "
+    "off when unset.",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Debug logs (never with credentials).")
 def main(
-    namespaces: tuple[str, ...], all_namespaces: bool, liveness: str, log_format: str, verbose: bool
+    namespaces: tuple[str, ...],
+    all_namespaces: bool,
+    liveness: str,
+    log_format: str,
+    metrics_port: int | None,
+    verbose: bool,
 ) -> None:
     """Run the molstream IngestRequest operator."""
     kopf.configure(
@@ -67,6 +83,7 @@ def main(
                 "no namespace: pass -n NAMESPACE, --all-namespaces or MOLSTREAM_WATCH_NAMESPACES"
             )
     config = OperatorConfig.from_env(namespaces=() if all_namespaces else tuple(namespaces))
+    metrics.serve(metrics.OPERATOR, metrics_port)
     kopf.run(
         clusterwide=all_namespaces,
         namespaces=() if all_namespaces else list(namespaces),

@@ -17,6 +17,7 @@ from typing import Any
 
 from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
 
+from . import metrics
 from .ingest_events import IngestEvent, MalformedEvent, parse_event
 from .kube import TransientApiError
 
@@ -153,6 +154,7 @@ class EventConsumer:
             event = parse_event(record.key, record.value)
         except MalformedEvent as exc:
             self.skipped += 1
+            metrics.EVENTS.labels("unknown", "malformed").inc()
             logger.warning(
                 "Skipping a malformed event at %s:%d:%d (%s)",
                 record.topic,
@@ -162,6 +164,8 @@ class EventConsumer:
             )
             return
         outcome = self._handle(event)
+        metrics.EVENTS.labels(event.type, metrics.event_outcome(outcome)).inc()
+        metrics.EVENT_LAG.observe(max(0.0, time.time() - event.ts))
         if outcome == "applied":
             self.applied += 1
             logger.info("Event %s of %s applied", event.type, event.ingest_id)

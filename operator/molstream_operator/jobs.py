@@ -7,6 +7,7 @@ from typing import Any
 
 import kopf
 
+from . import metrics
 from .kube import TransientApiError
 from .manifests import LABEL_IR
 from .service import IngestService
@@ -19,6 +20,7 @@ def job_changed(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) ->
     if type == "DELETED":
         return
     service: IngestService = memo.service
+    metrics.RECONCILES.labels("job").inc()
     # kopf does not retry event handlers: retry here, then leave it to the Job's next change
     # (or to the operator's next start, which lists every Job again).
     for delay in (1, 2, 4, 8, 0):
@@ -27,6 +29,7 @@ def job_changed(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) ->
             return
         except TransientApiError as exc:
             if not delay:
+                metrics.RECONCILE_ERRORS.labels("job").inc()
                 kopf.warn(body, reason="StatusNotUpdated", message=f"Kubernetes API: {exc}")
                 return
             time.sleep(delay)

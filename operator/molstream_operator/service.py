@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from . import metrics
 from . import status as st
 from .config import OperatorConfig
 from .ingest_events import IngestEvent
@@ -236,6 +237,7 @@ class IngestService:
                     return
                 raise
             if created is not None:
+                metrics.JOBS_CREATED.labels("job").inc()
                 logger.info("IngestRequest %s/%s: created Job %s", ref.namespace, ref.name, name)
                 return
             existing = self.kube.get_job(ref.namespace, name)
@@ -267,6 +269,7 @@ class IngestService:
         existing = self.kube.get_cronjob(ref.namespace, name)
         if existing is None:
             if self.kube.create(manifest) is not None:
+                metrics.JOBS_CREATED.labels("cronjob").inc()
                 logger.info(
                     "IngestRequest %s/%s: created CronJob %s", ref.namespace, ref.name, name
                 )

@@ -415,6 +415,19 @@ def apply_job(status: Mapping[str, Any], job: JobView, *, now: str) -> Change | 
 # --- the events side ----------------------------------------------------------------------------
 
 
+def _size(n: int) -> str:
+    """Bytes for people, in decimal units: 1.2 GB, 340.0 MB, 512 B."""
+    for unit, scale in (("TB", 10**12), ("GB", 10**9), ("MB", 10**6), ("kB", 10**3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
+
+
+def _download_progress(event: IngestEvent) -> str:
+    done, total = event.int_field("bytes_done") or 0, event.int_field("bytes_total")
+    return f"downloading {_size(done)} / {_size(total)}" if total else f"downloading {_size(done)}"
+
+
 def _fetch_progress(status: Mapping[str, Any]) -> str:
     done = int(status.get("rowsPublished") or 0) + int(status.get("rowsRejected") or 0)
     total = status.get("rowsTotal")
@@ -457,6 +470,15 @@ def apply_event(status: Mapping[str, Any], event: IngestEvent, *, now: str) -> C
         new = _with_phase(
             new, Phase.FETCHING, message=f"fetching {source}" if source else "fetching", now=now
         )
+    elif kind in ("downloading", "scanning"):
+        if _RANK[phase] > _RANK[Phase.FETCHING]:
+            return None  # a late event of a stage long over
+        new["progress"] = (
+            _download_progress(event)
+            if kind == "downloading"
+            else f"scanning rows {event.int_field('rows_scanned') or 0:,}"
+        )
+        new = _with_phase(new, Phase.FETCHING, message=f"{kind} the source file", now=now)
     elif kind == "publishing":
         _set_counts(
             new,

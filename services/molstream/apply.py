@@ -29,6 +29,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
+from . import metrics
 from .cache import IdCache
 from .config import Mode
 from .contract import LINE, Rejection
@@ -216,7 +217,8 @@ class Applier:
         except DBAPIError as e:
             kind = classify(e)
             if kind is Kind.TRANSIENT:
-                raise
+                raise  # counted where it is retried (the worker)
+            metrics.DATABASE_ERRORS.labels(kind.value).inc()
             if len(batches) > 1:  # which one? each on its own
                 return [r for b in batches for r in self.apply_many([b], on_rejected)]
             results = [self._settle_refused(batches[0], e, kind, on_rejected)]
@@ -245,7 +247,7 @@ class Applier:
 
     def _apply_in_one_transaction(self, batches: list[RowBatch]) -> list[Outcome]:
         results: list[Outcome] = []
-        with _gc_paused(), self.engine.begin() as conn:
+        with _gc_paused(), self.engine.connect() as conn, conn.begin() as transaction:
             tx = _Transaction()
             for batch in batches:
                 if not self._open(conn, batch, tx):
@@ -254,6 +256,8 @@ class Applier:
                 result = self._apply_rows(conn, batch, batch.rows, tx)
                 self._record(conn, batch, result)
                 results.append(result)
+            with metrics.COMMIT_SECONDS.time():
+                transaction.commit()
         return results
 
     def _open(self, conn: Connection, batch: RowBatch, tx: _Transaction) -> bool:

@@ -72,6 +72,10 @@ def _use_jemalloc() -> None:
 
 
 _mode = click.Choice([m.value for m in Mode] + ["insertOnly"])
+_metrics_port = click.option(
+    "--metrics-port", type=click.IntRange(0, 65535), envvar="MOLSTREAM_METRICS_PORT",
+    help="Serve Prometheus metrics on this port (/metrics; 0: any free port) "
+         "[env MOLSTREAM_METRICS_PORT]; off when unset.")
 
 
 @click.group()
@@ -92,23 +96,52 @@ def main(verbose: bool) -> None:
 @click.option("--kafka", "kafka_bootstrap", envvar="MOLSTREAM_KAFKA_BOOTSTRAP")
 @click.option("--work-dir", type=click.Path(path_type=Path), envvar="MOLSTREAM_WORK_DIR")
 @click.option("--progress/--no-progress", default=None, help="Progress bars (default: on a TTY).")
+@_metrics_port
+@click.option("--metrics-linger", type=click.FloatRange(0), default=0, show_default=True,
+              envvar="MOLSTREAM_METRICS_LINGER_S",
+              help="With metrics on: once the ingest has ended, keep serving until one more "
+                   "scrape has read the final figures, for at most this many seconds "
+                   "[env MOLSTREAM_METRICS_LINGER_S].")
 def fetch(url: str, ingest_id: str | None, batch_size: int | None, mode: str | None,
-          kafka_bootstrap: str | None, work_dir: Path | None, progress: bool | None) -> None:
+          kafka_bootstrap: str | None, work_dir: Path | None, progress: bool | None,
+          metrics_port: int | None, metrics_linger: float) -> None:
     """Download a CSV, validate its rows and publish them to Kafka."""
+    from . import metrics
     from .fetch import credentials_from_env
     from .fetcher import IngestFailed, run
 
     settings = _settings(kafka_bootstrap=kafka_bootstrap, work_dir=work_dir)
     ingest_id = ingest_id or f"ingest-{time.strftime('%Y%m%dT%H%M%S')}"
     show = sys.stderr.isatty() if progress is None else progress
+    server = _serve(metrics.FETCHER, metrics_port)
     try:
         result = run(url, ingest_id=ingest_id, settings=settings,
                      credentials=credentials_from_env(),
                      mode=Mode.parse(mode) if mode else None, batch_size=batch_size,
                      show_progress=show)
     except IngestFailed as e:
+        _linger(server, metrics_linger)
         _fail(str(e))
+    _linger(server, metrics_linger)
     click.echo(json.dumps(dataclasses.asdict(result)))
+
+
+def _serve(registry, port: int | None):
+    from . import metrics
+
+    try:
+        return metrics.serve(registry, port)
+    except OSError as e:
+        _fail(f"cannot serve metrics on port {port}: {e.strerror or e}")
+
+
+def _linger(server, seconds: float) -> None:
+    from . import metrics
+
+    metrics.FINISHED.set(1)
+    if server is not None:
+        server.linger(seconds)
+        server.close()
 
 
 @main.command()
@@ -121,12 +154,14 @@ def fetch(url: str, ingest_id: str | None, batch_size: int | None, mode: str | N
               help="Exit once these ingests have completed (local runs, benchmarks).")
 @click.option("--idle-timeout", type=float, help="Exit after this many seconds without messages.")
 @click.option("--progress/--no-progress", default=None)
+@_metrics_port
 def worker(database_url: str | None, kafka_bootstrap: str | None, redis_url: str | None,
            reports_dir: Path | None, until_complete: tuple[str, ...],
-           idle_timeout: float | None, progress: bool | None) -> None:
+           idle_timeout: float | None, progress: bool | None, metrics_port: int | None) -> None:
     """Apply row batches from Kafka to the database."""
     from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
+    from . import metrics
     from .publish import PublishError
     from .report import format_table
     from .worker import Fenced, KafkaUnavailable, Worker
@@ -134,6 +169,7 @@ def worker(database_url: str | None, kafka_bootstrap: str | None, redis_url: str
     settings = _settings(database_url=database_url, kafka_bootstrap=kafka_bootstrap,
                          redis_url=redis_url, reports_dir=reports_dir)
     show = sys.stderr.isatty() if progress is None else progress
+    _serve(metrics.WORKER, metrics_port)
     try:
         w = Worker(settings, show_progress=show)
     except PublishError as e:

@@ -107,6 +107,30 @@ class Rejection:
         return {"ingest_id": ingest_id, "line": self.line, "reason": self.reason, "row": self.row}
 
 
+# A rejection's reason, as a bounded label for metrics: the first entry whose words the reason
+# holds, in this order (a row can fail several checks; its reason lists them, first one first).
+REASON_CLASSES = (
+    ("the database refused", "database"),
+    ("duplicate activity_id", "duplicate"),
+    (" fields, found ", "field_count"),
+    ("not valid UTF-8", "encoding"),
+    ("read like rows of their own", "unclosed_quote"),
+    (" is longer than ", "too_long"),
+    (" contains a NUL byte", "nul_byte"),
+    (" is empty", "empty"),
+    (" is not a whole number", "not_a_number"),
+    (" is not a finite number", "not_a_number"),
+    (" is not one of ", "not_in_vocabulary"),
+    (" is not a 27-character InChIKey", "not_in_vocabulary"),
+)
+
+
+def reason_class(reason: str) -> str:
+    """The class of a rejection's reason (REASON_CLASSES), "other" for none of them."""
+    first = reason.split("; ", 1)[0]
+    return next((cls for words, cls in REASON_CLASSES if words in first), "other")
+
+
 def check_header(header: list[str]) -> list[str]:
     """Validate a header row; return warnings (extra columns) or raise ContractError."""
     seen: set[str] = set()

@@ -26,8 +26,9 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
+from . import metrics
 from .config import Mode, Settings
-from .contract import LINE, ContractError, Rejection, validate
+from .contract import LINE, ContractError, Rejection, reason_class, validate
 from .fetch import Credentials, FetchError, Limits, download, redact
 from .messages import EndOfIngest, RowBatch
 from .progress import Bar
@@ -114,6 +115,37 @@ class DuplicateFilter:
         return found
 
 
+class _Stage:
+    """One long stage's progress: the bar, the fetcher's counters, and an advisory event
+    (`downloading`, `scanning`) at most every PROGRESS_EVERY_S, for the IngestRequest's
+    status. Called with the figure so far (bytes received, rows scanned)."""
+
+    def __init__(self, publisher: Publisher, ingest_id: str, kind: str, bar: Bar,
+                 counter) -> None:
+        self._publisher, self._ingest_id, self._kind = publisher, ingest_id, kind
+        self._bar, self._counter = bar, counter
+        self._last, self._sent = 0, 0.0
+
+    def __call__(self, done: int, total: int | None = None) -> None:
+        self._bar.update_to(done, total)
+        if done > self._last:
+            self._counter.inc(done - self._last)
+        self._last = done  # a download that starts over counts its bytes again
+        now = time.monotonic()
+        if now - self._sent >= PROGRESS_EVERY_S:
+            self._sent = now
+            fields = ({"bytes_done": done, "bytes_total": total} if self._kind == "downloading"
+                      else {"rows_scanned": done})
+            self._publisher.event(self._kind, self._ingest_id, track=False, **fields)
+
+
+def _rejected(publisher: Publisher, ingest_id: str, rejections: list[Rejection]) -> int:
+    publisher.send_rejections(ingest_id, rejections)
+    for r in rejections:
+        metrics.ROWS_REJECTED.labels(reason_class(r.reason)).inc()
+    return len(rejections)
+
+
 def run(url: str, *, ingest_id: str, settings: Settings, credentials: Credentials,
         mode: Mode | None = None, batch_size: int | None = None,
         show_progress: bool = False) -> FetchResult:
@@ -146,8 +178,10 @@ def run(url: str, *, ingest_id: str, settings: Settings, credentials: Credential
                                                        "its conversion"))
         with Bar(show_progress, "download", unit="B") as bar:
             path = download(url, work / "download", credentials=credentials, limits=limits,
-                            progress=bar.update_to)
+                            progress=_Stage(publisher, ingest_id, "downloading", bar,
+                                            metrics.BYTES_DOWNLOADED))
         seconds["download"] = time.time() - started
+        metrics.STAGE_SECONDS.labels("download").set(seconds["download"])
 
         stage = "read"
         try:
@@ -156,17 +190,19 @@ def run(url: str, *, ingest_id: str, settings: Settings, credentials: Credential
             raise ReadError(str(e)) from None
         t = time.time()
         with Bar(show_progress, "read", unit="rows") as bar:
+            scanning = _Stage(publisher, ingest_id, "scanning", bar, metrics.ROWS_READ)
             scanned = scan(path, max_decompressed_bytes=settings.max_decompressed_bytes,
-                           on_block=bar.update_to)
+                           on_block=scanning)
+        scanning(scanned.rows_total)  # the count of a file read in one block, too
         for warning in scanned.warnings:
             log.warning("%s: %s", redact(url), warning)
         seconds["read"] = time.time() - t
+        metrics.STAGE_SECONDS.labels("read").set(seconds["read"])
 
         stage = "publish"
         t = time.time()
         rows_total = scanned.rows_total
-        rejected = len(scanned.rejections)
-        publisher.send_rejections(ingest_id, scanned.rejections)
+        rejected = _rejected(publisher, ingest_id, scanned.rejections)
         published, seq, last_event = 0, 0, 0.0
         duplicates = DuplicateFilter()
         converter = Converter(scanned, work / "hdf5")
@@ -176,24 +212,25 @@ def run(url: str, *, ingest_id: str, settings: Settings, credentials: Credential
                 valid, dups = duplicates.filter(valid)
                 bad = converter.take_rejections() + bad + dups
                 if bad:
-                    publisher.send_rejections(ingest_id, bad)
-                    rejected += len(bad)
+                    rejected += _rejected(publisher, ingest_id, bad)
                 if valid.num_rows:
-                    publisher.send_batch(RowBatch(ingest_id, seq, mode, valid, started,
-                                                  rows_total))
+                    with metrics.PUBLISH_SECONDS.time():
+                        publisher.send_batch(RowBatch(ingest_id, seq, mode, valid, started,
+                                                      rows_total))
                     seq += 1
                     published += valid.num_rows
+                    metrics.ROWS_PUBLISHED.inc(valid.num_rows)
                 bar.update(chunk.num_rows)
                 if time.monotonic() - last_event >= PROGRESS_EVERY_S:
                     last_event = time.monotonic()
                     publisher.event("publishing", ingest_id, rows_total=rows_total,
                                     rows_published=published, rows_rejected=rejected)
             if late := converter.take_rejections():  # not UTF-8, in the file's last rows
-                publisher.send_rejections(ingest_id, late)
-                rejected += len(late)
+                rejected += _rejected(publisher, ingest_id, late)
             publisher.send_end(EndOfIngest(ingest_id, mode, redact(url), seq, rows_total,
                                            published, rejected, started))
         seconds["publish"] = time.time() - t
+        metrics.STAGE_SECONDS.labels("publish").set(seconds["publish"])
         publisher.event("published", ingest_id, rows_total=rows_total, rows_published=published,
                         rows_rejected=rejected, batches=seq)
         publisher.wait_for_acks()

@@ -30,6 +30,8 @@ TABLES = ("phase", "activity_type", "unit", "relation", "organism", "molecule", 
           "activity")
 EVENT_FIELDS: dict[str, tuple[str, ...]] = {
     "started": ("source",),
+    "downloading": ("bytes_done", "bytes_total"),
+    "scanning": ("rows_scanned",),
     "publishing": ("rows_total", "rows_published", "rows_rejected"),
     "published": ("rows_total", "rows_published", "rows_rejected", "batches"),
     "progress": ("rows_written", "rows_applied", "batches_applied", "batches_total", "rows_total"),

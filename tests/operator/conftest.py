@@ -124,8 +124,9 @@ def start_operator(
     started: list[OperatorProcess] = []
     group = f"molstream-operator-{secrets.token_hex(4)}"
 
-    def start(*, kafka: str | None = None) -> OperatorProcess:
+    def start(*, kafka: str | None = None, metrics: bool = False) -> OperatorProcess:
         port = free_port()
+        metrics_port = free_port() if metrics else None
         env = {k: v for k, v in os.environ.items() if not k.startswith("MOLSTREAM_")}
         env.update(
             KUBECONFIG=str(operator_kubeconfig),
@@ -135,6 +136,8 @@ def start_operator(
             MOLSTREAM_TOPIC_PREFIX=topic_prefix,
             MOLSTREAM_OPERATOR_GROUP_ID=group,
         )
+        if metrics_port is not None:
+            env.update(MOLSTREAM_METRICS_PORT=str(metrics_port), MOLSTREAM_METRICS_HOST="127.0.0.1")
         argv = [
             sys.executable,
             "-m",
@@ -147,7 +150,7 @@ def start_operator(
             "json",
         ]
         process = OperatorProcess(
-            argv, env, tmp_path / "operator.log", f"http://127.0.0.1:{port}/healthz"
+            argv, env, tmp_path / "operator.log", f"http://127.0.0.1:{port}/healthz", metrics_port
         )
         started.append(process)
         return process.start()

@@ -55,8 +55,16 @@ def free_port() -> int:
 class OperatorProcess:
     """``python -m molstream_operator`` in a subprocess, its output in a file."""
 
-    def __init__(self, argv: list[str], env: dict[str, str], log: Path, liveness: str) -> None:
+    def __init__(
+        self,
+        argv: list[str],
+        env: dict[str, str],
+        log: Path,
+        liveness: str,
+        metrics_port: int | None = None,
+    ) -> None:
         self.argv, self.env, self.log_path, self.liveness = argv, env, log, liveness
+        self.metrics_port = metrics_port
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> OperatorProcess:
@@ -78,6 +86,19 @@ class OperatorProcess:
                 return json.loads(response.read() or b"{}") or {"ok": True}
         except OSError:
             return None
+
+    def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        """Every sample of the operator's /metrics: (name, sorted labels) -> value."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            text = response.read().decode()
+        return {
+            (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+        }
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.process is None or self.process.poll() is not None:

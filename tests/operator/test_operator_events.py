@@ -291,3 +291,56 @@ def test_a_rerun_ignores_the_previous_runs_events(
     publish("started", second, source="ftp://molstream-ftp:2121/activities.csv.gz")
     status = ns.wait_phase("twice", "Fetching")
     assert "report" not in status and status["rowsWritten"] == 0
+
+
+def test_metrics_and_readable_progress_during_a_run(
+    ns: Namespace, start_operator: Any, kafka_bootstrap: str, publish: Publisher
+) -> None:
+    """The operator's /metrics, scraped during a run against the real API server and broker:
+    requests by phase, the Job it created, the events it consumed. On the way, the download and
+    scan events show in the progress as a person reads it."""
+    op = start_operator(kafka=kafka_bootstrap, metrics=True)
+    ns.context = op.tail
+    wait_for(
+        lambda: (op.healthy() or {}).get("events", {}).get("connected"),
+        what="the event consumer connected",
+        context=op.tail,
+    )
+    ingest = _run_to_fetching(ns, publish, "seen")
+    pending = op.metrics()
+    assert pending[("molstream_operator_jobs_created_total", (("kind", "job"),))] == 1
+    assert pending[("molstream_operator_reconciles_total", (("kind", "ingestrequest"),))] >= 1
+
+    publish("started", ingest, source="https://molstream-ftp/activities.csv.gz")
+    publish("downloading", ingest, bytes_done=1_234_000_000, bytes_total=4_100_000_000)
+    ns.wait_status(
+        "seen",
+        lambda s: s.get("progress") == "downloading 1.2 GB / 4.1 GB",
+        "the download's progress",
+    )
+    publish("scanning", ingest, rows_scanned=3_000_000)
+    ns.wait_status(
+        "seen", lambda s: s.get("progress") == "scanning rows 3,000,000", "the scan's progress"
+    )
+    wait_for(
+        lambda: op.metrics()[("molstream_operator_ingestrequests", (("phase", "Fetching"),))] == 1,
+        what="one IngestRequest counted as Fetching",
+        context=op.tail,
+    )
+    publish("published", ingest, rows_total=10, rows_published=10, rows_rejected=0, batches=1)
+    publish("completed", ingest, rows_published=10, rows_written=10, rows_rejected=0,
+            duration_s=1.0, tables=TABLES, report_path="/r.csv")
+    ns.wait_phase("seen", "Succeeded")
+    succeeded = ("molstream_operator_ingestrequests", (("phase", "Succeeded"),))
+    done = wait_for(
+        lambda: (m := op.metrics())[succeeded] == 1 and m,
+        what="the IngestRequest counted as Succeeded",
+        context=op.tail,
+    )
+    assert done[("molstream_operator_ingestrequests", (("phase", "Fetching"),))] == 0
+    for kind in ("started", "downloading", "scanning", "published", "completed"):
+        key = ("molstream_operator_events_consumed_total", (("outcome", "applied"), ("type", kind)))
+        assert done[key] == 1, kind
+    assert done[("molstream_operator_event_lag_seconds_count", ())] == 5
+    assert done[("molstream_operator_reconcile_errors_total", (("kind", "ingestrequest"),))] == 0
+    assert done[("process_resident_memory_bytes", ())] > 0

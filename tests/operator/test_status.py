@@ -388,3 +388,31 @@ def test_a_batch_the_database_refused_shows_as_apply_failed() -> None:
     # a second announcement of the same failure changes nothing
     assert st.apply_event(failed, _event("failed", ts=T0 + 3, stage="apply", reason=reason),
                           now=NOW) is None
+
+
+def test_download_and_scan_progress_read_like_sentences() -> None:
+    """While the fetcher downloads and scans, the progress says how far, in units a person
+    reads (decimal bytes, rows with thousands separators), without posting an event each."""
+    status = _apply(_run(), _event("started", source="https://h/a.csv.gz"))
+    change = st.apply_event(
+        status, _event("downloading", bytes_done=1_234_000_000, bytes_total=4_100_000_000),
+        now=NOW,
+    )
+    assert change is not None and change.notes == ()
+    status = change.status
+    assert status["phase"] == "Fetching"
+    assert status["progress"] == "downloading 1.2 GB / 4.1 GB"
+    status = _apply(status, _event("downloading", bytes_done=512, bytes_total=None))
+    assert status["progress"] == "downloading 512 B"
+    status = _apply(status, _event("scanning", rows_scanned=3_000_000))
+    assert status["progress"] == "scanning rows 3,000,000"
+    assert status["message"] == "scanning the source file"
+    status = _apply(
+        status, _event("publishing", rows_total=10, rows_published=5, rows_rejected=0)
+    )
+    assert status["progress"] == "rows 5/10"
+    # a late download event, once the worker is applying, changes nothing
+    status = _apply(status, _event("published", rows_total=10, rows_published=10,
+                                   rows_rejected=0, batches=1))
+    assert st.apply_event(status, _event("downloading", bytes_done=1, bytes_total=2),
+                          now=NOW) is None

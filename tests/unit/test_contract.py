@@ -5,6 +5,7 @@ from molstream.contract import (
     LINE,
     ContractError,
     check_header,
+    reason_class,
     validate,
 )
 
@@ -70,6 +71,7 @@ def test_bad_rows_are_rejected_with_a_reason(changes, reason):
     assert rows.num_rows == 0
     assert len(rejected) == 1 and rejected[0].line == 2
     assert reason in rejected[0].reason
+    assert reason_class(rejected[0].reason) != "other"  # a metrics label of its own
 
 
 def test_one_bad_row_does_not_stop_the_others():

@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import csv
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -29,6 +30,12 @@ def _wait(process: subprocess.Popen) -> tuple[int, float]:
     _, status, usage = os.wait4(process.pid, 0)
     process.returncode = os.waitstatus_to_exitcode(status)
     return process.returncode, usage.ru_maxrss / 1024
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,12 +84,18 @@ def main(argv: list[str] | None = None) -> int:
         if args.batch_size:
             env["MOLSTREAM_BATCH_SIZE"] = str(args.batch_size)
         molstream = [sys.executable, "-m", "molstream"]
+        worker_port, fetcher_port = _free_port(), _free_port()
+        env["MOLSTREAM_METRICS_HOST"] = "127.0.0.1"
+        print(f"metrics while it runs: worker http://127.0.0.1:{worker_port}/metrics, "
+              f"fetcher http://127.0.0.1:{fetcher_port}/metrics")
         start = time.time()
         worker = subprocess.Popen(
-            [*molstream, "worker", "--until-complete", ingest_id, "--progress"],
+            [*molstream, "worker", "--until-complete", ingest_id, "--progress",
+             "--metrics-port", str(worker_port)],
             env={**env, "MOLSTREAM_PROGRESS_LINE": "1"})
         fetcher = subprocess.Popen(
-            [*molstream, "fetch", "--url", url, "--ingest-id", ingest_id, "--progress"],
+            [*molstream, "fetch", "--url", url, "--ingest-id", ingest_id, "--progress",
+             "--metrics-port", str(fetcher_port)],
             env=env, stdout=subprocess.DEVNULL)
         fetch_status, fetch_rss = _wait(fetcher)
         if fetch_status != 0:

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from .. import metrics
 from .common import (
     SCHEMES,
     Credentials,
@@ -71,6 +72,7 @@ def download(url: str, dest: Path, *, credentials: Credentials | None = None,
                     f"{redact(url)}: giving up after {attempt + 1} attempt(s): {e}") from None
             wait = min(limits.backoff_s * 2**attempt, 30.0, max(0.0, deadline - time.monotonic()))
             have = partial(dest)
+            metrics.DOWNLOAD_RETRIES.inc()
             log.warning("download of %s interrupted (%s); retry %d/%d in %.1fs from byte %d",
                         redact(url), e, attempt + 1, limits.retries, wait, have)
             time.sleep(wait)
