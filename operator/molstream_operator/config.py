@@ -10,7 +10,12 @@
   unset: built-in defaults);
 * ``MOLSTREAM_OPERATOR_GROUP_ID``: Kafka consumer group (default ``molstream-operator``);
 * ``MOLSTREAM_WATCH_NAMESPACES``: comma-separated namespaces to serve, like ``-n`` on the
-  command line (unset: the Pod's own namespace).
+  command line (unset: the Pod's own namespace);
+* ``MOLSTREAM_FETCHER_METRICS_PORT``: port of the fetchers' ``/metrics`` (their
+  ``MOLSTREAM_METRICS_PORT`` and a container port named ``metrics``; empty: no metrics);
+* ``MOLSTREAM_FETCHER_METRICS_LINGER_S``: seconds a fetcher keeps serving after its ingest, until
+  one more scrape (their ``MOLSTREAM_METRICS_LINGER_S``; default 60, about twice a usual scrape
+  interval: a Job's Pod is not scraped once it has ended).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from typing import Any
 import yaml
 
 DEFAULT_SCRATCH_SIZE = "8Gi"
+DEFAULT_METRICS_LINGER_S = 60.0
 __all__ = ["DEFAULT_TEMPLATE", "FetcherTemplate", "OperatorConfig"]
 
 logger = logging.getLogger(__name__)
@@ -119,6 +125,29 @@ def _split(value: str | None) -> tuple[str, ...]:
     return tuple(item.strip() for item in (value or "").split(",") if item.strip())
 
 
+def _port(env: Mapping[str, str], var: str) -> int | None:
+    value = env.get(var, "").strip()
+    if not value:
+        return None
+    # 1-65535: a container port cannot be 0 (the fetcher's "any free port").
+    if not value.isdigit() or not 1 <= int(value) <= 65535:
+        raise ValueError(f"{var}={value!r}: expected a port number, 1-65535, or empty")
+    return int(value)
+
+
+def _seconds(env: Mapping[str, str], var: str, default: float) -> float:
+    value = env.get(var, "").strip()
+    if not value:
+        return default
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        raise ValueError(f"{var}={value!r}: expected seconds, 0 or more")
+    return seconds
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class OperatorConfig:
     kafka_bootstrap: str | None = None
@@ -129,6 +158,10 @@ class OperatorConfig:
     fetcher: FetcherTemplate = dataclasses.field(
         default_factory=lambda: FetcherTemplate.from_mapping(None)
     )
+    #: Port of the fetchers' /metrics; None: they serve none.
+    fetcher_metrics_port: int | None = None
+    #: Seconds a fetcher serves its final figures at most, waiting for one more scrape.
+    fetcher_metrics_linger_s: float = DEFAULT_METRICS_LINGER_S
 
     @property
     def events_topic(self) -> str:
@@ -156,4 +189,8 @@ class OperatorConfig:
                 else _split(env.get("MOLSTREAM_WATCH_NAMESPACES"))
             ),
             fetcher=fetcher,
+            fetcher_metrics_port=_port(env, "MOLSTREAM_FETCHER_METRICS_PORT"),
+            fetcher_metrics_linger_s=_seconds(
+                env, "MOLSTREAM_FETCHER_METRICS_LINGER_S", DEFAULT_METRICS_LINGER_S
+            ),
         )

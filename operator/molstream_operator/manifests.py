@@ -58,6 +58,8 @@ ENV_INGEST_ID = "MOLSTREAM_INGEST_ID"
 ENV_JOB_NAME = "MOLSTREAM_JOB_NAME"
 ENV_USERNAME = "MOLSTREAM_SOURCE_USERNAME"
 ENV_PASSWORD = "MOLSTREAM_SOURCE_PASSWORD"
+ENV_METRICS_PORT = "MOLSTREAM_METRICS_PORT"
+ENV_METRICS_LINGER = "MOLSTREAM_METRICS_LINGER_S"
 _RESERVED_ENV = frozenset(
     {
         ENV_INGEST_ID,
@@ -69,6 +71,9 @@ _RESERVED_ENV = frozenset(
         "MOLSTREAM_TOPIC_PREFIX",
     }
 )
+# Reserved as well when the operator sets them (OperatorConfig.fetcher_metrics_port): the
+# port must be the container port the PodMonitor scrapes.
+_METRICS_ENV = frozenset({ENV_METRICS_PORT, ENV_METRICS_LINGER})
 
 _JOB_NAME_MAX = 63  # the Job's name is also the value of the Pod label job-name
 _CRONJOB_NAME_MAX = 52  # the CronJob controller appends -<11 digits>
@@ -172,6 +177,9 @@ def _env(
     if config.allowed_hosts:  # the fetcher checks every redirect against the same list
         env.append({"name": "MOLSTREAM_ALLOWED_HOSTS",
                     "value": _escape(",".join(config.allowed_hosts))})
+    if config.fetcher_metrics_port is not None:
+        env.append({"name": ENV_METRICS_PORT, "value": str(config.fetcher_metrics_port)})
+        env.append({"name": ENV_METRICS_LINGER, "value": f"{config.fetcher_metrics_linger_s:g}"})
     if spec.credentials_secret:
         for var, key in ((ENV_USERNAME, "username"), (ENV_PASSWORD, "password")):
             env.append(
@@ -186,8 +194,11 @@ def _env(
                     },
                 }
             )
+    reserved = _RESERVED_ENV
+    if config.fetcher_metrics_port is not None:
+        reserved |= _METRICS_ENV
     for extra in config.fetcher.env:
-        if isinstance(extra, dict) and extra.get("name") not in _RESERVED_ENV:
+        if isinstance(extra, dict) and extra.get("name") not in reserved:
             env.append(copy.deepcopy(extra))
     return env
 
@@ -221,6 +232,10 @@ def _pod_template(
         "env": _env(ref, spec, config, ingest=ingest),
         "resources": copy.deepcopy(template.resources),
     }
+    if config.fetcher_metrics_port is not None:
+        container["ports"] = [
+            {"name": "metrics", "containerPort": config.fetcher_metrics_port, "protocol": "TCP"}
+        ]
     if template.securityContext:
         container["securityContext"] = copy.deepcopy(template.securityContext)
     if template.volumeMounts:

@@ -176,10 +176,11 @@ class Worker:
         seen = set()
         for tp in self.consumer.assignment():
             high = self.consumer.highwater(tp)
-            if high is None:
+            # timeout 0: a position not known yet (a rebalance) is not asked of the broker here
+            at = self.consumer.position(tp, timeout_ms=0) if high is not None else None
+            if at is None:
                 continue  # nothing fetched from it yet
-            metrics.CONSUMER_LAG.labels(str(tp.partition)).set(
-                max(0, high - self.consumer.position(tp)))
+            metrics.CONSUMER_LAG.labels(str(tp.partition)).set(max(0, high - at))
             seen.add(tp.partition)
         for gone in self._lag_partitions - seen:
             metrics.CONSUMER_LAG.remove(str(gone))

@@ -63,3 +63,21 @@ def pod_spec(obj: dict[str, Any]) -> dict[str, Any] | None:
 def env_of(container: dict[str, Any]) -> dict[str, Any]:
     """name → value (or the valueFrom mapping) of a container's environment."""
     return {e["name"]: e.get("value", e.get("valueFrom")) for e in container.get("env", [])}
+
+
+def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """Whether a Kubernetes label selector (matchLabels, matchExpressions) selects `labels`."""
+    if any(labels.get(key) != value for key, value in selector.get("matchLabels", {}).items()):
+        return False
+    for expr in selector.get("matchExpressions", []):
+        key, values = expr["key"], expr.get("values", [])
+        present = key in labels
+        ok = {
+            "In": present and labels[key] in values,
+            "NotIn": not present or labels[key] not in values,
+            "Exists": present,
+            "DoesNotExist": not present,
+        }[expr["operator"]]
+        if not ok:
+            return False
+    return True

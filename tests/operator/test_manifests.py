@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -120,6 +121,34 @@ def test_job_without_secret_has_no_credentials_env() -> None:
     job = build_job(REF, _spec(credentialsSecret=None), CONFIG, run=1)
     env = _env(_container(job["spec"]["template"]["spec"]))
     assert "MOLSTREAM_SOURCE_USERNAME" not in env and "MOLSTREAM_SOURCE_PASSWORD" not in env
+
+
+def test_fetcher_serves_metrics_only_when_configured() -> None:
+    for job in (
+        build_job(REF, _spec(), CONFIG, run=1),
+        build_cronjob(REF, _spec(schedule="0 3 * * *"), CONFIG)["spec"]["jobTemplate"],
+    ):
+        container = _container(job["spec"]["template"]["spec"])
+        assert "ports" not in container
+        assert not {name for name in _env(container) if "METRICS" in name}
+
+    template = dataclasses.replace(
+        CONFIG.fetcher, env=[*CONFIG.fetcher.env, {"name": "MOLSTREAM_METRICS_PORT", "value": "1"}]
+    )
+    config = dataclasses.replace(
+        CONFIG, fetcher=template, fetcher_metrics_port=9464, fetcher_metrics_linger_s=45
+    )
+    for job in (
+        build_job(REF, _spec(), config, run=1),
+        build_cronjob(REF, _spec(schedule="0 3 * * *"), config)["spec"]["jobTemplate"],
+    ):
+        container = _container(job["spec"]["template"]["spec"])
+        # The named port a PodMonitor scrapes, and the variables that make the fetcher serve it.
+        assert container["ports"] == [{"name": "metrics", "containerPort": 9464, "protocol": "TCP"}]
+        env = _env(container)
+        assert env["MOLSTREAM_METRICS_PORT"]["value"] == "9464"  # not the template's
+        assert env["MOLSTREAM_METRICS_LINGER_S"]["value"] == "45"
+        assert [v["name"] for v in container["env"]].count("MOLSTREAM_METRICS_PORT") == 1
 
 
 def test_dollar_in_url_is_escaped_for_kubernetes_expansion() -> None:
@@ -242,3 +271,31 @@ def test_config_from_env(tmp_path: Path) -> None:
     assert config.group_id == "molstream-operator"
     assert config.fetcher.image == "x:1"
     assert OperatorConfig.from_env({}).kafka_bootstrap is None
+
+
+def test_config_fetcher_metrics_from_env() -> None:
+    config = OperatorConfig.from_env({})
+    assert config.fetcher_metrics_port is None and config.fetcher_metrics_linger_s == 60
+    config = OperatorConfig.from_env(
+        {"MOLSTREAM_FETCHER_METRICS_PORT": " 9464 ", "MOLSTREAM_FETCHER_METRICS_LINGER_S": "7.5"}
+    )
+    assert config.fetcher_metrics_port == 9464 and config.fetcher_metrics_linger_s == 7.5
+    assert (
+        OperatorConfig.from_env({"MOLSTREAM_FETCHER_METRICS_PORT": ""}).fetcher_metrics_port is None
+    )
+
+
+@pytest.mark.parametrize(
+    ("var", "value"),
+    [
+        ("MOLSTREAM_FETCHER_METRICS_PORT", "0"),  # "any free port": nothing a Pod can declare
+        ("MOLSTREAM_FETCHER_METRICS_PORT", "70000"),
+        ("MOLSTREAM_FETCHER_METRICS_PORT", "metrics"),
+        ("MOLSTREAM_FETCHER_METRICS_LINGER_S", "-1"),
+        ("MOLSTREAM_FETCHER_METRICS_LINGER_S", "soon"),
+        ("MOLSTREAM_FETCHER_METRICS_LINGER_S", "inf"),
+    ],
+)
+def test_config_fetcher_metrics_refused(var: str, value: str) -> None:
+    with pytest.raises(ValueError, match=var):
+        OperatorConfig.from_env({var: value})

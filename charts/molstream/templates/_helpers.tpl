@@ -95,6 +95,17 @@ true
 {{- if and .Values.kafka.external.bootstrapServers $ui.enabled (not $ui.bootstrapServers) -}}
 {{- fail "kafka.external.bootstrapServers is set: set kafka-ui.bootstrapServers to the same servers (or kafka-ui.enabled=false), so that Kafka UI shows the cluster molstream uses." -}}
 {{- end -}}
+{{- $metrics := .Values.metrics -}}
+{{- if not $metrics.enabled -}}
+{{- range $monitor := list "serviceMonitor" "podMonitor" -}}
+{{- if (index $metrics $monitor).enabled -}}
+{{- fail (printf "metrics.%s.enabled=true needs metrics.enabled=true: without it no molstream Pod serves /metrics." $monitor) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- if and $metrics.enabled .Values.operator.enabled (eq (int $metrics.port) (int .Values.operator.healthPort)) -}}
+{{- fail (printf "metrics.port=%d is operator.healthPort too: the operator serves /metrics and its health endpoint on different ports." (int $metrics.port)) -}}
+{{- end -}}
 {{- end -}}
 
 {{/* Environment shared by the worker and the fetcher. */}}
