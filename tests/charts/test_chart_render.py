@@ -283,6 +283,11 @@ def test_image_digest(render: Render) -> None:
             {"kafka.external.bootstrapServers": "kafka:9092"},
             "set kafka-ui.bootstrapServers to the same servers",
         ),
+        (
+            {"worker.replicas": 3, "database.existingSecret": "pg"},
+            "worker.replicas=3 is more than kafka.topics.rowsPartitions=1: each partition of "
+            "the rows topic is consumed by one worker at a time",
+        ),
         ({"config.mode": "merge"}, "/config/mode"),
         ({"worker.replicas": 0}, "/worker/replicas"),
         ({"image.pullPolicy": "Sometimes"}, "/image/pullPolicy"),
@@ -293,6 +298,7 @@ def test_image_digest(render: Render) -> None:
         "sqlite-url-2-replicas",
         "sqlite-no-volume",
         "external-kafka-ui",
+        "postgres-replicas-above-partitions",
         "schema-mode",
         "schema-replicas",
         "schema-pull-policy",
@@ -311,11 +317,16 @@ def test_postgres_allows_replicas(render: Render) -> None:
         set={
             "worker.replicas": 2,
             "database.existingSecret": "pg",
-            "worker.persistence.enabled": "false",
+            "kafka.topics.rowsPartitions": 4,
         }
     )
     worker = find(objects, "Deployment", "molstream-worker")
     assert worker["spec"]["replicas"] == 2
+    # No volume shared by the replicas (a ReadWriteOnce claim attaches on one node only):
+    # no claim at all, and each Pod's reports on an emptyDir of its own.
+    assert not [o for o in objects if o["kind"] == "PersistentVolumeClaim"]
+    volumes = {v["name"]: v for v in worker["spec"]["template"]["spec"]["volumes"]}
+    assert "emptyDir" in volumes["data"] and "persistentVolumeClaim" not in volumes["data"]
     env = env_of(worker["spec"]["template"]["spec"]["containers"][0])
     assert env["MOLSTREAM_DATABASE_URL"] == {"secretKeyRef": {"name": "pg", "key": "url"}}
     assert "MOLSTREAM_WORKER_INSTANCE_ID" not in env  # Pods overlap in a rolling update

@@ -91,6 +91,9 @@ true
 {{- fail "worker.persistence.enabled=false would lose the SQLite database at every restart: keep it true, or use PostgreSQL (database.url)." -}}
 {{- end -}}
 {{- end -}}
+{{- if and (not (include "molstream.sqlite" .)) .Values.worker.enabled (gt (int .Values.worker.replicas) (int .Values.kafka.topics.rowsPartitions)) -}}
+{{- fail (printf "worker.replicas=%d is more than kafka.topics.rowsPartitions=%d: each partition of the rows topic is consumed by one worker at a time, so the other replicas would sit idle. Set kafka.topics.rowsPartitions to at least %d (on a new topic: an existing one keeps its partitions), or fewer replicas." (int .Values.worker.replicas) (int .Values.kafka.topics.rowsPartitions) (int .Values.worker.replicas)) -}}
+{{- end -}}
 {{- $ui := index .Values "kafka-ui" -}}
 {{- if and .Values.kafka.external.bootstrapServers $ui.enabled (not $ui.bootstrapServers) -}}
 {{- fail "kafka.external.bootstrapServers is set: set kafka-ui.bootstrapServers to the same servers (or kafka-ui.enabled=false), so that Kafka UI shows the cluster molstream uses." -}}
