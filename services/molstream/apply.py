@@ -7,7 +7,10 @@ sorted by key so that concurrent PostgreSQL workers lock rows in the same order)
 activities; record the batch. In insert-only mode existing rows are left as they are; in upsert
 mode they are updated only where a value differs, so `last_modified_on` moves only for rows that
 really changed. Only the columns the batch holds are written: an optional column its file lacks
-keeps its value in existing rows (and is NULL in new ones).
+keeps its value in existing rows (and is NULL in new ones). On PostgreSQL, molecules, targets
+and activities go through COPY and one set-based merge each (molstream.pgmerge), and new
+dimension values are committed in short transactions of their own, so that concurrent workers
+neither lock rows that do not change nor wait for each other's batches.
 
 A batch the database refuses (molstream.dberrors): a transient error goes back to the caller,
 which retries; a refused value sends the batch through again in halves, each in a savepoint,
@@ -29,7 +32,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
-from . import metrics
+from . import metrics, pgmerge
 from .cache import IdCache
 from .config import Mode
 from .contract import LINE, Rejection
@@ -405,9 +408,16 @@ class Applier:
         missing = [v for v in values if v not in found]
         if missing:
             table = DIMENSIONS[dimension]
-            result.written[dimension] = self._execute_many(
-                conn, table, "new-values", ("value",),
-                [(v, *tx.stamps) for v in sorted(missing)], tx)
+            new_values = [(v, *tx.stamps) for v in sorted(missing)]
+            if self._sqlite:  # one writer at a time: in the batch's own transaction
+                result.written[dimension] = self._execute_many(
+                    conn, table, "new-values", ("value",), new_values, tx)
+            else:
+                # Committed at once, in a transaction of their own: a worker that meets the
+                # same new value waits for this short one, not for the whole batch.
+                with self.engine.begin() as own:
+                    result.written[dimension] = self._execute_many(
+                        own, table, "new-values", ("value",), new_values, tx)
             new = dict(conn.execute(
                 select(table.c.value, table.c.id).where(table.c.value.in_(missing))).all())
             found.update(new)
@@ -419,6 +429,8 @@ class Applier:
         """`rows` hold the values of `columns`, then `tx.stamps`."""
         if not rows:
             return 0
+        if not self._sqlite and isinstance(mode, Mode) and table.name in pgmerge.MERGED:
+            return pgmerge.merge(conn, table, mode, columns, rows)  # COPY, then one merge
         if tx.stamp is not None:
             # On SQLite the timestamps are given, one for the transaction: the columns'
             # default, strftime(...) evaluated twice per row, took ~30% of an insert.

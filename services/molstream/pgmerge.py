@@ -1,0 +1,98 @@
+"""PostgreSQL's way to write a batch's molecules, targets and activities: COPY, then one merge.
+
+The rows go to a temporary staging table of the connection with `COPY … FROM STDIN` (psycopg 3),
+then one `INSERT … SELECT … ON CONFLICT (id)` proposes only the staged rows that are new or
+differ from what the table holds (a plain read: no lock on a row that does not change). Rows
+proposed are inserted or, if a concurrent worker inserted them meanwhile, updated where a value
+differs: the same result as the executemany of the SQLite path, a statement instead of one per
+row, and locks held only on rows that change. `ON CONFLICT DO UPDATE` alone would lock every
+conflicting row, changed or not, until the transaction ends.
+
+The staging tables are created once per connection (`TEMPORARY`, `ON COMMIT DELETE ROWS`), when
+the pool opens it, with the data columns of their table and no constraint: the table's own
+constraints judge the rows when they are merged, and a refused value is found as on SQLite (the
+batch in halves, each in a savepoint).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Column, Engine, MetaData, Table, event, or_, select
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.schema import CreateTable
+
+from .config import Mode
+from .db import Activity, Molecule, Target
+from .rows import distinct
+
+STAMPS = ("created_on", "last_modified_on")
+MERGED = {t.__table__.name: t.__table__ for t in (Molecule, Target, Activity)}
+
+_STAGES = MetaData()
+STAGE = {
+    name: Table(f"molstream_stage_{name}", _STAGES,
+                *[Column(c.name, c.type) for c in table.columns if c.name not in STAMPS],
+                prefixes=["TEMPORARY"], postgresql_on_commit="DELETE ROWS")
+    for name, table in MERGED.items()
+}
+
+
+def install(engine: Engine) -> None:
+    """Create the staging tables in every connection `engine` opens."""
+    ddl = [str(CreateTable(t).compile(dialect=engine.dialect)) for t in STAGE.values()]
+
+    @event.listens_for(engine, "connect")
+    def _stages(dbapi_connection, _record) -> None:
+        with dbapi_connection.cursor() as cursor:
+            for statement in ddl:
+                cursor.execute(statement)
+        dbapi_connection.commit()
+
+
+_statements: dict[tuple, str] = {}
+
+
+def _merge_sql(engine: Engine, table: Table, mode: Mode, columns: tuple[str, ...]) -> str:
+    key = (table.name, mode, columns)
+    if key not in _statements:
+        stage = STAGE[table.name]
+        have = table.alias("have")
+        updated = [c for c in columns if c != "id"]
+        proposed = (select(*[stage.c[c] for c in columns])
+                    .select_from(stage.outerjoin(have, have.c.id == stage.c.id))
+                    .order_by(stage.c.id))  # rows locked in key order by every worker
+        if mode is Mode.INSERT_ONLY or not updated:
+            proposed = proposed.where(have.c.id.is_(None))
+        else:
+            proposed = proposed.where(or_(have.c.id.is_(None), *[
+                have.c[c].is_distinct_from(stage.c[c]) for c in updated]))
+        stmt = postgresql.insert(table).from_select(list(columns), proposed)
+        if mode is Mode.INSERT_ONLY or not updated:
+            stmt = stmt.on_conflict_do_nothing(index_elements=["id"])
+        else:  # inserted by another worker since the read above
+            stmt = stmt.on_conflict_do_update(
+                index_elements=["id"], set_={c: stmt.excluded[c] for c in updated},
+                where=or_(*[table.c[c].is_distinct_from(stmt.excluded[c]) for c in updated]))
+        _statements[key] = str(stmt.compile(dialect=engine.dialect))
+    return _statements[key]
+
+
+def merge(conn: Connection, table: Table, mode: Mode, columns: tuple[str, ...],
+          rows: list[tuple]) -> int:
+    """Write `rows` (values of `columns`, `id` first, in id order) to `table`; the number of
+    rows inserted or changed."""
+    import psycopg
+
+    if not distinct(rows):  # a batch from another producer may repeat an id: the last wins
+        rows = list({row[0]: row for row in rows}.values())
+    stage = STAGE[table.name].name
+    conn.exec_driver_sql(f"TRUNCATE {stage}")  # a savepoint's earlier part of the batch
+    copy_sql = f"COPY {stage} ({', '.join(columns)}) FROM STDIN"
+    try:
+        with conn.connection.driver_connection.cursor() as cursor, cursor.copy(copy_sql) as copy:
+            for row in rows:
+                copy.write_row(row)
+    except psycopg.Error as e:  # as SQLAlchemy wraps what it executes (molstream.dberrors)
+        raise DBAPIError(copy_sql, None, e) from e
+    return conn.exec_driver_sql(_merge_sql(conn.engine, table, mode, columns)).rowcount
