@@ -1,5 +1,5 @@
 """End to end: a generated CSV on the local FTP server → fetcher process → Kafka → worker
-process → SQLite, as `make local` runs it, measured.
+process(es) → SQLite or PostgreSQL, as `make local` runs it, measured.
 
 The worker and the fetcher are the real `python -m molstream` commands, started together (as
 in a cluster, the worker is already waiting when the fetcher begins). Wall time runs from
@@ -12,6 +12,7 @@ rebuilt, the report written). The events topic also gives a timeline of the run.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -22,8 +23,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from kafka import KafkaConsumer
-from molstream.db import IngestRun
-from sqlalchemy import create_engine, select
+from molstream.db import IngestRun, normalize_url
+from sqlalchemy import create_engine, make_url, select
 
 
 class Failed(RuntimeError):
@@ -50,19 +51,25 @@ def _tail(path: Path, lines: int = 30) -> str:
 
 
 def run(sample: Path, rows: int, *, kafka_bootstrap: str, redis_url: str, ftp, work: Path,
-        batch_size: int | None = None, timeout_s: float = 1800) -> dict:
-    """One ingest of `sample` (served by `ftp`, a molstream_dev FtpServer); its figures."""
+        batch_size: int | None = None, timeout_s: float = 1800, database_url: str | None = None,
+        workers: int = 1, partitions: int = 1, watch=None) -> dict:
+    """One ingest of `sample` (served by `ftp`, a molstream_dev FtpServer); its figures.
+    Into a fresh SQLite file, or into `database_url` (an empty PostgreSQL database) with
+    `workers` workers on a rows topic of `partitions` partitions; `watch(app_names)`, a
+    context manager, runs beside them (bench.pg's lock sampler)."""
     tag = f"bench{uuid.uuid4().hex[:8]}"
     run_dir = work / tag
     run_dir.mkdir(parents=True)
-    database = run_dir / "molstream.db"
+    database_url = database_url or f"sqlite:///{run_dir / 'molstream.db'}"
+    names = [f"{tag}-w{i}" for i in range(workers)]
     env = {
         **os.environ,
         "MOLSTREAM_KAFKA_BOOTSTRAP": kafka_bootstrap,
         "MOLSTREAM_TOPIC_PREFIX": tag,
         "MOLSTREAM_WORKER_GROUP": f"{tag}-worker",
         "MOLSTREAM_REDIS_URL": redis_url,
-        "MOLSTREAM_DATABASE_URL": f"sqlite:///{database}",
+        "MOLSTREAM_DATABASE_URL": database_url,
+        "MOLSTREAM_ROWS_PARTITIONS": str(partitions),
         "MOLSTREAM_REPORTS_DIR": str(run_dir / "reports"),
         "MOLSTREAM_WORK_DIR": str(run_dir / "work"),
         "MOLSTREAM_SOURCE_USERNAME": ftp.user,
@@ -74,33 +81,40 @@ def run(sample: Path, rows: int, *, kafka_bootstrap: str, redis_url: str, ftp, w
     ingest_id = tag
     logs = {name: open(run_dir / f"{name}.log", "wb") for name in ("worker", "fetcher")}
     fetcher_out = run_dir / "fetcher.json"
+    watching = watch(names) if watch else contextlib.nullcontext({})
     try:
-        started = time.perf_counter()
-        worker = subprocess.Popen(
-            [*molstream, "worker", "--until-complete", ingest_id, "--no-progress",
-             "--idle-timeout", "300"],
-            env=env, stdout=subprocess.DEVNULL, stderr=logs["worker"])
-        with open(fetcher_out, "wb") as out:
-            fetcher = subprocess.Popen(
-                [*molstream, "fetch", "--url", ftp.url(sample.name, with_credentials=False),
-                 "--ingest-id", ingest_id, "--no-progress"],
-                env=env, stdout=out, stderr=logs["fetcher"])
-            fetch_status, fetch_rss, fetch_cpu = _wait(fetcher, timeout_s)
-        fetcher_done = time.perf_counter()
-        if fetch_status != 0:
-            worker.kill()
-            _wait(worker, 30)
-            raise Failed(f"the fetcher failed (exit {fetch_status}):\n"
-                         + _tail(run_dir / "fetcher.log"))
-        work_status, work_rss, work_cpu = _wait(worker, timeout_s)
-        elapsed = time.perf_counter() - started
+        with watching as waits:
+            started = time.perf_counter()
+            worker_procs = [subprocess.Popen(
+                [*molstream, "worker", "--until-complete", ingest_id, "--no-progress",
+                 "--idle-timeout", "300"],
+                env={**env, "MOLSTREAM_DATABASE_URL": _named(database_url, name)},
+                stdout=subprocess.DEVNULL, stderr=logs["worker"]) for name in names]
+            with open(fetcher_out, "wb") as out:
+                fetcher = subprocess.Popen(
+                    [*molstream, "fetch", "--url", ftp.url(sample.name, with_credentials=False),
+                     "--ingest-id", ingest_id, "--no-progress"],
+                    env=env, stdout=out, stderr=logs["fetcher"])
+                fetch_status, fetch_rss, fetch_cpu = _wait(fetcher, timeout_s)
+            fetcher_done = time.perf_counter()
+            if fetch_status != 0:
+                for worker in worker_procs:
+                    worker.kill()
+                    _wait(worker, 30)
+                raise Failed(f"the fetcher failed (exit {fetch_status}):\n"
+                             + _tail(run_dir / "fetcher.log"))
+            waited = [_wait(worker, timeout_s) for worker in worker_procs]
+            elapsed = time.perf_counter() - started
     finally:
         for f in logs.values():
             f.close()
-    if work_status != 0:
-        raise Failed(f"the worker failed (exit {work_status}):\n" + _tail(run_dir / "worker.log"))
+    if any(status != 0 for status, _, _ in waited):
+        raise Failed(f"a worker failed ({[w[0] for w in waited]}):\n"
+                     + _tail(run_dir / "worker.log"))
+    work_rss = max(rss for _, rss, _ in waited)
+    work_cpu = sum(cpu for _, _, cpu in waited)
     result = _last_json(fetcher_out)
-    engine = create_engine(f"sqlite:///{database}")
+    engine = create_engine(normalize_url(database_url))
     try:
         with engine.connect() as conn:
             ingest = conn.execute(select(IngestRun.__table__).where(
@@ -127,10 +141,21 @@ def run(sample: Path, rows: int, *, kafka_bootstrap: str, redis_url: str, ftp, w
         "worker_peak_rss_mb": work_rss,
         "fetcher_cpu_seconds": fetch_cpu,
         "worker_cpu_seconds": work_cpu,
+        "workers": workers,
+        "lock_wait_s": dict(waits),  # per worker (application name), when watched
         "batches": result["batches"],
         "timeline_s": timeline,
         "dir": str(run_dir),
     }
+
+
+def _named(url: str, name: str) -> str:
+    """`url` with PostgreSQL's application_name set (how the lock sampler tells workers
+    apart); a SQLite URL as it is."""
+    if url.startswith("sqlite"):
+        return url
+    return make_url(normalize_url(url)).update_query_dict(
+        {"application_name": name}).render_as_string(hide_password=False)
 
 
 def _events(bootstrap: str, topic: str, ingest_id: str) -> dict[str, float]:

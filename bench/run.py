@@ -6,6 +6,8 @@
 3. end to end at N, then at 2N (memory growth), each with a fresh database and fresh topics;
 4. the limit: the N rows bulk-loaded into a fresh database of the same schema (indexes kept
    up to date, then dropped and rebuilt after: the faster counts);
+4b. PostgreSQL: end to end at N with 1 and with 2 workers (4 partitions, lock waits sampled),
+   and its limit, the N rows COPY'd into the eight tables (bench.pg);
 5. the baseline: the first BASELINE_ROWS rows of the same file, the seed's way;
 6. the table on stdout, bench/results/latest.json and a dated copy.
 """
@@ -13,6 +15,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import shutil
 import subprocess
@@ -25,9 +28,10 @@ from molstream.sample import SHAPES
 from molstream_dev._process import CACHE, REPO
 from molstream_dev.ftp import FtpServer
 from molstream_dev.kafka import KafkaServer
+from molstream_dev.postgres import PostgresServer
 from molstream_dev.redis import RedisServer
 
-from . import baseline, data, e2e, limit, results
+from . import baseline, data, e2e, limit, pg, results
 
 RUNS = CACHE / "bench" / "runs"
 
@@ -42,6 +46,23 @@ def _commit() -> str:
                               capture_output=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+
+
+def _postgres(server: PostgresServer, sample: Path, n: int, rows, common: dict) -> dict:
+    """PostgreSQL end to end with 1 and 2 workers (4 partitions), each into a fresh database
+    with its lock waits sampled, then the limit (COPY) into another."""
+    out = {}
+    for workers in (1, 2):
+        url = server.new_database()
+        _log(f"  end to end into PostgreSQL, {workers} worker(s), 4 partitions")
+        out[workers] = e2e.run(sample, n, **common, database_url=url, workers=workers,
+                               partitions=4, watch=functools.partial(pg.lock_sampler, url))
+        _log(f"    {out[workers]['rows_per_s']:,.0f} rows/s, lock waits "
+             f"{out[workers]['lock_wait_s']}")
+        shutil.rmtree(out[workers]["dir"], ignore_errors=True)
+    out["limit"] = pg.limit(rows, server.new_database())
+    _log(f"  limit: {out['limit']['rows_per_s']:,.0f} rows/s (COPY)")
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,8 +114,11 @@ def main(argv: list[str] | None = None) -> int:
             lim = max(limits, key=lambda r: r["rows_per_s"])
             lim["indexes_kept_rows_per_s"] = limits[0]["rows_per_s"]
             lim["indexes_deferred_rows_per_s"] = limits[1]["rows_per_s"]
+            _log(f"  {lim['rows_per_s']:,.0f} rows/s; PostgreSQL")
+            with PostgresServer() as server:
+                postgres = _postgres(server, sample, n, rows, common)
             del rows
-            _log(f"  {lim['rows_per_s']:,.0f} rows/s; baseline: {k:,} rows the seed's way")
+            _log(f"baseline: {k:,} rows the seed's way")
             base = baseline.run(data.read_rows(sample, k), bootstrap=kafka.bootstrap,
                                 redis_url=redis.url, database=runs / "baseline.db",
                                 topic=f"baseline-{uuid.uuid4().hex[:8]}")
@@ -104,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.keep:
         shutil.rmtree(runs, ignore_errors=True)
     meta["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    f = results.figures(at_n, at_2n, base, lim, meta)
+    f = results.figures(at_n, at_2n, base, lim, meta, postgres)
     print(results.table(f))
     latest, dated = results.write(f, args.out)
     print(f"\nwritten: {latest.relative_to(REPO) if latest.is_relative_to(REPO) else latest}, "
