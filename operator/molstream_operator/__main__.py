@@ -83,7 +83,12 @@ def main(
                 "no namespace: pass -n NAMESPACE, --all-namespaces or MOLSTREAM_WATCH_NAMESPACES"
             )
     config = OperatorConfig.from_env(namespaces=() if all_namespaces else tuple(namespaces))
-    metrics.serve(metrics.OPERATOR, metrics_port)
+    try:
+        metrics.serve(metrics.OPERATOR, metrics_port)
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot serve metrics on port {metrics_port}: {exc.strerror or exc}"
+        ) from None
     kopf.run(
         clusterwide=all_namespaces,
         namespaces=() if all_namespaces else list(namespaces),
