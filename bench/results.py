@@ -49,6 +49,9 @@ def _postgres(pg: dict) -> dict:
         "pg_apply_seconds": one["stage_seconds"]["apply"],
         "pg_apply_2w_seconds": apply_s,
         "pg_worker_peak_rss_mb": max(one["worker_peak_rss_mb"], two["worker_peak_rss_mb"]),
+        "pg_worker_peak_rss_mb_1w": one["worker_peak_rss_mb"],
+        "pg_worker_peak_rss_mb_2w": two["worker_peak_rss_mb"],
+        "pg_fetcher_peak_rss_mb": max(one["fetcher_peak_rss_mb"], two["fetcher_peak_rss_mb"]),
         "pg_worker_cpu_seconds": one["worker_cpu_seconds"],
     }
 
@@ -165,7 +168,9 @@ def table(f: dict) -> str:
         f"{mark('pg_lock_wait_pct')}   (of the apply phase; per worker "
         + ", ".join(f"{w:.1f}" for w in f["pg_lock_wait_s_per_worker"]) + " s)",
         f"{'PostgreSQL worker peak RSS':<34}{f['pg_worker_peak_rss_mb']:>13,.0f} MB  "
-        f"{mark('pg_worker_peak_rss_mb')}",
+        f"{mark('pg_worker_peak_rss_mb')}   (1 worker {f['pg_worker_peak_rss_mb_1w']:,.0f}, "
+        f"2 workers {f['pg_worker_peak_rss_mb_2w']:,.0f} MB; fetcher "
+        f"{f['pg_fetcher_peak_rss_mb']:,.0f} MB)",
         f"{'CPU time at N':<34}{'':>16}  {'':>12}   (fetcher {f['fetcher_cpu_seconds']:.1f} s,"
         f" worker {f['worker_cpu_seconds']:.1f} s)",
         "timeline at N (s from start): " + ", ".join(

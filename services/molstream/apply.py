@@ -8,9 +8,8 @@ activities; record the batch. In insert-only mode existing rows are left as they
 mode they are updated only where a value differs, so `last_modified_on` moves only for rows that
 really changed. Only the columns the batch holds are written: an optional column its file lacks
 keeps its value in existing rows (and is NULL in new ones). On PostgreSQL, molecules, targets
-and activities go through COPY and one set-based merge each (molstream.pgmerge), and new
-dimension values are committed in short transactions of their own, so that concurrent workers
-neither lock rows that do not change nor wait for each other's batches.
+and activities go through COPY and one set-based merge each (molstream.pgmerge), which locks
+only the rows that change.
 
 A batch the database refuses (molstream.dberrors): a transient error goes back to the caller,
 which retries; a refused value sends the batch through again in halves, each in a savepoint,
@@ -156,6 +155,8 @@ class Applier:
         self._statements: dict[tuple, tuple[str, tuple[str, ...] | None]] = {}
         self._planned: set[str] = set()  # ingests already considered for deferred indexes
         self._sqlite = engine.dialect.name == "sqlite"
+        if not self._sqlite:
+            pgmerge.install(engine)
         self.indexes_deferred = False
 
     # -- large ingests on SQLite ----------------------------------------------------------
@@ -221,9 +222,9 @@ class Applier:
             kind = classify(e)
             if kind is Kind.TRANSIENT:
                 raise  # counted where it is retried (the worker)
-            metrics.DATABASE_ERRORS.labels(kind.value).inc()
-            if len(batches) > 1:  # which one? each on its own
+            if len(batches) > 1:  # which one? each on its own (and each counts its error)
                 return [r for b in batches for r in self.apply_many([b], on_rejected)]
+            metrics.DATABASE_ERRORS.labels(kind.value).inc()
             results = [self._settle_refused(batches[0], e, kind, on_rejected)]
         # Only ids that are committed may be shared through the cache.
         for result in results:
@@ -408,16 +409,11 @@ class Applier:
         missing = [v for v in values if v not in found]
         if missing:
             table = DIMENSIONS[dimension]
-            new_values = [(v, *tx.stamps) for v in sorted(missing)]
-            if self._sqlite:  # one writer at a time: in the batch's own transaction
-                result.written[dimension] = self._execute_many(
-                    conn, table, "new-values", ("value",), new_values, tx)
-            else:
-                # Committed at once, in a transaction of their own: a worker that meets the
-                # same new value waits for this short one, not for the whole batch.
-                with self.engine.begin() as own:
-                    result.written[dimension] = self._execute_many(
-                        own, table, "new-values", ("value",), new_values, tx)
+            # In the batch's own transaction, sorted: committed in one of their own, they
+            # would outlive a batch rolled back, and its retry would count them as not new.
+            result.written[dimension] = self._execute_many(
+                conn, table, "new-values", ("value",),
+                [(v, *tx.stamps) for v in sorted(missing)], tx)
             new = dict(conn.execute(
                 select(table.c.value, table.c.id).where(table.c.value.in_(missing))).all())
             found.update(new)

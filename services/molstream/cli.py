@@ -136,12 +136,15 @@ def _serve(registry, port: int | None):
 
 
 def _linger(server, seconds: float) -> None:
+    """The ingest is over: its figures are final; serve them until scraped (or `seconds`)."""
     from . import metrics
 
-    metrics.FINISHED.set(1)
-    if server is not None:
-        server.linger(seconds)
-        server.close()
+    if server is None:
+        metrics.FINISHED.set(1)
+        return
+    server.finish(lambda: metrics.FINISHED.set(1))
+    server.linger(seconds)
+    server.close()
 
 
 @main.command()

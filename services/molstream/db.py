@@ -226,11 +226,7 @@ def normalize_url(url: str) -> str:
 def make_engine(url: str, *, busy_timeout_s: float = 60.0) -> Engine:
     url = normalize_url(url)
     if not url.startswith("sqlite"):
-        engine = create_engine(url, pool_pre_ping=True)
-        from . import pgmerge  # (imports this module)
-
-        pgmerge.install(engine)  # its staging tables, in every connection from the start
-        return engine
+        return create_engine(url, pool_pre_ping=True)
     engine = create_engine(url, connect_args={"timeout": busy_timeout_s})
 
     @event.listens_for(engine, "connect")

@@ -92,23 +92,28 @@ for _kind in Kind:
 
 
 class CacheCollector(Collector):
-    """The id cache's hits and misses, read from its own counters when scraped."""
+    """The id cache's hits and misses per layer, read from its own counters when scraped: the
+    process' cache first, then Redis (when there is one), then the database."""
 
     def __init__(self) -> None:
         self._stats: Callable[[], dict[str, int]] | None = None
+        self._redis = False
 
-    def watch(self, stats: Callable[[], dict[str, int]] | None) -> None:
-        self._stats = stats
+    def watch(self, stats: Callable[[], dict[str, int]] | None, *, redis: bool) -> None:
+        self._stats, self._redis = stats, redis
 
     def collect(self) -> Iterable:
         family = CounterMetricFamily(
             "molstream_worker_cache_lookups",
-            "Dimension id look-ups, per cache layer and result: found in the process' cache, "
-            "found in Redis, or missed (asked of the database).", labels=["layer", "result"])
+            "Dimension id look-ups per cache layer and result (a process miss goes on to "
+            "Redis, a Redis miss to the database).", labels=["layer", "result"])
         stats = self._stats() if self._stats else {}
-        family.add_metric(["process", "hit"], stats.get("local", 0))
-        family.add_metric(["redis", "hit"], stats.get("redis", 0))
-        family.add_metric(["redis", "miss"], stats.get("miss", 0))
+        local, redis, missed = (stats.get(k, 0) for k in ("local", "redis", "miss"))
+        family.add_metric(["process", "hit"], local)
+        family.add_metric(["process", "miss"], redis + missed)
+        if self._redis:
+            family.add_metric(["redis", "hit"], redis)
+            family.add_metric(["redis", "miss"], missed)
         errors = CounterMetricFamily("molstream_worker_redis_errors",
                                      "Redis calls that failed (the worker goes on without).")
         errors.add_metric([], stats.get("redis_errors", 0))
@@ -171,15 +176,25 @@ class MetricsServer:
     """`/metrics` of `registry` on `host:port` (port 0: any free one), in a daemon thread."""
 
     def __init__(self, registry: CollectorRegistry, port: int, host: str) -> None:
-        self._final_scrapes = 0  # scrapes begun once the figures were final, and sent
-        self._lingering = False
+        self._final_scrapes = 0  # scrapes of final figures, answered
+        self._final = False
+        self._lock = threading.Lock()  # the figures become final between two scrapes
         self._scraped = threading.Condition()
         app = make_wsgi_app(registry)
 
         def counted(environ, start_response):
-            final = self._lingering  # before the registry is read
-            body = app(environ, start_response)
-            return _Body(body, self._sent if final else lambda: None)
+            status = []
+
+            def start(code, headers, exc_info=None):
+                status.append(code)
+                return start_response(code, headers, exc_info)
+
+            with self._lock:
+                final = self._final
+                body = app(environ, start)
+            scrape = (environ.get("REQUEST_METHOD") == "GET" and status[:1] == ["200 OK"]
+                      and environ.get("PATH_INFO") in ("/metrics", "/"))
+            return _Body(body, self._sent if final and scrape else lambda: None)
 
         self._server = make_server(host, port, counted, server_class=_ThreadingServer,
                                    handler_class=_Quiet)
@@ -193,14 +208,17 @@ class MetricsServer:
             self._final_scrapes += 1
             self._scraped.notify_all()
 
+    def finish(self, mark_final: Callable[[], None]) -> None:
+        """The figures are final: `mark_final()` records it, between two scrapes."""
+        with self._lock:
+            mark_final()
+            self._final = True
+
     def linger(self, seconds: float) -> None:
-        """The figures are final: keep serving until a scrape begun from now on has been
-        answered, or `seconds` have passed."""
-        if seconds <= 0:
-            return
+        """Once `finish`ed: keep serving until a scrape of the final figures has been answered,
+        or `seconds` have passed."""
         deadline = time.monotonic() + seconds
         with self._scraped:
-            self._lingering = True
             while not self._final_scrapes and (left := deadline - time.monotonic()) > 0:
                 self._scraped.wait(left)
 

@@ -9,12 +9,15 @@ row, and locks held only on rows that change. `ON CONFLICT DO UPDATE` alone woul
 conflicting row, changed or not, until the transaction ends.
 
 The staging tables are created once per connection (`TEMPORARY`, `ON COMMIT DELETE ROWS`), when
-the pool opens it, with the data columns of their table and no constraint: the table's own
-constraints judge the rows when they are merged, and a refused value is found as on SQLite (the
-batch in halves, each in a savepoint).
+the pool opens it (a session of its own: not through a pooler in transaction mode), with the
+data columns of their table and no constraint: the table's own constraints judge the rows when
+they are merged, and a refused value is found as on SQLite (the batch in halves, each in a
+savepoint).
 """
 
 from __future__ import annotations
+
+import weakref
 
 from sqlalchemy import Column, Engine, MetaData, Table, event, or_, select
 from sqlalchemy.dialects import postgresql
@@ -38,8 +41,15 @@ STAGE = {
 }
 
 
+_installed: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
 def install(engine: Engine) -> None:
-    """Create the staging tables in every connection `engine` opens."""
+    """Create the staging tables in every connection `engine` opens from now on (the pool's
+    idle connections, opened before, are closed). Only the worker's engine (its Applier):
+    readers such as `molstream report` may hold a read-only session."""
+    if engine in _installed:
+        return
     ddl = [str(CreateTable(t).compile(dialect=engine.dialect)) for t in STAGE.values()]
 
     @event.listens_for(engine, "connect")
@@ -48,6 +58,9 @@ def install(engine: Engine) -> None:
             for statement in ddl:
                 cursor.execute(statement)
         dbapi_connection.commit()
+
+    engine.dispose()
+    _installed.add(engine)
 
 
 _statements: dict[tuple, str] = {}
@@ -84,10 +97,15 @@ def merge(conn: Connection, table: Table, mode: Mode, columns: tuple[str, ...],
     rows inserted or changed."""
     import psycopg
 
-    if not distinct(rows):  # a batch from another producer may repeat an id: the last wins
-        rows = list({row[0]: row for row in rows}.values())
+    if not distinct(rows):  # a batch from another producer may repeat an id
+        one: dict = {}
+        for row in rows:  # as on SQLite: an upsert's last row wins, an insert's first
+            if mode is Mode.UPSERT or row[0] not in one:
+                one[row[0]] = row
+        rows = list(one.values())
     stage = STAGE[table.name].name
-    conn.exec_driver_sql(f"TRUNCATE {stage}")  # a savepoint's earlier part of the batch
+    # Empty unless a savepoint's earlier part of the batch left rows (a commit empties it).
+    conn.exec_driver_sql(f"DELETE FROM {stage}")  # noqa: S608 - our own table's name
     copy_sql = f"COPY {stage} ({', '.join(columns)}) FROM STDIN"
     try:
         with conn.connection.driver_connection.cursor() as cursor, cursor.copy(copy_sql) as copy:

@@ -75,7 +75,7 @@ class Worker:
         instance_id = create_schema(self.engine)
         self.cache = IdCache(settings.redis_url or None, namespace=instance_id)
         self.applier = Applier(self.engine, self.cache)
-        metrics.CACHE.watch(lambda: self.cache.stats)
+        metrics.CACHE.watch(lambda: self.cache.stats, redis=bool(settings.redis_url))
         self._lag_partitions: set[int] = set()
         # A claimer may wait for Kafka up to kafka_outage_s, twice (event, then its ack):
         # only a claim older than that is taken over.
@@ -226,9 +226,11 @@ class Worker:
 
     def _apply(self, batches: list[RowBatch]) -> None:
         self._with_retries(lambda: self.applier.plan(batches))
-        with metrics.BATCH_APPLY_SECONDS.time():
-            results = self._with_retries(
-                lambda: self.applier.apply_many(batches, on_rejected=self._publish_rejections))
+        def apply() -> list:
+            with metrics.BATCH_APPLY_SECONDS.time():  # each attempt, not the retries' sleeps
+                return self.applier.apply_many(batches, on_rejected=self._publish_rejections)
+
+        results = self._with_retries(apply)
         for batch, outcome in zip(batches, results, strict=True):
             _count(outcome)
             if isinstance(outcome, Applied):

@@ -144,6 +144,17 @@ def test_a_batch_repeating_an_activity_id_keeps_the_last_one(engine, applier):
             Activity.__table__.c.id == 1)).scalar_one() == 7.0
 
 
+def test_an_insert_only_batch_repeating_an_activity_id_keeps_the_first_one(engine, applier):
+    """Insert-only leaves a row as it was first written: within one batch too, on both
+    databases (PostgreSQL merges the batch in one statement, SQLite inserts row by row)."""
+    rows = [ROW, {**ROW, "activity_value": "7"}]
+    result = applier.apply(_batch(rows, mode=Mode.INSERT_ONLY))
+    assert result is not None and _count(engine, "activity") == 1
+    with engine.connect() as conn:
+        assert conn.execute(select(Activity.__table__.c.value).where(
+            Activity.__table__.c.id == 1)).scalar_one() == float(ROW["activity_value"])
+
+
 def test_batches_applied_together_equal_batches_applied_one_by_one(engine, applier, tmp_path):
     """apply_many (one transaction for several batches, as the worker does on SQLite) writes
     what applying them in turn writes: a molecule repeated unchanged is written once, one that

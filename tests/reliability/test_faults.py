@@ -322,7 +322,8 @@ def test_sqlite_file_held_by_another_writer(clean, expected, procs, tmp_path):
     try:
         held = applied_batches(s.database_url)
         assert held < BATCHES, "the worker finished before the write lock could be taken"
-        wait_for(lambda: worker.stderr.count("database busy or unavailable") >= 2,
+        mark = len(worker.stderr)
+        wait_for(lambda: worker.stderr[mark:].count("database busy or unavailable") >= 2,
                  timeout_s=120, what="the worker's second retry on the locked database",
                  watch=[worker])
         assert worker.alive, f"the worker gave up on a locked database:\n{worker.stderr}"

@@ -3,6 +3,7 @@ loopback, no other service)."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import urllib.request
 
@@ -31,22 +32,27 @@ def test_served_on_the_port_asked_for_and_off_without_one():
         server.close()
 
 
-def test_linger_ends_with_the_next_scrape():
-    server = metrics.MetricsServer(CollectorRegistry(), 0, "127.0.0.1")
+def test_linger_waits_for_a_scrape_of_the_final_figures():
+    """Scrapes before the figures were final, and requests that are not scrapes, do not end
+    the linger; the next scrape of /metrics does."""
+    registry = CollectorRegistry()
+    final = Counter("molstream_test_final", "1 once final.", registry=registry)
+    server = metrics.MetricsServer(registry, 0, "127.0.0.1")
     try:
-        started = threading.Event()
-
-        def linger():
-            started.set()
-            server.linger(600)
-
-        t = threading.Thread(target=linger)
-        t.start()
-        started.wait()
-        while t.is_alive():  # a scrape before linger() began waiting does not end it
-            _scrape(server.port)
-            t.join(0.05)
-        server.linger(0)  # nothing to wait for
+        assert _scrape(server.port)["molstream_test_final_total[]"] == 0  # not final yet
+        server.finish(final.inc)
+        lingering = threading.Thread(target=server.linger, args=(600,))
+        lingering.start()
+        for request in (urllib.request.Request(f"http://127.0.0.1:{server.port}/metrics",
+                                               method="HEAD"),
+                        f"http://127.0.0.1:{server.port}/favicon.ico"):
+            with contextlib.suppress(OSError), urllib.request.urlopen(request, timeout=30):  # noqa: S310
+                pass
+        assert lingering.is_alive()  # only linger(600)'s deadline or a final scrape ends it
+        assert _scrape(server.port)["molstream_test_final_total[]"] == 1
+        lingering.join(60)
+        assert not lingering.is_alive()
+        server.linger(600)  # already scraped: returns at once
     finally:
         server.close()
 

@@ -32,10 +32,16 @@ def _wait(process: subprocess.Popen) -> tuple[int, float]:
     return process.returncode, usage.ru_maxrss / 1024
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _free_ports(n: int) -> list[int]:
+    """`n` different free ports (all bound at once, so none is handed out twice)."""
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.batch_size:
             env["MOLSTREAM_BATCH_SIZE"] = str(args.batch_size)
         molstream = [sys.executable, "-m", "molstream"]
-        worker_port, fetcher_port = _free_port(), _free_port()
+        worker_port, fetcher_port = _free_ports(2)
         env["MOLSTREAM_METRICS_HOST"] = "127.0.0.1"
         print(f"metrics while it runs: worker http://127.0.0.1:{worker_port}/metrics, "
               f"fetcher http://127.0.0.1:{fetcher_port}/metrics")
