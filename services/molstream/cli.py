@@ -22,9 +22,24 @@ from .config import Mode, Settings, Topics
 log = logging.getLogger("molstream")
 
 
+class _OneLineKafkaErrors(logging.Filter):
+    """kafka-python 3 logs a lost connection with a traceback (`log.exception`): a broker
+    restarting is an event to note, not a crash. Its exception goes on the record's line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.name.startswith("kafka."):
+            error = record.exc_info[1]
+            record.msg = f"{record.getMessage()}: {type(error).__name__}: {error}"
+            record.args, record.exc_info, record.exc_text = None, None, None
+        return True
+
+
 def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not verbose:
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(_OneLineKafkaErrors())
     logging.getLogger("kafka").setLevel(logging.WARNING if not verbose else logging.INFO)
     # kafka-python logs every coordinator hand-over at WARNING; vaex warns about memory maps
     # it cannot unmap while Arrow still references them. Neither is actionable.

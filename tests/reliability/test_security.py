@@ -203,11 +203,17 @@ ALLOWED_INTERPOLATIONS = {
     ("molstream/db.py", "int(width)"): "a width of our own metadata, as an integer",
     ("molstream/db.py", "table.name"): "a table of our own metadata (Base.metadata)",
     ("molstream/db.py", "ddl"): "a column of our own metadata, compiled by SQLAlchemy",
+    ("molstream/pgmerge.py", "stage"): "the name of a staging table of our own metadata (STAGE)",
+    ("molstream/pgmerge.py", "', '.join(columns)"):
+        "column names of our own metadata (apply.py's *_SOURCES), never a file's header",
 }
 # Calls that send SQL text to the database, and the arguments they may get besides literals.
 SQL_SINKS = ("execute", "exec_driver_sql", "executemany", "executescript", "text")
 ALLOWED_SQL_ARGUMENTS = {
     ("molstream/apply.py", "sql"): "str() of a statement compiled from SQLAlchemy Core",
+    ("molstream/pgmerge.py", "_merge_sql(conn.engine, table, mode, columns)"):
+        "str() of a statement compiled from SQLAlchemy Core",
+    ("molstream/pgmerge.py", "statement"): "CREATE TABLE of our own metadata, compiled",
 }
 
 
