@@ -176,8 +176,11 @@ class Worker:
         seen = set()
         for tp in self.consumer.assignment():
             high = self.consumer.highwater(tp)
-            # timeout 0: a position not known yet (a rebalance) is not asked of the broker here
-            at = self.consumer.position(tp, timeout_ms=0) if high is not None else None
+            try:
+                # timeout 0: a position not known yet (a rebalance) is not asked for here
+                at = self.consumer.position(tp, timeout_ms=0) if high is not None else None
+            except KafkaError:  # a gauge is not worth a retry, let alone the worker
+                at = None
             if at is None:
                 continue  # nothing fetched from it yet
             metrics.CONSUMER_LAG.labels(str(tp.partition)).set(max(0, high - at))
