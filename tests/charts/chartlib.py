@@ -37,6 +37,13 @@ def set_args(values: dict[str, Any] | None) -> list[str]:
     return [arg for key, value in (values or {}).items() for arg in ("--set", f"{key}={value}")]
 
 
+def refused(helm: Helm, values: dict[str, Any]) -> str:
+    """The error output of `helm template` with `values`, which the chart must refuse."""
+    result = helm("template", "molstream", CHART, *set_args(values), check=False)
+    assert result.returncode != 0
+    return result.stderr
+
+
 def parse(manifests: str) -> list[dict[str, Any]]:
     return [doc for doc in yaml.safe_load_all(manifests) if doc]
 

@@ -26,8 +26,8 @@ def test_restarts_on_change_and_stops_on_sigterm(tmp_path: Path) -> None:
     module.write_text("VERSION = 1\n")
     starts = tmp_path / "starts.log"
     child = (
-        "import sys, time; sys.path.insert(0, sys.argv[1]); import mod; "
-        "open(sys.argv[2], 'a').write(f'{mod.VERSION}\\n'); time.sleep(600)"
+        "import signal, sys; sys.path.insert(0, sys.argv[1]); import mod; "
+        "open(sys.argv[2], 'a').write(f'{mod.VERSION}\\n'); signal.pause()"
     )
     reload = subprocess.Popen(
         [
