@@ -390,16 +390,16 @@ class Applier:
         columns, values = table_values(_ACTIVITY_SOURCES, rows, ids,
                                    key_order(rows.column("activity_id")))
         activities = tuples(*values, ends=tx.stamps)
-        mode: Mode | str = batch.mode
-        if self._sqlite and distinct(activities) and conn.execute(
-                select(_ACTIVITY.c.id).where(_ACTIVITY.c.id.between(
-                    activities[0][0], activities[-1][0])).limit(1)).first() is None:
-            # None of these activities exists (the usual case: new rows, ids in order), and
-            # none can appear before the commit (the write lock is ours): a plain INSERT, which
-            # SQLite runs without the statement journal an upsert needs (~35% faster).
-            mode = "new-rows"
+        # None of these activities exists (the usual case: new rows, ids in order)? Then a
+        # plain INSERT on SQLite, which runs without the statement journal an upsert needs
+        # (~35% faster; nobody can add one before the commit: the write lock is ours), and a
+        # plain COPY on PostgreSQL (molstream.pgmerge; it falls back should one appear).
+        new = distinct(activities) and conn.execute(
+            select(_ACTIVITY.c.id).where(_ACTIVITY.c.id.between(
+                activities[0][0], activities[-1][0])).limit(1)).first() is None
         result.written["activity"] = self._execute_many(
-            conn, _ACTIVITY, mode, columns, activities, tx)
+            conn, _ACTIVITY, "new-rows" if new and self._sqlite else batch.mode, columns,
+            activities, tx, new=new)
         return result
 
     def _resolve(self, conn: Connection, dimension: str, column: pa.ChunkedArray,
@@ -421,12 +421,13 @@ class Applier:
         return found
 
     def _execute_many(self, conn: Connection, table: Table, mode: Mode | str,
-                      columns: tuple[str, ...], rows: list[tuple], tx: _Transaction) -> int:
-        """`rows` hold the values of `columns`, then `tx.stamps`."""
+                      columns: tuple[str, ...], rows: list[tuple], tx: _Transaction, *,
+                      new: bool = False) -> int:
+        """`rows` hold the values of `columns`, then `tx.stamps`; `new`: none is in `table`."""
         if not rows:
             return 0
         if not self._sqlite and isinstance(mode, Mode) and table.name in pgmerge.MERGED:
-            return pgmerge.merge(conn, table, mode, columns, rows)  # COPY, then one merge
+            return pgmerge.merge(conn, table, mode, columns, rows, new=new)  # COPY (+ merge)
         if tx.stamp is not None:
             # On SQLite the timestamps are given, one for the transaction: the columns'
             # default, strftime(...) evaluated twice per row, took ~30% of an insert.

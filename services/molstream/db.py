@@ -140,6 +140,13 @@ class Activity(_Audited, Base):
     value: Mapped[float | None] = mapped_column(Float)
 
 
+# On PostgreSQL the activity table's references are checked once per statement, not by a
+# foreign key's trigger per row and key (molstream.pgschema); elsewhere they are foreign keys.
+for _constraint in Activity.__table__.foreign_key_constraints:
+    _constraint.ddl_if(callable_=lambda _ddl, _target, _bind, dialect, **_: (
+        dialect.name != "postgresql"))
+
+
 class IngestRun(Base):
     """One ingest of one file, as the worker sees it; `report` is set when it completes."""
 
@@ -202,19 +209,6 @@ BEGIN
   UPDATE {t} SET last_modified_on = strftime('%Y-%m-%d %H:%M:%f', 'now') WHERE id = NEW.id;
 END
 """
-_PG_FUNCTION = """
-CREATE OR REPLACE FUNCTION molstream_touch_last_modified() RETURNS trigger AS $$
-BEGIN
-  NEW.last_modified_on := clock_timestamp();
-  RETURN NEW;
-END $$ LANGUAGE plpgsql
-"""
-_PG_TRIGGER = """
-CREATE OR REPLACE TRIGGER trg_{t}_last_modified BEFORE UPDATE ON {t}
-FOR EACH ROW EXECUTE FUNCTION molstream_touch_last_modified()
-"""
-
-
 def normalize_url(url: str) -> str:
     """Accept plain postgresql:// URLs: the installed driver is psycopg 3."""
     parsed = make_url(url)
@@ -267,7 +261,6 @@ def create_schema(engine: Engine) -> str:
         if engine.dialect.name == "postgresql":
             # Workers starting together would race to create the same tables.
             conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_SCHEMA_LOCK})")
-            conn.exec_driver_sql(_PG_FUNCTION)
         Base.metadata.create_all(conn)
         _add_missing_columns(conn)
         # create_all leaves tables that exist alone, indexes included: bring back any index a
@@ -275,11 +268,14 @@ def create_schema(engine: Engine) -> str:
         for table in Base.metadata.sorted_tables:
             for index in table.indexes:
                 index.create(conn, checkfirst=True)
-        for name in DATA_TABLES:
-            template = _PG_TRIGGER if engine.dialect.name == "postgresql" else _SQLITE_TRIGGER
-            conn.exec_driver_sql(template.format(t=name))
         if engine.dialect.name == "postgresql":
+            from . import pgschema  # (it reads this module's model)
+
+            pgschema.install(conn, list(DATA_TABLES))
             _widen_columns(conn)
+        else:
+            for name in DATA_TABLES:
+                conn.exec_driver_sql(_SQLITE_TRIGGER.format(t=name))
         return _instance_id(conn)
 
 

@@ -204,6 +204,15 @@ ALLOWED_INTERPOLATIONS = {
     ("molstream/db.py", "table.name"): "a table of our own metadata (Base.metadata)",
     ("molstream/db.py", "ddl"): "a column of our own metadata, compiled by SQLAlchemy",
     ("molstream/pgmerge.py", "stage"): "the name of a staging table of our own metadata (STAGE)",
+    ("molstream/pgmerge.py", "table"):
+        "the name of a table of our own metadata (MERGED) or of its staging table (STAGE)",
+    ("molstream/pgschema.py", "name"): "the update trigger's {t}: keys of DATA_TABLES",
+    ("molstream/pgschema.py", "parent"): "a table of our own metadata (REFERENCES)",
+    ("molstream/pgschema.py", "column"): "a column of our own metadata (REFERENCES)",
+    ("molstream/pgschema.py", "constraint"): "a constraint name made from REFERENCES",
+    ("molstream/pgschema.py", "locks"): "SQL made above from REFERENCES only",
+    ("molstream/pgschema.py", "missing"): "SQL made above from REFERENCES only",
+    ("molstream/pgschema.py", "details"): "SQL made above from REFERENCES only",
     ("molstream/pgmerge.py", "', '.join(columns)"):
         "column names of our own metadata (apply.py's *_SOURCES), never a file's header",
 }
@@ -214,6 +223,8 @@ ALLOWED_SQL_ARGUMENTS = {
     ("molstream/pgmerge.py", "_merge_sql(conn.engine, table, mode, columns)"):
         "str() of a statement compiled from SQLAlchemy Core",
     ("molstream/pgmerge.py", "statement"): "CREATE TABLE of our own metadata, compiled",
+    ("molstream/pgschema.py", "CHECK_FUNCTION"): "a module constant made from REFERENCES only",
+    ("molstream/pgschema.py", "statement"): "one of the constant CHECK_TRIGGERS",
 }
 
 
