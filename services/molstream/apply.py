@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import pyarrow as pa
-from sqlalchemy import Engine, Table, func, or_, select, update
+from sqlalchemy import Engine, Table, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
@@ -35,7 +35,7 @@ from . import metrics, pgmerge
 from .cache import IdCache
 from .config import Mode
 from .contract import LINE, Rejection
-from .db import DIMENSIONS, Activity, AppliedBatch, IngestRun, Molecule, Target
+from .db import DIMENSIONS, Activity, AppliedBatch, AppliedPart, IngestRun, Molecule, Target
 from .dberrors import Kind, classify, describe
 from .messages import TABLES, EndOfIngest, RowBatch
 from .rows import (
@@ -59,6 +59,7 @@ _TARGET = Target.__table__
 _ACTIVITY = Activity.__table__
 _RUN = IngestRun.__table__
 _APPLIED = AppliedBatch.__table__
+_PART = AppliedPart.__table__
 
 # CSV column feeding each dimension table.
 DIMENSION_COLUMNS = {
@@ -250,6 +251,8 @@ class Applier:
             return [r for b in batches for r in self._apply_together([b])]
 
     def _apply_in_one_transaction(self, batches: list[RowBatch]) -> list[Outcome]:
+        if not self._sqlite and len(batches) == 1:
+            return [self._apply_in_two_steps(batches[0])]
         results: list[Outcome] = []
         with _gc_paused(), self.engine.connect() as conn, conn.begin() as transaction:
             tx = _Transaction()
@@ -263,6 +266,36 @@ class Applier:
             with metrics.COMMIT_SECONDS.time():
                 transaction.commit()
         return results
+
+    def _apply_in_two_steps(self, batch: RowBatch) -> Outcome:
+        """PostgreSQL: the batch's dimension values, molecules and targets in a short
+        transaction, then its activities and its record in another.
+
+        Workers apply batches that bring the same new molecules (a molecule is measured in
+        many batches): in one transaction, the second worker's insert of a molecule waits for
+        the first worker's whole batch to commit. Committed apart, such rows are held for
+        milliseconds. What the first transaction wrote is counted in `applied_part`, in that
+        same transaction, and taken over by the batch's record (`_record`): a batch retried
+        after the first step finds those rows there and counts them once."""
+        result = Applied(batch.ingest_id, batch.seq, batch.rows.num_rows)
+        tx = _Transaction()
+        with _gc_paused():
+            with self.engine.begin() as conn:
+                if not self._open(conn, batch, tx):
+                    return None
+                ids = self._write_parents(conn, batch, batch.rows, result, tx)
+                conn.execute(self._insert(_PART).values(
+                    ingest_id=batch.ingest_id, seq=batch.seq, written=result.written,
+                ).on_conflict_do_nothing(index_elements=["ingest_id", "seq"]))
+            result.written = dict.fromkeys(TABLES, 0)  # now in applied_part
+            with self.engine.connect() as conn, conn.begin() as transaction:
+                if not self._open(conn, batch, tx):
+                    return None
+                self._write_activities(conn, batch, batch.rows, ids, result, tx)
+                self._record(conn, batch, result)
+                with metrics.COMMIT_SECONDS.time():
+                    transaction.commit()
+        return result
 
     def _open(self, conn: Connection, batch: RowBatch, tx: _Transaction) -> bool:
         """Start `batch` in the transaction; False when it must not be applied: applied
@@ -283,6 +316,12 @@ class Applier:
     def _record(self, conn: Connection, batch: RowBatch, result: Applied) -> None:
         # A row per batch and nothing else: no counter row that every transaction of an
         # ingest would update (and, with several PostgreSQL workers, wait for).
+        if not self._sqlite:  # what a first step committed (`_apply_in_two_steps`)
+            part = conn.execute(delete(_PART).where(
+                _PART.c.ingest_id == batch.ingest_id, _PART.c.seq == batch.seq,
+            ).returning(_PART.c.written)).scalar()
+            for table, n in (part or {}).items():
+                result.written[table] += n
         recorded = conn.execute(self._insert(_APPLIED).values(
             ingest_id=batch.ingest_id, seq=batch.seq, rows=result.rows,
             written=result.written, rejected=len(result.rejected),
@@ -371,6 +410,13 @@ class Applier:
     def _apply_rows(self, conn: Connection, batch: RowBatch, rows: pa.Table,
                     tx: _Transaction) -> Applied:
         result = Applied(batch.ingest_id, batch.seq, rows.num_rows)
+        ids = self._write_parents(conn, batch, rows, result, tx)
+        self._write_activities(conn, batch, rows, ids, result, tx)
+        return result
+
+    def _write_parents(self, conn: Connection, batch: RowBatch, rows: pa.Table,
+                       result: Applied, tx: _Transaction) -> dict[str, pa.Array]:
+        """The dimension values, molecules and targets of `rows`; the dimensions' ids."""
         present = set(rows.column_names)
         # Dimension values → ids, as columns: the per-row work stays in Arrow and NumPy.
         ids = {d: dimension_ids(rows.column(c), self._resolve(conn, d, rows.column(c), result, tx))
@@ -387,8 +433,12 @@ class Applier:
         result.written["target"] = self._execute_many(
             conn, _TARGET, batch.mode, columns,
             not_written(tuples(*values, ends=tx.stamps), tx.remembered("target", batch.mode)), tx)
+        return ids
+
+    def _write_activities(self, conn: Connection, batch: RowBatch, rows: pa.Table,
+                          ids: dict[str, pa.Array], result: Applied, tx: _Transaction) -> None:
         columns, values = table_values(_ACTIVITY_SOURCES, rows, ids,
-                                   key_order(rows.column("activity_id")))
+                                       key_order(rows.column("activity_id")))
         activities = tuples(*values, ends=tx.stamps)
         # None of these activities exists (the usual case: new rows, ids in order)? Then a
         # plain INSERT on SQLite, which runs without the statement journal an upsert needs
@@ -400,7 +450,6 @@ class Applier:
         result.written["activity"] = self._execute_many(
             conn, _ACTIVITY, "new-rows" if new and self._sqlite else batch.mode, columns,
             activities, tx, new=new)
-        return result
 
     def _resolve(self, conn: Connection, dimension: str, column: pa.ChunkedArray,
                  result: Applied, tx: _Transaction) -> dict:
@@ -409,8 +458,8 @@ class Applier:
         missing = [v for v in values if v not in found]
         if missing:
             table = DIMENSIONS[dimension]
-            # In the batch's own transaction, sorted: committed in one of their own, they
-            # would outlive a batch rolled back, and its retry would count them as not new.
+            # Sorted, so that workers lock them in one order. Counted by the transaction that
+            # writes them: the batch's, or on PostgreSQL its first step's (applied_part).
             result.written[dimension] = self._execute_many(
                 conn, table, "new-values", ("value",),
                 [(v, *tx.stamps) for v in sorted(missing)], tx)

@@ -186,6 +186,18 @@ class AppliedBatch(Base):
     applied_on: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=utcnow())
 
 
+class AppliedPart(Base):
+    """On PostgreSQL a batch's dimension values, molecules and targets commit in a short
+    transaction of their own, ahead of its activities (molstream.apply): what that transaction
+    wrote, until the batch's own record (`applied_batch`, in the activities' transaction) takes
+    it over. A batch retried after that point finds its part here and counts nothing twice."""
+
+    __tablename__ = "applied_part"
+    ingest_id: Mapped[str] = mapped_column(String(300), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    written: Mapped[dict] = mapped_column(JSON)
+
+
 class Meta(Base):
     """Key/value facts about this database, e.g. the instance id that namespaces the cache."""
 
