@@ -47,32 +47,30 @@ FOR EACH ROW EXECUTE FUNCTION molstream_touch_last_modified()
 
 
 def _check_function() -> str:
-    # Every name below comes from REFERENCES (our own model), none from input.
-    locks = "\n".join(
-        f"  PERFORM 1 FROM {parent} p WHERE p.id IN (SELECT {column} FROM new_rows)"  # noqa: S608
-        " ORDER BY p.id FOR KEY SHARE;" for column, parent in REFERENCES)
-    missing = "\n    OR ".join(
-        f"({column} IS NOT NULL AND NOT EXISTS "  # noqa: S608
-        f"(SELECT 1 FROM {parent} p WHERE p.id = n.{column}))" for column, parent in REFERENCES)
-    details = "\n".join(
-        f"  SELECT n.id, n.{column} INTO bad_id, bad_value FROM new_rows n"  # noqa: S608
-        f" WHERE n.{column} IS NOT"
-        f" NULL AND NOT EXISTS (SELECT 1 FROM {parent} p WHERE p.id = n.{column}) LIMIT 1;\n"
-        f"  IF FOUND THEN RAISE foreign_key_violation USING MESSAGE = format("
-        f"'activity %s: {column} = %s is not present in table \"{parent}\"', bad_id, bad_value),"
-        f" TABLE = 'activity', COLUMN = '{column}'; END IF;"
-        for column, parent in REFERENCES)
+    # Every name below comes from REFERENCES (our own model), none from input. For each
+    # reference: the distinct ids the statement's rows name (one pass over them, where a
+    # row-by-row test probed the parent once per row: 96k against 136k rows/s), the parents
+    # found among them locked, and their count compared; the row to blame is looked for only
+    # when one is missing.
+    checks = "\n".join(f"""
+  ids := ARRAY(SELECT DISTINCT {column} FROM new_rows WHERE {column} IS NOT NULL);
+  SELECT count(*) INTO found FROM (
+    SELECT 1 FROM {parent} p WHERE p.id = ANY(ids) ORDER BY p.id FOR KEY SHARE) locked;
+  IF found < cardinality(ids) THEN
+    SELECT n.id, n.{column} INTO bad_id, bad_value FROM new_rows n
+    WHERE n.{column} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {parent} p WHERE p.id = n.{column})
+    LIMIT 1;
+    RAISE foreign_key_violation USING MESSAGE = format(
+      'activity %s: {column} = %s is not present in table "{parent}"', bad_id, bad_value),
+      TABLE = 'activity', COLUMN = '{column}';
+  END IF;""" for column, parent in REFERENCES)  # noqa: S608
     return f"""
 CREATE OR REPLACE FUNCTION molstream_activity_references() RETURNS trigger AS $$
-DECLARE bad_id bigint; bad_value bigint;
-BEGIN
-{locks}
-  IF EXISTS (SELECT 1 FROM new_rows n WHERE {missing}) THEN
-{details}
-  END IF;
+DECLARE ids bigint[]; found bigint; bad_id bigint; bad_value bigint;
+BEGIN{checks}
   RETURN NULL;
 END $$ LANGUAGE plpgsql
-"""  # noqa: S608
+"""
 
 
 CHECK_FUNCTION = _check_function()

@@ -210,9 +210,7 @@ ALLOWED_INTERPOLATIONS = {
     ("molstream/pgschema.py", "parent"): "a table of our own metadata (REFERENCES)",
     ("molstream/pgschema.py", "column"): "a column of our own metadata (REFERENCES)",
     ("molstream/pgschema.py", "constraint"): "a constraint name made from REFERENCES",
-    ("molstream/pgschema.py", "locks"): "SQL made above from REFERENCES only",
-    ("molstream/pgschema.py", "missing"): "SQL made above from REFERENCES only",
-    ("molstream/pgschema.py", "details"): "SQL made above from REFERENCES only",
+    ("molstream/pgschema.py", "checks"): "SQL made above from REFERENCES only",
     ("molstream/pgmerge.py", "', '.join(columns)"):
         "column names of our own metadata (apply.py's *_SOURCES), never a file's header",
 }
