@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+import numpy as np
 import pyarrow as pa
 from sqlalchemy import Engine, Table, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -40,7 +41,7 @@ from .dberrors import Kind, classify, describe
 from .messages import TABLES, EndOfIngest, RowBatch
 from .rows import (
     dimension_ids,
-    distinct,
+    int64s,
     key_order,
     last_per_key,
     not_written,
@@ -423,33 +424,39 @@ class Applier:
                for d, c in DIMENSION_COLUMNS.items() if c in present}
 
         # Molecules and targets: one row per key, the last occurrence winning, in key order.
-        last_molecule = last_per_key(rows.column("molecule_id"))
-        columns, values = table_values(_MOLECULE_SOURCES, rows, ids, last_molecule)
-        result.written["molecule"] = self._execute_many(
-            conn, _MOLECULE, batch.mode, columns,
-            not_written(tuples(*values, ends=tx.stamps), tx.remembered("molecule", batch.mode)), tx)
-        last_target = last_per_key(rows.column("target_id"))
-        columns, values = table_values(_TARGET_SOURCES, rows, ids, last_target)
-        result.written["target"] = self._execute_many(
-            conn, _TARGET, batch.mode, columns,
-            not_written(tuples(*values, ends=tx.stamps), tx.remembered("target", batch.mode)), tx)
+        for table, sources, key in ((_MOLECULE, _MOLECULE_SOURCES, "molecule_id"),
+                                    (_TARGET, _TARGET_SOURCES, "target_id")):
+            columns, values = table_values(sources, rows, ids, last_per_key(rows.column(key)))
+            result.written[table.name] = self._write(conn, table, batch.mode, columns, values, tx)
         return ids
 
     def _write_activities(self, conn: Connection, batch: RowBatch, rows: pa.Table,
                           ids: dict[str, pa.Array], result: Applied, tx: _Transaction) -> None:
         columns, values = table_values(_ACTIVITY_SOURCES, rows, ids,
                                        key_order(rows.column("activity_id")))
-        activities = tuples(*values, ends=tx.stamps)
+        keys = int64s(values[0])
         # None of these activities exists (the usual case: new rows, ids in order)? Then a
         # plain INSERT on SQLite, which runs without the statement journal an upsert needs
         # (~35% faster; nobody can add one before the commit: the write lock is ours), and a
         # plain COPY on PostgreSQL (molstream.pgmerge; it falls back should one appear).
-        new = distinct(activities) and conn.execute(
+        new = len(keys) > 0 and bool(np.all(keys[1:] > keys[:-1])) and conn.execute(
             select(_ACTIVITY.c.id).where(_ACTIVITY.c.id.between(
-                activities[0][0], activities[-1][0])).limit(1)).first() is None
-        result.written["activity"] = self._execute_many(
-            conn, _ACTIVITY, "new-rows" if new and self._sqlite else batch.mode, columns,
-            activities, tx, new=new)
+                int(keys[0]), int(keys[-1]))).limit(1)).first() is None
+        result.written["activity"] = self._write(
+            conn, _ACTIVITY, batch.mode, columns, values, tx, new=new)
+
+    def _write(self, conn: Connection, table: Table, mode: Mode, columns: tuple[str, ...],
+               values: list, tx: _Transaction, *, new: bool = False) -> int:
+        """Write the rows of `table` whose `columns` hold `values` (Arrow arrays, rows in key
+        order; `new`: none is in the table, and no key is there twice); rows written."""
+        if len(values[0]) == 0:
+            return 0
+        if not self._sqlite:  # COPY (and a merge), straight from Arrow
+            return pgmerge.merge(conn, table, mode, columns, values, new=new)
+        rows = tuples(*values, ends=tx.stamps)
+        if table.name in tx.written:  # molecules and targets this transaction wrote
+            rows = not_written(rows, tx.remembered(table.name, mode))
+        return self._execute_many(conn, table, "new-rows" if new else mode, columns, rows, tx)
 
     def _resolve(self, conn: Connection, dimension: str, column: pa.ChunkedArray,
                  result: Applied, tx: _Transaction) -> dict:
@@ -470,13 +477,10 @@ class Applier:
         return found
 
     def _execute_many(self, conn: Connection, table: Table, mode: Mode | str,
-                      columns: tuple[str, ...], rows: list[tuple], tx: _Transaction, *,
-                      new: bool = False) -> int:
-        """`rows` hold the values of `columns`, then `tx.stamps`; `new`: none is in `table`."""
+                      columns: tuple[str, ...], rows: list[tuple], tx: _Transaction) -> int:
+        """`rows` hold the values of `columns`, then `tx.stamps`."""
         if not rows:
             return 0
-        if not self._sqlite and isinstance(mode, Mode) and table.name in pgmerge.MERGED:
-            return pgmerge.merge(conn, table, mode, columns, rows, new=new)  # COPY (+ merge)
         if tx.stamp is not None:
             # On SQLite the timestamps are given, one for the transaction: the columns'
             # default, strftime(...) evaluated twice per row, took ~30% of an insert.

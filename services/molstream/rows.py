@@ -53,11 +53,6 @@ def pylist(column: pa.Array | pa.ChunkedArray) -> list:
         return int64s(column).tolist()  # several times faster than to_pylist
     return column.to_pylist()
 
-def distinct(rows: list[tuple]) -> bool:
-    """Rows in key order with no key twice (the fetcher drops repeats; a batch from elsewhere
-    with one must still go through the upsert, not fail the plain INSERT)."""
-    return bool(rows) and all(a[0] < b[0] for a, b in zip(rows, rows[1:], strict=False))
-
 def not_written(rows: list[tuple], written: dict[int, tuple]) -> list[tuple]:
     fresh = [r for r in rows if written.get(r[0]) != r]
     written.update((r[0], r) for r in fresh)

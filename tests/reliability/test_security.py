@@ -211,8 +211,9 @@ ALLOWED_INTERPOLATIONS = {
     ("molstream/pgschema.py", "column"): "a column of our own metadata (REFERENCES)",
     ("molstream/pgschema.py", "constraint"): "a constraint name made from REFERENCES",
     ("molstream/pgschema.py", "checks"): "SQL made above from REFERENCES only",
-    ("molstream/pgmerge.py", "', '.join(columns)"):
-        "column names of our own metadata (apply.py's *_SOURCES), never a file's header",
+    ("molstream/pgmerge.py", "', '.join(rows.column_names)"):
+        "column names of our own metadata (apply.py's *_SOURCES, given to pa.table by merge),"
+        " never a file's header",
 }
 # Calls that send SQL text to the database, and the arguments they may get besides literals.
 SQL_SINKS = ("execute", "exec_driver_sql", "executemany", "executescript", "text")
