@@ -25,6 +25,7 @@ from molstream.db import (
     utcnow,
 )
 from molstream.messages import EndOfIngest, RowBatch, decode, encode_batch
+from molstream_dev.postgres import create_database
 from sqlalchemy import event, func, select, text
 from waits import EVENT_TIMEOUT_S, wait_for
 
@@ -444,3 +445,45 @@ def test_a_database_made_by_an_older_molstream_is_brought_up_to_date(postgres_ur
         assert width == 250 and "rejected" in cols
     finally:
         engine.dispose()
+
+
+@pytest.mark.postgres
+def test_a_batch_interrupted_between_its_two_steps_counts_each_row_once(postgres_url,
+                                                                        monkeypatch):
+    """On PostgreSQL a batch's dimension values, molecules and targets commit before its
+    activities. The worker dying in between (here: the second step failing) and the batch
+    applied again leave the database and the report a clean application leaves."""
+    rows = [ROW, {**ROW, "activity_id": "2", "molecule_id": "11", "target_id": "101",
+                  "activity_type": "Ki", "target_organism": "Mus musculus"}]
+    clean_engine = make_engine(postgres_url)
+    create_schema(clean_engine)
+    clean = Applier(clean_engine, IdCache(None, namespace="clean")).apply(_batch(rows))
+    clean_engine.dispose()
+
+    engine = make_engine(create_database(postgres_url))  # dropped with the server
+    create_schema(engine)
+    applier = Applier(engine, IdCache(None, namespace="test"))
+
+    def dies(*_args, **_kw):
+        raise RuntimeError("the worker died here")
+
+    with monkeypatch.context() as m:
+        m.setattr(Applier, "_write_activities", dies)
+        with pytest.raises(RuntimeError):
+            applier.apply(_batch(rows))
+    assert _count(engine, "molecule") == 2 and _count(engine, "activity") == 0
+    with engine.connect() as conn:
+        part = conn.execute(text("SELECT written FROM applied_part")).scalar_one()
+    assert part == {**clean.written, "activity": 0}
+
+    again = applier.apply(_batch(rows))
+    assert again.written == clean.written
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM applied_part")).scalar_one() == 0
+        assert conn.execute(text("SELECT written FROM applied_batch")).scalar_one() == (
+            clean.written)
+    assert {t: _count(engine, t) for t in DATA_TABLES} == {
+        "phase": 1, "activity_type": 2, "unit": 1, "relation": 1, "organism": 2,
+        "molecule": 2, "target": 2, "activity": 2}
+    engine.dispose()
+
