@@ -7,9 +7,13 @@ sorted by key so that concurrent PostgreSQL workers lock rows in the same order)
 activities; record the batch. In insert-only mode existing rows are left as they are; in upsert
 mode they are updated only where a value differs, so `last_modified_on` moves only for rows that
 really changed. Only the columns the batch holds are written: an optional column its file lacks
-keeps its value in existing rows (and is NULL in new ones). On PostgreSQL, molecules, targets
-and activities go through COPY and one set-based merge each (molstream.pgmerge), which locks
-only the rows that change.
+keeps its value in existing rows (and is NULL in new ones).
+
+On PostgreSQL a batch takes two transactions: its dimension values, molecules and targets in a
+short one, counted in `applied_part`, then its activities and its record (see
+`_apply_in_two_steps`); molecules, targets and activities go through COPY and, unless they are
+known new, one set-based merge each (molstream.pgmerge), which locks only the rows that change.
+SQLite's rows go through executemany (molstream.inserts).
 
 A batch the database refuses (molstream.dberrors): a transient error goes back to the caller,
 which retries; a refused value sends the batch through again in halves, each in a savepoint,
@@ -27,7 +31,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
-from sqlalchemy import Engine, Table, delete, func, or_, select, update
+from sqlalchemy import Engine, Table, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
@@ -38,6 +42,7 @@ from .config import Mode
 from .contract import LINE, Rejection
 from .db import DIMENSIONS, Activity, AppliedBatch, AppliedPart, IngestRun, Molecule, Target
 from .dberrors import Kind, classify, describe
+from .inserts import Inserts
 from .messages import TABLES, EndOfIngest, RowBatch
 from .rows import (
     dimension_ids,
@@ -79,8 +84,6 @@ _ACTIVITY_SOURCES = (("id", "activity_id"), ("molecule_id", "molecule_id"),
                      ("target_id", "target_id"), ("activity_type_id", "activity_type"),
                      ("unit_id", "unit"), ("relation_id", "relation"),
                      ("value", "activity_value"))
-
-_STAMPS = ("created_on", "last_modified_on")
 
 OnRejected = Callable[[str, list[Rejection]], None]
 
@@ -154,7 +157,7 @@ class Applier:
         self.engine = engine
         self.cache = cache
         self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
-        self._statements: dict[tuple, tuple[str, tuple[str, ...] | None]] = {}
+        self._inserts = Inserts(engine)
         self._planned: set[str] = set()  # ingests already considered for deferred indexes
         self._sqlite = engine.dialect.name == "sqlite"
         if not self._sqlite:
@@ -456,7 +459,8 @@ class Applier:
         rows = tuples(*values, ends=tx.stamps)
         if table.name in tx.written:  # molecules and targets this transaction wrote
             rows = not_written(rows, tx.remembered(table.name, mode))
-        return self._execute_many(conn, table, "new-rows" if new else mode, columns, rows, tx)
+        return self._inserts.execute_many(conn, table, "new-rows" if new else mode, columns, rows,
+                                          stamped=tx.stamp is not None)
 
     def _resolve(self, conn: Connection, dimension: str, column: pa.ChunkedArray,
                  result: Applied, tx: _Transaction) -> dict:
@@ -467,58 +471,14 @@ class Applier:
             table = DIMENSIONS[dimension]
             # Sorted, so that workers lock them in one order. Counted by the transaction that
             # writes them: the batch's, or on PostgreSQL its first step's (applied_part).
-            result.written[dimension] = self._execute_many(
+            result.written[dimension] = self._inserts.execute_many(
                 conn, table, "new-values", ("value",),
-                [(v, *tx.stamps) for v in sorted(missing)], tx)
+                [(v, *tx.stamps) for v in sorted(missing)], stamped=tx.stamp is not None)
             new = dict(conn.execute(
                 select(table.c.value, table.c.id).where(table.c.value.in_(missing))).all())
             found.update(new)
             result.new_ids[dimension] = new
         return found
-
-    def _execute_many(self, conn: Connection, table: Table, mode: Mode | str,
-                      columns: tuple[str, ...], rows: list[tuple], tx: _Transaction) -> int:
-        """`rows` hold the values of `columns`, then `tx.stamps`."""
-        if not rows:
-            return 0
-        if tx.stamp is not None:
-            # On SQLite the timestamps are given, one for the transaction: the columns'
-            # default, strftime(...) evaluated twice per row, took ~30% of an insert.
-            columns = (*columns, *_STAMPS)
-        sql, order = self._statement(table, mode, columns)
-        if order is None:  # named parameters (psycopg)
-            params = [dict(zip(columns, r, strict=True)) for r in rows]
-        else:
-            params = rows if order == columns else [
-                tuple(r[columns.index(c)] for c in order) for r in rows]
-        # The statement is built with SQLAlchemy Core and compiled once per table and mode;
-        # rows go straight to the driver's executemany, skipping per-row parameter processing
-        # that otherwise costs as much as SQLite's own work.
-        return conn.exec_driver_sql(sql, params).rowcount
-
-    def _statement(self, table: Table, mode: Mode | str, columns: tuple[str, ...]
-                   ) -> tuple[str, tuple[str, ...] | None]:
-        key = (table.name, mode, columns)
-        if key not in self._statements:
-            stmt = self._insert(table)
-            if mode == "new-values":  # dimension values: the unique value is the key
-                stmt = stmt.on_conflict_do_nothing(index_elements=["value"])
-            elif mode == "new-rows":  # known not to exist
-                pass
-            elif mode is Mode.INSERT_ONLY or not (
-                    updated := [c for c in columns if c not in ("id", *_STAMPS)]):
-                # (or the file has none of the table's optional columns: nothing to update)
-                stmt = stmt.on_conflict_do_nothing(index_elements=["id"])
-            else:
-                stmt = stmt.on_conflict_do_update(
-                    index_elements=["id"],
-                    set_={c: stmt.excluded[c] for c in updated},
-                    where=or_(*[table.c[c].is_distinct_from(stmt.excluded[c]) for c in updated]),
-                )
-            compiled = stmt.compile(dialect=self.engine.dialect, column_keys=list(columns))
-            order = tuple(compiled.positiontup) if compiled.positional else None
-            self._statements[key] = (str(compiled), order)
-        return self._statements[key]
 
 
 @contextmanager

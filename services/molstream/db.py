@@ -221,6 +221,8 @@ BEGIN
   UPDATE {t} SET last_modified_on = strftime('%Y-%m-%d %H:%M:%f', 'now') WHERE id = NEW.id;
 END
 """
+
+
 def normalize_url(url: str) -> str:
     """Accept plain postgresql:// URLs: the installed driver is psycopg 3."""
     parsed = make_url(url)

@@ -1,12 +1,14 @@
 """PostgreSQL's way to write a batch's molecules, targets and activities: COPY, then one merge.
 
-The rows go to a temporary staging table of the connection with `COPY … FROM STDIN` (psycopg 3),
-then one `INSERT … SELECT … ON CONFLICT (id)` proposes only the staged rows that are new or
-differ from what the table holds (a plain read: no lock on a row that does not change). Rows
-proposed are inserted or, if a concurrent worker inserted them meanwhile, updated where a value
-differs: the same result as the executemany of the SQLite path, a statement instead of one per
-row, and locks held only on rows that change. `ON CONFLICT DO UPDATE` alone would lock every
-conflicting row, changed or not, until the transaction ends.
+Rows are COPY'd as CSV that Arrow writes from the batch's columns (no Python object per row).
+Activities none of which the table holds yet (the usual case) go straight into their table.
+Everything else goes to a temporary staging table of the connection, then one `INSERT … SELECT
+… ON CONFLICT (id)` proposes only the staged rows that are new or differ from what the table
+holds (a plain read: no lock on a row that does not change). Rows proposed are inserted or, if
+a concurrent worker inserted them meanwhile, updated where a value differs: the same result as
+the executemany of the SQLite path, a statement instead of one per row, and locks held only on
+rows that change. `ON CONFLICT DO UPDATE` alone would lock every conflicting row, changed or
+not, until the transaction ends.
 
 The staging tables are created once per connection (`TEMPORARY`, `ON COMMIT DELETE ROWS`), when
 the pool opens it (a session of its own: not through a pooler in transaction mode), with the

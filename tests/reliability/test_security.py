@@ -218,7 +218,7 @@ ALLOWED_INTERPOLATIONS = {
 # Calls that send SQL text to the database, and the arguments they may get besides literals.
 SQL_SINKS = ("execute", "exec_driver_sql", "executemany", "executescript", "text")
 ALLOWED_SQL_ARGUMENTS = {
-    ("molstream/apply.py", "sql"): "str() of a statement compiled from SQLAlchemy Core",
+    ("molstream/inserts.py", "sql"): "str() of a statement compiled from SQLAlchemy Core",
     ("molstream/pgmerge.py", "_merge_sql(conn.engine, table, mode, columns)"):
         "str() of a statement compiled from SQLAlchemy Core",
     ("molstream/pgmerge.py", "statement"): "CREATE TABLE of our own metadata, compiled",
