@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# The offline kind node image, as `kind build node-image` lays it out (its module's
+# pkg/build/nodeimage), which cannot run here: it fetches etcd, CoreDNS, pause, kindnetd and
+# the storage provisioner from registries. Instead, on the base of node-base.sh:
+#   - kubeadm, kubelet and kubectl in /usr/bin, the version in /kind/version;
+#   - the images of images.sh imported into the node's containerd (k8s.io namespace) and pinned;
+#   - networking: kindnetd is not to be had (an untagged nested module of kind), so the node
+#     carries a static CNI config (ptp + host-local + portmap, the pod subnet kind gives a
+#     single node) and /kind/manifests/default-cni.yaml installs nothing: one node only;
+#   - storage: no /kind/manifests/default-storage.yaml, so kind creates its `standard`
+#     StorageClass on kube-controller-manager's host-path provisioner.
+#
+# Usage: bash tools/provision/e2e/node-image.sh [IMAGE]   (prints the image's name; cached: a
+# second run with the same inputs does nothing)
+set -euo pipefail
+cd "$(dirname "$0")/../../.."
+docker=${DOCKER:-/usr/bin/docker}
+CACHE=$PWD/.cache
+KUBE_VERSION=$(awk '$1 == "require" && $2 == "k8s.io/kubernetes" {print $3}' tools/k8s-node/go.mod)
+KIND_VERSION=${KIND_VERSION:-v0.33.0}  # its base image files are what node-base.sh copies
+image=${1:-molstream-e2e/node:$KUBE_VERSION}
+base=molstream-e2e/kind-base:bookworm
+log() { printf '[e2e node] %s\n' "$*" >&2; }
+
+# Rebuilt when any script that makes it changes.
+stamp=$(cat tools/provision/e2e/{node-base,images,node-image}.sh tools/k8s-node/go.sum \
+  tools/etcd/go.sum | sha256sum | cut -c1-12)
+if [[ $("$docker" image inspect -f '{{index .Config.Labels "molstream.inputs"}}' "$image" \
+        2>/dev/null) == "$stamp" ]]; then
+  log "$image is up to date"
+  echo "$image"
+  exit 0
+fi
+
+export GOMODCACHE=$CACHE/go/mod GOCACHE=$CACHE/go/build GOFLAGS=-modcacherw GOTOOLCHAIN=local
+kind_dir=$(cd /tmp && go mod download -json "sigs.k8s.io/kind@$KIND_VERSION" |
+  sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+[[ -d $kind_dir ]] || { log "sigs.k8s.io/kind@$KIND_VERSION not in the module cache"; exit 1; }
+
+"$docker" image rm -f "$base" >/dev/null 2>&1 || true
+bash tools/provision/e2e/node-base.sh "$base" "$kind_dir"
+rootfs_tar=$(ls -t "$CACHE"/e2e/bookworm-*.tar | head -1)
+images=$CACHE/e2e/images-$KUBE_VERSION.tar
+bash tools/provision/e2e/images.sh "$images" "$rootfs_tar"
+
+log "assembling $image"
+# --init: containerd, started and stopped below, must be reaped (sleep would leave a zombie).
+id=$("$docker" run -d --init --entrypoint=sleep --security-opt seccomp=unconfined "$base" infinity)
+trap '"$docker" rm -f "$id" >/dev/null 2>&1 || true' EXIT
+for bin in kubeadm kubelet; do
+  "$docker" cp "$CACHE/e2e/bin/$bin" "$id:/usr/bin/$bin"
+done
+"$docker" cp "$CACHE/bin/kubectl" "$id:/usr/bin/kubectl"
+"$docker" exec "$id" chmod 0755 /usr/bin/kubeadm /usr/bin/kubelet /usr/bin/kubectl
+"$docker" exec -i "$id" sh -c 'mkdir -p /kind/manifests && cat > /kind/version' <<<"$KUBE_VERSION"
+"$docker" exec -i "$id" sh -c 'cat > /kind/manifests/default-cni.yaml' <<'YAML'
+# The offline node's pod network is the static CNI config in /etc/cni/net.d (one node): nothing
+# to install. kind applies this file; it only records that.
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: molstream-e2e-cni
+  namespace: kube-system
+data:
+  cni: /etc/cni/net.d/10-molstream-ptp.conflist
+YAML
+"$docker" exec -i "$id" sh -c 'mkdir -p /etc/cni/net.d && cat > /etc/cni/net.d/10-molstream-ptp.conflist' <<'JSON'
+{
+  "cniVersion": "0.4.0",
+  "name": "kindnet",
+  "plugins": [
+    {"type": "ptp", "ipMasq": true, "mtu": 1500,
+     "ipam": {"type": "host-local", "dataDir": "/run/cni-ipam-state",
+              "routes": [{"dst": "0.0.0.0/0"}], "ranges": [[{"subnet": "10.244.0.0/24"}]]}},
+    {"type": "portmap", "capabilities": {"portMappings": true}}
+  ]
+}
+JSON
+"$docker" exec "$id" sh -c 'nohup containerd >/tmp/containerd.log 2>&1 &'
+for _ in $(seq 1 100); do
+  "$docker" exec "$id" test -S /run/containerd/containerd.sock && break
+  sleep 0.2
+done
+"$docker" exec -i "$id" ctr -n k8s.io images import --all-platforms --no-unpack --digests - \
+  <"$images" >/dev/null
+for name in $("$docker" exec "$id" ctr -n k8s.io images ls -q | grep -v '^sha256:'); do
+  "$docker" exec "$id" ctr -n k8s.io images label "$name" io.cri-containerd.pinned=pinned >/dev/null
+done
+"$docker" exec "$id" pkill containerd
+"$docker" exec "$id" sh -c 'while pgrep -x containerd >/dev/null; do sleep 0.1; done; rm -f /tmp/containerd.log'
+"$docker" commit \
+  --change 'ENTRYPOINT [ "/usr/local/bin/entrypoint", "/sbin/init" ]' \
+  --change "LABEL molstream.inputs=$stamp" "$id" "$image" >/dev/null
+log "$image built"
+echo "$image"
