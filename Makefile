@@ -69,7 +69,10 @@ bench: venv ## Benchmark: end to end vs the seed's design and a bulk load, memor
 
 # Tools: the ones tools/provision/kube.sh builds into .cache/bin win over PATH.
 DOCKER ?= docker
-KIND ?= kind
+KIND ?= $(if $(wildcard .cache/bin/kind),.cache/bin/kind,kind)
+# The node image kind creates the cluster from (kind's default when empty); `make e2e` builds
+# one offline (tools/provision/e2e) and passes it here.
+KIND_NODE_IMAGE ?=
 SKAFFOLD ?= skaffold
 KUBECTL ?= $(if $(wildcard .cache/bin/kubectl),.cache/bin/kubectl,kubectl)
 HELM ?= $(if $(wildcard .cache/bin/helm),.cache/bin/helm,helm)
@@ -79,6 +82,8 @@ CHART ?= charts/molstream
 SAMPLE_IR ?= k8s/ingestrequest.yaml
 SAMPLE_NAME ?= ingestrequest-sample
 RUN_TIMEOUT_S ?= 1800
+KIND_VERSION ?= v0.33.0
+E2E_NODE_IMAGE ?= molstream-e2e/node:v1.32.13
 K := $(KUBECTL) --context $(KUBE_CONTEXT) --namespace $(NAMESPACE)
 
 .PHONY: check-tools
@@ -99,7 +104,8 @@ cluster: check-tools ## Create the kind cluster $(CLUSTER_NAME) unless it exists
 	else \
 	  mkdir -p .cache; \
 	  sed 's/$${KAFKA_UI_PORT}/$(KAFKA_UI_PORT)/' k8s/kind-config.yaml > .cache/kind-config.yaml; \
-	  $(KIND) create cluster --name $(CLUSTER_NAME) --config .cache/kind-config.yaml --wait 180s; \
+	  $(KIND) create cluster --name $(CLUSTER_NAME) --config .cache/kind-config.yaml --wait 180s \
+	    $(if $(KIND_NODE_IMAGE),--image $(KIND_NODE_IMAGE)); \
 	fi
 
 .PHONY: image
@@ -135,6 +141,18 @@ run: cluster image deploy ## Everything on kind: cluster, image, chart, the samp
 	@echo "Rows written per table:"
 	@$(K) get ir $(SAMPLE_NAME) -o go-template='{{range $$table, $$rows := .status.report}}{{printf "  %-15s %v\n" $$table $$rows}}{{end}}'
 	@echo "Kafka UI: http://localhost:$(KAFKA_UI_PORT)"
+
+.PHONY: e2e-node
+e2e-node: ## Test machines: a Docker engine, kind, and an offline kind node image built from Go modules and Debian packages (root).
+	bash tools/provision/kube.sh
+	bash tools/provision/docker.sh
+	GOBIN=$(CURDIR)/.cache/bin GOMODCACHE=$(CURDIR)/.cache/go/mod GOFLAGS=-modcacherw GOTOOLCHAIN=local \
+	  go install sigs.k8s.io/kind@$(KIND_VERSION)
+	KIND_VERSION=$(KIND_VERSION) bash tools/provision/e2e/node-image.sh $(E2E_NODE_IMAGE)
+
+.PHONY: e2e
+e2e: venv e2e-node ## End-to-end on a real kind cluster from the offline node image (Docker, root).
+	MOLSTREAM_E2E=1 KIND_NODE_IMAGE=$(E2E_NODE_IMAGE) $(PY) -m pytest -m e2e tests/e2e $(PYTEST_ARGS)
 
 .PHONY: dev
 dev: cluster ## skaffold dev on the kind cluster: rebuild/sync on change, worker and operator restart.
