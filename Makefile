@@ -73,6 +73,11 @@ KIND ?= $(if $(wildcard .cache/bin/kind),.cache/bin/kind,kind)
 # The node image kind creates the cluster from (kind's default when empty); `make e2e` builds
 # one offline (tools/provision/e2e) and passes it here.
 KIND_NODE_IMAGE ?=
+# More for the e2e suite (empty for users): docker build arguments, images to load into kind
+# beside molstream's, a values file on top of k8s/kind-values.yaml.
+DOCKER_BUILD_ARGS ?=
+EXTRA_IMAGES ?=
+EXTRA_VALUES ?=
 SKAFFOLD ?= skaffold
 KUBECTL ?= $(if $(wildcard .cache/bin/kubectl),.cache/bin/kubectl,kubectl)
 HELM ?= $(if $(wildcard .cache/bin/helm),.cache/bin/helm,helm)
@@ -110,13 +115,14 @@ cluster: check-tools ## Create the kind cluster $(CLUSTER_NAME) unless it exists
 
 .PHONY: image
 image: check-tools ## Build the molstream image ($(IMAGE)) and load it into the kind cluster.
-	$(DOCKER) build --target runtime --tag $(IMAGE) .
-	$(KIND) load docker-image $(IMAGE) --name $(CLUSTER_NAME)
+	$(DOCKER) build --target runtime --tag $(IMAGE) $(DOCKER_BUILD_ARGS) .
+	$(KIND) load docker-image $(IMAGE) $(EXTRA_IMAGES) --name $(CLUSTER_NAME)
 
 .PHONY: deploy
 deploy: ## helm upgrade --install the chart into the kind cluster and wait for it.
 	$(HELM) upgrade --install $(RELEASE) $(CHART) --kube-context $(KUBE_CONTEXT) \
 	  --namespace $(NAMESPACE) --create-namespace --values k8s/kind-values.yaml \
+	  $(if $(EXTRA_VALUES),--values $(EXTRA_VALUES)) \
 	  --set image.repository=$(IMAGE_REPO) --set image.tag=$(IMAGE_TAG) \
 	  --set ftp.sampleRows=$(LOCAL_ROWS) --wait --timeout 10m
 	$(HELM) test $(RELEASE) --kube-context $(KUBE_CONTEXT) --namespace $(NAMESPACE) --logs

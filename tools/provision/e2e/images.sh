@@ -19,6 +19,9 @@ KUBE_VERSION=$(awk '$1 == "require" && $2 == "k8s.io/kubernetes" {print $3}' too
 ETCD_TAG=3.5.24-0            # kubeadm v1.32's SupportedEtcdVersion
 COREDNS_VERSION=v1.11.3      # kubeadm v1.32's CoreDNSVersion
 PAUSE_VERSION=3.10           # kubeadm v1.32's PauseVersion, kind's containerd sandbox_image
+LOCAL_PATH_VERSION=v0.0.30   # kind v0.33 pins v0.0.34, which is not served here; same flags
+LOCAL_PATH_IMAGE=molstream-e2e/local-path-provisioner:$LOCAL_PATH_VERSION
+LOCAL_PATH_HELPER=molstream-e2e/local-path-helper:bookworm  # node-image.sh writes both names
 export GOMODCACHE=$CACHE/go/mod GOCACHE=$CACHE/go/build GOFLAGS="-modcacherw -p=${BUILD_JOBS:-2}"
 export GOTOOLCHAIN=local CGO_ENABLED=0
 mkdir -p "$BIN"
@@ -54,6 +57,11 @@ if [[ $("$BIN/coredns" -version 2>/dev/null) != *"${COREDNS_VERSION#v}"* ]]; the
   (cd /tmp && GOBIN=$BIN nice -n 10 go install -trimpath -ldflags "-s -w" \
     "github.com/coredns/coredns@$COREDNS_VERSION")
 fi
+if [[ ! -x $BIN/local-path-provisioner ]]; then
+  log "building local-path-provisioner $LOCAL_PATH_VERSION"
+  (cd /tmp && GOBIN=$BIN nice -n 10 go install -trimpath -ldflags "-s -w" \
+    "github.com/rancher/local-path-provisioner@$LOCAL_PATH_VERSION")
+fi
 if [[ ! -x $BIN/pause ]]; then
   log "building pause (C, from the kubernetes module's build/pause)"
   k8s_dir=$(cd tools/k8s-node && go list -m -f '{{.Dir}}' k8s.io/kubernetes)
@@ -82,6 +90,7 @@ scratch_image "$r/coredns/coredns:$COREDNS_VERSION" "$BIN/coredns" coredns \
   --change 'ENTRYPOINT ["/coredns"]'
 scratch_image "$r/pause:$PAUSE_VERSION" "$BIN/pause" pause \
   --change 'ENTRYPOINT ["/pause"]' --change 'USER 65535:65535'
+scratch_image "$LOCAL_PATH_IMAGE" "$BIN/local-path-provisioner" usr/local/bin/local-path-provisioner
 # kube-proxy: the Debian root filesystem (iptables, nft, conntrack) and the binary.
 mkdir -p "$work/proxy/usr/local/bin"
 tar -C "$work/proxy" -xf "$rootfs_tar"
@@ -90,11 +99,14 @@ rm -rf "$work"/proxy/usr/share/{doc,man,locale} "$work"/proxy/var/cache/apt/arch
 tar -C "$work/proxy" -c . | "$docker" import \
   --change 'ENV PATH=/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
   - "$r/kube-proxy:$KUBE_VERSION" >/dev/null
+# The storage provisioner's helper pod runs sh, mkdir and rm: the same Debian filesystem.
+"$docker" tag "$r/kube-proxy:$KUBE_VERSION" "$LOCAL_PATH_HELPER"
 rm -rf "$work"
 
 names=("$r/kube-apiserver:$KUBE_VERSION" "$r/kube-controller-manager:$KUBE_VERSION"
        "$r/kube-scheduler:$KUBE_VERSION" "$r/kube-proxy:$KUBE_VERSION" "$r/etcd:$ETCD_TAG"
-       "$r/coredns/coredns:$COREDNS_VERSION" "$r/pause:$PAUSE_VERSION")
+       "$r/coredns/coredns:$COREDNS_VERSION" "$r/pause:$PAUSE_VERSION" "$LOCAL_PATH_IMAGE"
+       "$LOCAL_PATH_HELPER")
 "$docker" save -o "$out.tmp" "${names[@]}"
 mv "$out.tmp" "$out"
 log "saved ${#names[@]} images to $out ($(du -h "$out" | cut -f1))"

@@ -7,8 +7,11 @@
 #   - networking: kindnetd is not to be had (an untagged nested module of kind), so the node
 #     carries a static CNI config (ptp + host-local + portmap, the pod subnet kind gives a
 #     single node) and /kind/manifests/default-cni.yaml installs nothing: one node only;
-#   - storage: no /kind/manifests/default-storage.yaml, so kind creates its `standard`
-#     StorageClass on kube-controller-manager's host-path provisioner.
+#   - storage: kind's own local-path-provisioner manifest (its module's
+#     pkg/build/nodeimage/const_storage.go) with the provisioner built here (v0.0.30: kind's
+#     v0.0.34 is not served) and the helper pod on the node's Debian filesystem. (Without it
+#     kind falls back to kube-controller-manager's host-path provisioner, whose root-owned
+#     0755 directories a non-root pod cannot write.)
 #
 # Usage: bash tools/provision/e2e/node-image.sh [IMAGE]   (prints the image's name; cached: a
 # second run with the same inputs does nothing)
@@ -64,6 +67,23 @@ metadata:
 data:
   cni: /etc/cni/net.d/10-molstream-ptp.conflist
 YAML
+python3 - "$kind_dir/pkg/build/nodeimage/const_storage.go" <<'PY' |
+import sys
+go = open(sys.argv[1]).read()
+images = {"storageProvisionerImage": "molstream-e2e/local-path-provisioner:v0.0.30",
+          "storageHelperImage": "molstream-e2e/local-path-helper:bookworm"}
+# The constant is raw strings joined by `+ name +`: alternate parts of a split on backticks.
+parts = go.split("const defaultStorageManifest = `", 1)[1].split("`")
+manifest = parts[0]
+for joint, text in zip(parts[1::2], parts[2::2]):
+    name = joint.strip()
+    if not (name.startswith("+") and name.endswith("+")):
+        break
+    manifest += images[name.strip("+ ")] + text
+assert "kindest" not in manifest and "local-path-config" in manifest
+print(manifest)
+PY
+  "$docker" exec -i "$id" sh -c 'cat > /kind/manifests/default-storage.yaml'
 "$docker" exec -i "$id" sh -c 'mkdir -p /etc/cni/net.d && cat > /etc/cni/net.d/10-molstream-ptp.conflist' <<'JSON'
 {
   "cniVersion": "0.4.0",

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Stand-ins for the third-party images the chart pulls from Docker Hub, which these machines
+# cannot reach, built from Debian packages and Maven Central jars and selected by
+# k8s/e2e-values.yaml. One Debian root filesystem holds all three (one layer to load into kind):
+#   molstream-e2e/kafka:3.9.1    for apache/kafka: Java 17, the broker and tools jars in
+#                                /opt/kafka/libs, the three /opt/kafka/bin scripts the chart
+#                                runs (standins/bin), logs to standard output
+#   molstream-e2e/redis:7        for redis: Debian's redis-server and redis-cli
+#   molstream-e2e/kafka-ui:standin for kafbat/kafka-ui: a page and the health endpoint the
+#                                chart's probes call (standins/kafka-ui.py), nothing more
+# The chart's own commands, ports, user id (10001) and read-only root filesystem apply as
+# they are.
+#
+# Usage: bash tools/provision/e2e/standins.sh
+set -euo pipefail
+cd "$(dirname "$0")/../../.."
+docker=${DOCKER:-/usr/bin/docker}
+here=tools/provision/e2e/standins
+stamp=$(cat "$0" "$here"/pom.xml "$here"/bin/* "$here"/log4j.properties "$here"/kafka-ui.py |
+  sha256sum | cut -c1-12)
+if [[ $("$docker" image inspect -f '{{index .Config.Labels "molstream.inputs"}}' \
+        molstream-e2e/kafka-ui:standin 2>/dev/null) == "$stamp" ]]; then
+  echo "standins: up to date"
+  exit 0
+fi
+mirror=${DEBIAN_MIRROR:-$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null)}
+[ -n "$mirror" ] || { echo "standins: set DEBIAN_MIRROR" >&2; exit 1; }
+work=.cache/e2e/standins
+rm -rf "$work"
+mkdir -p "$work"
+
+echo "standins: Kafka jars from Maven Central"
+mvn -B -q -f "$here/pom.xml" -Dmaven.repo.local="$PWD/.cache/m2" \
+  org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy-dependencies \
+  -DoutputDirectory="$PWD/$work/libs" -DincludeScope=runtime >"$work/mvn.log" 2>&1 ||
+  { tail -30 "$work/mvn.log" >&2; exit 1; }
+
+echo "standins: debootstrap bookworm with Java 17, Redis and Python (a few minutes)"
+root=$work/rootfs
+debootstrap --variant=minbase \
+  --include=openjdk-17-jre-headless,redis-server,python3,bash,ca-certificates bookworm \
+  "$root" "$mirror" >"$work/debootstrap.log" 2>&1 || { tail -20 "$work/debootstrap.log" >&2; exit 1; }
+mkdir -p "$root/opt/kafka/config" "$root/opt/kafka-ui"
+cp -r "$work/libs" "$root/opt/kafka/libs"
+install -m 0755 "$here"/bin/* -t "$root/opt/kafka/bin" -D
+install -m 0644 "$here/log4j.properties" "$root/opt/kafka/config/"
+install -m 0644 "$here/kafka-ui.py" "$root/opt/kafka-ui/"
+rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/* "$root"/usr/share/{doc,man}
+tar -C "$root" -c . | "$docker" import --change 'ENV PATH=/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+  - molstream-e2e/standins:base >/dev/null
+rm -rf "$work"
+
+mkdir -p "$work"
+build() {  # build TAG DOCKERFILE-LINES…: a metadata layer on the one root filesystem
+  printf '%s\n' "FROM molstream-e2e/standins:base" "LABEL molstream.inputs=$stamp" "${@:2}" \
+    >"$work/Dockerfile"
+  DOCKER_BUILDKIT=0 "$docker" build -q -t "$1" "$work" >/dev/null
+}
+build molstream-e2e/kafka:3.9.1 'WORKDIR /opt/kafka'
+build molstream-e2e/redis:7 'CMD ["redis-server"]'
+build molstream-e2e/kafka-ui:standin 'ENTRYPOINT ["python3", "/opt/kafka-ui/kafka-ui.py"]'
+rm -rf "$work"
+echo "standins: built molstream-e2e/{kafka:3.9.1,redis:7,kafka-ui:standin}"
