@@ -149,16 +149,24 @@ run: cluster image deploy ## Everything on kind: cluster, image, chart, the samp
 	@echo "Kafka UI: http://localhost:$(KAFKA_UI_PORT)"
 
 .PHONY: e2e-node
-e2e-node: ## Test machines: a Docker engine, kind, and an offline kind node image built from Go modules and Debian packages (root).
+e2e-node: ## Test machines: Docker, kind, the offline kind node image and the stand-in images (root).
 	bash tools/provision/kube.sh
 	bash tools/provision/docker.sh
 	GOBIN=$(CURDIR)/.cache/bin GOMODCACHE=$(CURDIR)/.cache/go/mod GOFLAGS=-modcacherw GOTOOLCHAIN=local \
 	  go install sigs.k8s.io/kind@$(KIND_VERSION)
 	KIND_VERSION=$(KIND_VERSION) bash tools/provision/e2e/node-image.sh $(E2E_NODE_IMAGE)
+	bash tools/provision/e2e/python-base.sh $(E2E_PYTHON_IMAGE)
+	bash tools/provision/e2e/standins.sh
+
+# What the e2e suite passes to the same make targets users run (tests/e2e).
+E2E_PYTHON_IMAGE ?= molstream-e2e/python:3.11-bookworm
+export E2E_MAKE_ARGS = KIND_NODE_IMAGE=$(E2E_NODE_IMAGE) EXTRA_VALUES=k8s/e2e-values.yaml \
+  EXTRA_IMAGES="molstream-e2e/kafka:3.9.1 molstream-e2e/redis:7 molstream-e2e/kafka-ui:standin" \
+  DOCKER_BUILD_ARGS="--network host --build-arg PYTHON_IMAGE=$(E2E_PYTHON_IMAGE)"
 
 .PHONY: e2e
-e2e: venv e2e-node ## End-to-end on a real kind cluster from the offline node image (Docker, root).
-	MOLSTREAM_E2E=1 KIND_NODE_IMAGE=$(E2E_NODE_IMAGE) $(PY) -m pytest -m e2e tests/e2e $(PYTEST_ARGS)
+e2e: venv e2e-node ## End-to-end: make run on a real kind cluster from the offline node image (Docker, root).
+	MOLSTREAM_E2E=1 $(PY) -m pytest -m e2e tests/e2e $(PYTEST_ARGS)
 
 .PHONY: dev
 dev: cluster ## skaffold dev on the kind cluster: rebuild/sync on change, worker and operator restart.

@@ -6,6 +6,7 @@ Docker and minutes of building that the other suites do not."""
 from __future__ import annotations
 
 import os
+import shlex
 import socket
 import subprocess
 import uuid
@@ -38,6 +39,17 @@ class Cluster:
     def __init__(self, name: str) -> None:
         self.name = name
         self.context = f"kind-{name}"
+        self.ui_port = _free_port()
+
+    def make(self, *targets: str, timeout_s: float = 1800) -> subprocess.CompletedProcess:
+        """`make TARGETS` on this cluster, with what `make e2e` passes (E2E_MAKE_ARGS: the
+        node image, the stand-in images and their values file)."""
+        return subprocess.run(
+            # (KUBE_CONTEXT too: `make e2e` exports its own, derived from .env's name)
+            ["make", "--no-print-directory", *targets, f"CLUSTER_NAME={self.name}",
+             f"KUBE_CONTEXT={self.context}", f"KAFKA_UI_PORT={self.ui_port}",
+             *shlex.split(os.environ.get("E2E_MAKE_ARGS", ""))],
+            cwd=REPO, text=True, capture_output=True, timeout=timeout_s)
 
     def kubectl(self, *args: str, stdin: str | None = None, check: bool = True
                 ) -> subprocess.CompletedProcess:
@@ -47,17 +59,13 @@ class Cluster:
 
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[Cluster]:
-    """A fresh cluster for the session, made by `make cluster` with the offline node image;
+    """A fresh cluster for the session, made by `make cluster` from the offline node image;
     deleted afterwards (with its docker network)."""
-    name = f"molstream-e2e-{uuid.uuid4().hex[:6]}"
-    image = os.environ.get("KIND_NODE_IMAGE", "")
-    made = subprocess.run(
-        ["make", "--no-print-directory", "cluster", f"CLUSTER_NAME={name}",
-         f"KIND_NODE_IMAGE={image}", f"KAFKA_UI_PORT={_free_port()}"],
-        cwd=REPO, text=True, capture_output=True, timeout=900)
+    cluster = Cluster(f"molstream-e2e-{uuid.uuid4().hex[:6]}")
     try:
+        made = cluster.make("cluster", timeout_s=900)
         assert made.returncode == 0, f"make cluster failed:\n{made.stdout}\n{made.stderr}"
-        yield Cluster(name)
+        yield cluster
     finally:
-        subprocess.run([KIND, "delete", "cluster", "--name", name], capture_output=True,
-                       timeout=300)
+        subprocess.run([KIND, "delete", "cluster", "--name", cluster.name],
+                       capture_output=True, timeout=300)
