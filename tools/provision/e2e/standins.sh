@@ -30,10 +30,14 @@ rm -rf "$work"
 mkdir -p "$work"
 
 echo "standins: Kafka jars from Maven Central"
-mvn -B -q -f "$here/pom.xml" -Dmaven.repo.local="$PWD/.cache/m2" \
-  org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy-dependencies \
-  -DoutputDirectory="$PWD/$work/libs" -DincludeScope=runtime >"$work/mvn.log" 2>&1 ||
-  { tail -30 "$work/mvn.log" >&2; exit 1; }
+for wait in 10 30 fail; do  # Maven Central answers 503 now and then
+  mvn -B -q -f "$here/pom.xml" -Dmaven.repo.local="$PWD/.cache/m2" \
+    org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy-dependencies \
+    -DoutputDirectory="$PWD/$work/libs" -DincludeScope=runtime >"$work/mvn.log" 2>&1 && break
+  [ "$wait" = fail ] && { tail -30 "$work/mvn.log" >&2; exit 1; }
+  echo "standins: Maven failed; again in $wait s"
+  sleep "$wait"
+done
 
 echo "standins: debootstrap bookworm with Java 17, Redis and Python (a few minutes)"
 root=$work/rootfs
