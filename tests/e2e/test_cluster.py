@@ -50,10 +50,9 @@ def test_the_node_is_ready_with_every_control_plane_component(cluster):
     cluster.kubectl("wait", "--for=condition=Ready", "pods", "--all", "-n", "kube-system",
                     "--timeout=300s")
     pods = json.loads(cluster.kubectl("get", "pods", "-n", "kube-system", "-o", "json").stdout)
-    names = {p["metadata"]["name"].rsplit("-", 2 if "coredns" in p["metadata"]["name"] else 1)[0]
-             for p in pods["items"]}
-    for component in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler",
-                      "kube-proxy", "coredns"):
+    names = [p["metadata"]["name"] for p in pods["items"]]
+    for component in ("etcd-", "kube-apiserver-", "kube-controller-manager-", "kube-scheduler-",
+                      "kube-proxy-", "coredns-"):
         assert any(n.startswith(component) for n in names), (component, names)
 
 
