@@ -5,6 +5,8 @@ sample IngestRequest followed to its report."""
 from __future__ import annotations
 
 import json
+import subprocess
+import time
 
 import pytest
 
@@ -13,9 +15,31 @@ pytestmark = pytest.mark.e2e
 SAMPLE = "ingestrequest-sample"  # k8s/ingestrequest.yaml
 
 
-def test_make_run_ends_with_the_sample_ingest_succeeded_and_its_report(cluster):
-    run = cluster.make("run")
-    out = run.stdout + run.stderr
+NS = ("-n", "molstream")
+
+
+@pytest.fixture(scope="module")
+def ran(cluster) -> subprocess.CompletedProcess:
+    """`make run` once; the tests below use the release and the sample it leaves."""
+    return cluster.make("run")
+
+
+def _status(cluster) -> dict:
+    return json.loads(cluster.kubectl(*NS, "get", "ir", SAMPLE, "-o", "json").stdout)["status"]
+
+
+def _wait(predicate, what: str, timeout_s: float = 600):
+    """Poll until `predicate()` is truthy (an event in the cluster); fail naming `what`."""
+    deadline = time.monotonic() + timeout_s
+    while not (value := predicate()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(2)
+    return value
+
+
+def test_make_run_ends_with_the_sample_ingest_succeeded_and_its_report(cluster, ran):
+    out = ran.stdout + ran.stderr
+    run = ran
     assert run.returncode == 0, out[-6000:]
     # helm test passed, its logs shown (helm/helm#9098: a hook-succeeded Pod has no logs)
     for check in ("ok   kafka:", "ok   redis:", "ok   ftp: activities.csv.gz", "ok   kafka-ui:"):
@@ -28,7 +52,7 @@ def test_make_run_ends_with_the_sample_ingest_succeeded_and_its_report(cluster):
                            "relation", "target", "unit"}
 
     # What the README documents: kubectl wait on the Complete condition, kubectl get ir columns
-    ns = ("-n", "molstream")
+    ns = NS
     cluster.kubectl(*ns, "wait", "--for=condition=Complete", f"ir/{SAMPLE}", "--timeout=60s")
     table = cluster.kubectl(*ns, "get", "ir", SAMPLE).stdout.splitlines()
     assert table[0].split() == ["NAME", "PHASE", "WRITTEN", "REJECTED", "PROGRESS", "AGE"], table
@@ -37,3 +61,38 @@ def test_make_run_ends_with_the_sample_ingest_succeeded_and_its_report(cluster):
     assert status["phase"] == "Succeeded"
     complete = [c for c in status["conditions"] if c["type"] == "Complete"]
     assert complete and complete[0]["status"] == "True"
+
+
+def test_the_rerun_annotation_starts_run_2_with_a_new_job(cluster, ran):
+    assert ran.returncode == 0
+    first = _status(cluster)
+    cluster.kubectl(*NS, "annotate", "ir", SAMPLE, "molstream.io/rerun=e2e-2", "--overwrite")
+    second = _wait(lambda: (s := _status(cluster)).get("run", 0) > first.get("run", 1) and s,
+                   "run 2 of the sample")
+    assert second["jobName"] != first["jobName"]
+    cluster.kubectl(*NS, "get", "job", second["jobName"])  # a new Job, really created
+    _wait(lambda: _status(cluster).get("phase") == "Succeeded", "run 2 to succeed")
+    jobs = cluster.kubectl(*NS, "get", "jobs", "-o", "name").stdout.split()
+    assert f"job.batch/{first['jobName']}" in jobs and f"job.batch/{second['jobName']}" in jobs
+
+
+def test_an_invalid_ingestrequest_is_refused_by_the_api_server(cluster, ran):
+    refused = cluster.kubectl(*NS, "apply", "-f", "-", check=False, stdin="""
+apiVersion: molstream.io/v1alpha1
+kind: IngestRequest
+metadata: {name: from-a-file}
+spec: {url: "file:///etc/passwd"}
+""")
+    assert refused.returncode != 0
+    assert "spec.url" in refused.stderr, refused.stderr
+    assert cluster.kubectl(*NS, "get", "ir", "from-a-file", check=False).returncode != 0
+
+
+def test_deleting_the_ingestrequest_removes_its_jobs(cluster, ran):
+    """Garbage collection by the real kube-controller-manager (owner references)."""
+    assert ran.returncode == 0
+    owned = [j for j in cluster.kubectl(*NS, "get", "jobs", "-o", "name").stdout.split()]
+    assert owned
+    cluster.kubectl(*NS, "delete", "ir", SAMPLE, "--wait=true", "--timeout=300s")
+    _wait(lambda: not cluster.kubectl(*NS, "get", "jobs", "-o", "name").stdout.split(),
+          "the sample's Jobs to be garbage-collected")
