@@ -96,3 +96,49 @@ def test_deleting_the_ingestrequest_removes_its_jobs(cluster, ran):
     cluster.kubectl(*NS, "delete", "ir", SAMPLE, "--wait=true", "--timeout=300s")
     _wait(lambda: not cluster.kubectl(*NS, "get", "jobs", "-o", "name").stdout.split(),
           "the sample's Jobs to be garbage-collected")
+
+
+WRONG_PASSWORD = """
+apiVersion: v1
+kind: Secret
+metadata: {name: wrong-ftp-credentials}
+type: Opaque
+stringData: {username: molstream, password: not-the-password}
+---
+apiVersion: molstream.io/v1alpha1
+kind: IngestRequest
+metadata: {name: wrong-password}
+spec:
+  url: ftp://molstream-ftp:2121/activities.csv.gz
+  credentialsSecret: {name: wrong-ftp-credentials}
+  backoffLimit: 1
+"""
+
+
+def test_a_wrong_password_ends_failed_with_the_reason_after_the_job_s_retries(cluster, ran):
+    assert ran.returncode == 0
+    cluster.kubectl(*NS, "apply", "-f", "-", stdin=WRONG_PASSWORD)
+    try:
+        # The fetcher reports the refusal at once; the Job then retries its Pod (the status
+        # reopens) and gives up after backoffLimit: wait for the Job's end, then the status.
+        job_name = _wait(lambda: json.loads(cluster.kubectl(
+            *NS, "get", "ir", "wrong-password", "-o", "json").stdout).get("status", {}).get(
+            "jobName"), "the wrong-password Job")
+        cluster.kubectl(*NS, "wait", "--for=condition=Failed", f"job/{job_name}",
+                        "--timeout=600s")
+        cluster.kubectl(*NS, "wait", "--for=condition=Failed", "ir/wrong-password",
+                        "--timeout=600s")
+        status = json.loads(cluster.kubectl(*NS, "get", "ir", "wrong-password", "-o",
+                                            "json").stdout)["status"]
+        assert status["jobName"] == job_name
+        assert status["phase"] == "Failed"
+        failed = next(c for c in status["conditions"] if c["type"] == "Failed")
+        assert failed["status"] == "True" and failed["reason"] == "FetchFailed", failed
+        assert "530" in failed["message"] or "login" in failed["message"].lower(), failed
+        assert "not-the-password" not in json.dumps(status)
+        job = json.loads(cluster.kubectl(*NS, "get", "job", status["jobName"], "-o",
+                                         "json").stdout)
+        assert job["status"].get("failed", 0) == 2  # the first Pod and its one retry
+    finally:
+        cluster.kubectl(*NS, "delete", "-f", "-", "--wait=false", stdin=WRONG_PASSWORD,
+                        check=False)
