@@ -39,8 +39,7 @@ def _wait(predicate, what: str, timeout_s: float = 600):
 
 def test_make_run_ends_with_the_sample_ingest_succeeded_and_its_report(cluster, ran):
     out = ran.stdout + ran.stderr
-    run = ran
-    assert run.returncode == 0, out[-6000:]
+    assert ran.returncode == 0, out[-6000:]
     # helm test passed, its logs shown (helm/helm#9098: a hook-succeeded Pod has no logs)
     for check in ("ok   kafka:", "ok   redis:", "ok   ftp: activities.csv.gz", "ok   kafka-ui:"):
         assert check in out, out[-6000:]
@@ -52,12 +51,11 @@ def test_make_run_ends_with_the_sample_ingest_succeeded_and_its_report(cluster, 
                            "relation", "target", "unit"}
 
     # What the README documents: kubectl wait on the Complete condition, kubectl get ir columns
-    ns = NS
-    cluster.kubectl(*ns, "wait", "--for=condition=Complete", f"ir/{SAMPLE}", "--timeout=60s")
-    table = cluster.kubectl(*ns, "get", "ir", SAMPLE).stdout.splitlines()
+    cluster.kubectl(*NS, "wait", "--for=condition=Complete", f"ir/{SAMPLE}", "--timeout=60s")
+    table = cluster.kubectl(*NS, "get", "ir", SAMPLE).stdout.splitlines()
     assert table[0].split() == ["NAME", "PHASE", "WRITTEN", "REJECTED", "PROGRESS", "AGE"], table
     assert table[1].split()[:4] == [SAMPLE, "Succeeded", "100000", "0"], table
-    status = json.loads(cluster.kubectl(*ns, "get", "ir", SAMPLE, "-o", "json").stdout)["status"]
+    status = _status(cluster)
     assert status["phase"] == "Succeeded"
     complete = [c for c in status["conditions"] if c["type"] == "Complete"]
     assert complete and complete[0]["status"] == "True"
@@ -91,8 +89,7 @@ spec: {url: "file:///etc/passwd"}
 def test_deleting_the_ingestrequest_removes_its_jobs(cluster, ran):
     """Garbage collection by the real kube-controller-manager (owner references)."""
     assert ran.returncode == 0
-    owned = [j for j in cluster.kubectl(*NS, "get", "jobs", "-o", "name").stdout.split()]
-    assert owned
+    assert cluster.kubectl(*NS, "get", "jobs", "-o", "name").stdout.split()
     cluster.kubectl(*NS, "delete", "ir", SAMPLE, "--wait=true", "--timeout=300s")
     _wait(lambda: not cluster.kubectl(*NS, "get", "jobs", "-o", "name").stdout.split(),
           "the sample's Jobs to be garbage-collected")

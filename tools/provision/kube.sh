@@ -59,17 +59,7 @@ if ! command -v go >/dev/null; then
 fi
 
 # --- kube-apiserver and kubectl ---------------------------------------------------------------
-# Version stamps: without them the binaries say v0.0.0-master and helm's kubeVersion checks fail.
-k8s_ldflags() {
-    local minor=${KUBE_VERSION#v1.}
-    minor=${minor%%.*}
-    local flags="-s -w" pkg
-    for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-        flags+=" -X $pkg.gitVersion=$KUBE_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
-        flags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
-    done
-    echo "$flags"
-}
+source "$REPO/tools/provision/k8s-ldflags.sh"  # k8s_ldflags: version stamps
 
 if [[ $("$BIN/kube-apiserver" --version 2>/dev/null) != "Kubernetes $KUBE_VERSION" ]]; then
     log "building kube-apiserver $KUBE_VERSION (a few minutes on 2 cores)"

@@ -27,15 +27,7 @@ export GOTOOLCHAIN=local CGO_ENABLED=0
 mkdir -p "$BIN"
 log() { printf '[e2e images] %s\n' "$*" >&2; }
 
-k8s_ldflags() {  # as tools/provision/kube.sh: binaries that know their version
-  local minor=${KUBE_VERSION#v1.} flags="-s -w" pkg
-  minor=${minor%%.*}
-  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-    flags+=" -X $pkg.gitVersion=$KUBE_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
-    flags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
-  done
-  echo "$flags"
-}
+source tools/provision/k8s-ldflags.sh  # k8s_ldflags, as kube.sh
 
 for cmd in kubeadm kubelet kube-controller-manager kube-scheduler kube-proxy; do
   version=(--version)

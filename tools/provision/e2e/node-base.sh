@@ -25,8 +25,7 @@ if "$docker" image inspect "$image" >/dev/null 2>&1; then
   echo "node-base: $image already built"
   exit 0
 fi
-mirror=${DEBIAN_MIRROR:-$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null)}
-[ -n "$mirror" ] || { echo "node-base: set DEBIAN_MIRROR (no Debian mirror in apt's sources)" >&2; exit 1; }
+source tools/provision/e2e/debootstrap.sh
 
 rm -rf "$work"
 mkdir -p "$work"
@@ -38,8 +37,7 @@ packages+=,procps,socat,jq
 plain=.cache/e2e/bookworm-$(sha256sum <<<"$packages" | cut -c1-12).tar
 if [ ! -f "$plain" ]; then
   echo "node-base: debootstrap bookworm (a few minutes)"
-  debootstrap --variant=minbase --include="$packages" bookworm "$root" "$mirror" \
-    >"$work/debootstrap.log" 2>&1 || { tail -20 "$work/debootstrap.log" >&2; exit 1; }
+  debootstrap_bookworm "$root" "$packages" "$work/debootstrap.log"
   tar -C "$root" -cf "$plain.tmp" . && mv "$plain.tmp" "$plain"
 else
   mkdir -p "$root" && tar -C "$root" -xf "$plain"

@@ -26,7 +26,8 @@ base=molstream-e2e/kind-base:bookworm
 log() { printf '[e2e node] %s\n' "$*" >&2; }
 
 # Rebuilt when any script that makes it changes.
-stamp=$(cat tools/provision/e2e/{node-base,images,node-image}.sh tools/k8s-node/go.sum \
+stamp=$(cat tools/provision/e2e/{node-base,images,node-image,debootstrap}.sh tools/provision/k8s-ldflags.sh \
+  tools/k8s-node/go.sum \
   tools/etcd/go.sum | sha256sum | cut -c1-12)
 if [[ $("$docker" image inspect -f '{{index .Config.Labels "molstream.inputs"}}' "$image" \
         2>/dev/null) == "$stamp" ]]; then

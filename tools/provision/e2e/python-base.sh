@@ -15,14 +15,12 @@ if "$docker" image inspect "$image" >/dev/null 2>&1; then
   echo "python-base: $image already built"
   exit 0
 fi
-mirror=${DEBIAN_MIRROR:-$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null)}
-[ -n "$mirror" ] || { echo "python-base: set DEBIAN_MIRROR" >&2; exit 1; }
+source tools/provision/e2e/debootstrap.sh
 work=.cache/e2e/python-base
 rm -rf "$work"
 mkdir -p "$work"
-debootstrap --variant=minbase --include=python3,python3-venv,python3-pip,python-is-python3,ca-certificates \
-  bookworm "$work/rootfs" "$mirror" >"$work/debootstrap.log" 2>&1 ||
-  { tail -20 "$work/debootstrap.log" >&2; exit 1; }
+debootstrap_bookworm "$work/rootfs" python3,python3-venv,python3-pip,python-is-python3,ca-certificates \
+  "$work/debootstrap.log"
 rm -rf "$work"/rootfs/var/cache/apt/archives/*.deb "$work"/rootfs/var/lib/apt/lists/*
 # The machine's own CA bundle: builds from this base reach the package registries the way the
 # machine does (through whatever TLS its network presents). A test-machine image only.

@@ -16,15 +16,14 @@ set -euo pipefail
 cd "$(dirname "$0")/../../.."
 docker=${DOCKER:-/usr/bin/docker}
 here=tools/provision/e2e/standins
-stamp=$(cat "$0" "$here"/pom.xml "$here"/bin/* "$here"/log4j.properties "$here"/kafka-ui.py |
+stamp=$(cat "$0" tools/provision/e2e/debootstrap.sh "$here"/pom.xml "$here"/bin/* "$here"/log4j.properties "$here"/kafka-ui.py |
   sha256sum | cut -c1-12)
 if [[ $("$docker" image inspect -f '{{index .Config.Labels "molstream.inputs"}}' \
         molstream-e2e/kafka-ui:standin 2>/dev/null) == "$stamp" ]]; then
   echo "standins: up to date"
   exit 0
 fi
-mirror=${DEBIAN_MIRROR:-$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null)}
-[ -n "$mirror" ] || { echo "standins: set DEBIAN_MIRROR" >&2; exit 1; }
+source tools/provision/e2e/debootstrap.sh
 work=.cache/e2e/standins
 rm -rf "$work"
 mkdir -p "$work"
@@ -41,9 +40,8 @@ done
 
 echo "standins: debootstrap bookworm with Java 17, Redis and Python (a few minutes)"
 root=$work/rootfs
-debootstrap --variant=minbase \
-  --include=openjdk-17-jre-headless,redis-server,python3,bash,ca-certificates bookworm \
-  "$root" "$mirror" >"$work/debootstrap.log" 2>&1 || { tail -20 "$work/debootstrap.log" >&2; exit 1; }
+debootstrap_bookworm "$root" openjdk-17-jre-headless,redis-server,python3,bash,ca-certificates \
+  "$work/debootstrap.log"
 mkdir -p "$root/opt/kafka/config" "$root/opt/kafka-ui"
 cp -r "$work/libs" "$root/opt/kafka/libs"
 install -m 0755 "$here"/bin/* -t "$root/opt/kafka/bin" -D
