@@ -302,6 +302,8 @@ def test_image_digest(render: Render) -> None:
         ({"worker.replicas": 0}, "/worker/replicas"),
         ({"image.pullPolicy": "Sometimes"}, "/image/pullPolicy"),
         ({"databse.url": "x"}, "databse"),  # a typo is an error, not a silent no-op
+        # kafka-storage would read an id starting with '-' as an option
+        ({"kafka.clusterId": "-5BBKx1DVWmXObJSn8KbnA"}, "at '/clusterId'"),
     ],
     ids=[
         "sqlite-3-replicas",
@@ -313,6 +315,7 @@ def test_image_digest(render: Render) -> None:
         "schema-replicas",
         "schema-pull-policy",
         "schema-unknown-key",
+        "schema-kafka-cluster-id",
     ],
 )
 def test_render_refused(helm_offline: Helm, values: dict[str, Any], message: str) -> None:

@@ -60,6 +60,16 @@ log4j.logger.kafka.server.BrokerServer=INFO
 """
 
 
+
+def new_cluster_id() -> str:
+    """A random cluster id as Kafka writes one (Uuid.randomUuid): url-safe base64 of 16
+    bytes, never starting with '-', which the storage tool's argument parser would read as an
+    option (1 draw in 64)."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
 class KafkaServer(Managed):
     name = "kafka"
     start_timeout_s = 90.0
@@ -136,7 +146,7 @@ class KafkaServer(Managed):
             props = tmp / "server.properties"
             props.write_text("".join(f"{k}={v}\n" for k, v in
                                      {**self.config(), "log.dirs": str(tmp / "data")}.items()))
-            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            cluster_id = new_cluster_id()
             done = subprocess.run(
                 self._java("kafka.tools.StorageTool", "format", "-t", cluster_id,
                            "-c", str(props), cds=False),
