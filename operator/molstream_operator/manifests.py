@@ -41,6 +41,7 @@ __all__ = [
     "job_name",
     "label_value",
     "parse_ingest_id",
+    "run_ingest_id",
 ]
 
 LABEL_IR = "molstream.io/ingestrequest"
@@ -117,6 +118,14 @@ def label_value(name: str) -> str:
 
 def ingest_id(namespace: str, name: str, run: int | str) -> str:
     return f"{namespace}.{name}.{run}"
+
+
+def run_ingest_id(ref: IngestRequestRef, run: int) -> str:
+    """The ingest id of counter run ``run``: ``namespace.name.run-uid8``. The object's uid
+    (its first 8 hex digits) keeps an IngestRequest deleted and created again under the same
+    name from reusing the ids of the first one, which the worker has already completed (their
+    batches would be skipped as delivered twice and the run never reported)."""
+    return ingest_id(ref.namespace, ref.name, f"{run}-{ref.uid[:8]}" if ref.uid else run)
 
 
 def parse_ingest_id(value: str) -> tuple[str, str, str] | None:
@@ -262,7 +271,7 @@ def build_job(
     run: int,
 ) -> dict[str, Any]:
     """The batch/v1 Job of counter run ``run``, owned by the IngestRequest."""
-    ingest = ingest_id(ref.namespace, ref.name, run)
+    ingest = run_ingest_id(ref, run)
     labels = {**_labels(ref), LABEL_RUN: str(run)}
     job: dict[str, Any] = {
         "apiVersion": "batch/v1",

@@ -25,6 +25,7 @@ from .manifests import (
     ingest_id,
     job_name,
     parse_ingest_id,
+    run_ingest_id,
 )
 from .models import IngestRequestRef, IngestRequestSpec, JobView
 from .urls import InvalidSpecError, redact
@@ -157,7 +158,7 @@ class IngestService:
             change = st.new_run(
                 base,
                 run=run,
-                ingest_id=ingest_id(ref.namespace, ref.name, run),
+                ingest_id=run_ingest_id(ref, run),
                 job_name=job_name(ref.name, run),
                 start_time=now,
                 now=now,

@@ -133,6 +133,10 @@ class Namespace:
         assert body is not None, f"IngestRequest {name} is gone"
         return body
 
+    def run_ingest_id(self, name: str, run: int) -> str:
+        """The ingest id the operator gives run `run` of this IngestRequest object."""
+        return f"{self.name}.{name}.{run}-{self.ir(name)['metadata']['uid'][:8]}"
+
     def status(self, name: str) -> dict[str, Any]:
         return dict(self.ir(name).get("status") or {})
 

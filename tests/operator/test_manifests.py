@@ -17,6 +17,7 @@ from molstream_operator.manifests import (
     job_name,
     label_value,
     parse_ingest_id,
+    run_ingest_id,
 )
 from molstream_operator.models import IngestRequestRef, IngestRequestSpec, Mode
 from molstream_operator.urls import InvalidSpecError
@@ -66,7 +67,7 @@ def test_job_manifest() -> None:
     assert meta["labels"][LABEL_IR] == "chembl-34"
     assert meta["labels"]["app.kubernetes.io/component"] == "fetcher"
     assert meta["labels"]["app.kubernetes.io/managed-by"] == "molstream-operator"
-    assert meta["annotations"]["molstream.io/ingest-id"] == "chem.chembl-34.3"
+    assert meta["annotations"]["molstream.io/ingest-id"] == "chem.chembl-34.3-uid-1"
     (owner,) = meta["ownerReferences"]
     assert owner == {
         "apiVersion": "molstream.io/v1alpha1",
@@ -93,7 +94,7 @@ def test_job_manifest() -> None:
         "--url",
         "ftp://molstream-ftp:2121/activities.csv.gz",
         "--ingest-id",
-        "chem.chembl-34.3",
+        "chem.chembl-34.3-uid-1",
         "--batch-size",
         "2000",
         "--mode",
@@ -101,7 +102,7 @@ def test_job_manifest() -> None:
     ]
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     env = _env(container)
-    assert env["MOLSTREAM_INGEST_ID"]["value"] == "chem.chembl-34.3"
+    assert env["MOLSTREAM_INGEST_ID"]["value"] == "chem.chembl-34.3-uid-1"
     assert env["MOLSTREAM_KAFKA_BOOTSTRAP"]["value"] == "kafka:9092"
     assert env["MOLSTREAM_LOG_FORMAT"]["value"] == "json"
     for var, key in (
@@ -200,6 +201,7 @@ def test_names_stay_within_kubernetes_limits() -> None:
     ("value", "expected"),
     [
         ("chem.chembl-34.3", ("chem", "chembl-34", "3")),
+        ("chem.chembl-34.3-898c1192", ("chem", "chembl-34", "3-898c1192")),
         ("chem.my.dotted.name.7", ("chem", "my.dotted.name", "7")),
         ("chem.nightly.nightly-cron-29012345", ("chem", "nightly", "nightly-cron-29012345")),
         ("local-file-ingest", None),
@@ -210,6 +212,15 @@ def test_parse_ingest_id(value: str, expected: tuple[str, str, str] | None) -> N
     assert parse_ingest_id(value) == expected
     if expected:
         assert ingest_id(*expected) == value
+
+
+def test_an_object_made_again_under_the_same_name_gets_new_ingest_ids() -> None:
+    """The worker has completed the first object's ids: reusing them would skip every batch."""
+    first = IngestRequestRef(namespace="chem", name="chembl-34", uid="898c1192-1c71-457c")
+    again = IngestRequestRef(namespace="chem", name="chembl-34", uid="5f0e2d7a-0b1c-4d2e")
+    assert run_ingest_id(first, 1) == "chem.chembl-34.1-898c1192"
+    assert run_ingest_id(again, 1) != run_ingest_id(first, 1)
+    assert parse_ingest_id(run_ingest_id(again, 1)) == ("chem", "chembl-34", "1-5f0e2d7a")
 
 
 def test_spec_defaults_and_mode() -> None:

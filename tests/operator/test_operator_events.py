@@ -91,7 +91,7 @@ def test_events_drive_the_request_to_succeeded(
     ns: Namespace, operator_with_kafka: Any, publish: Publisher, kubectl: Any
 ) -> None:
     ingest = _run_to_fetching(ns, publish, "ok")
-    assert ingest == f"{ns.name}.ok.1"
+    assert ingest == ns.run_ingest_id("ok", 1)
 
     publish("started", ingest, source="ftp://molstream-ftp:2121/activities.csv.gz")
     status = ns.wait_status(
@@ -286,7 +286,7 @@ def test_a_rerun_ignores_the_previous_runs_events(
     ns.wait_phase("twice", "Failed")
     kubectl("annotate", "ir", "twice", "molstream.io/rerun=1", namespace=ns.name)
     second = ns.wait_status("twice", lambda s: s.get("run") == 2, "run 2")["ingestId"]
-    assert second == f"{ns.name}.twice.2"
+    assert second == ns.run_ingest_id("twice", 2)
     publish("completed", first, rows_written=5, tables={"activity": 5})  # late, run 1
     publish("started", second, source="ftp://molstream-ftp:2121/activities.csv.gz")
     status = ns.wait_phase("twice", "Fetching")

@@ -51,14 +51,14 @@ def test_create_makes_exactly_one_job(ns: Namespace, start_operator: Any) -> Non
         "--url",
         "ftp://molstream-ftp:2121/activities.csv.gz",
         "--ingest-id",
-        f"{ns.name}.one.1",
+        ns.run_ingest_id("one", 1),
         "--batch-size",
         "2000",
         "--mode",
         "insert-only",
     ]
     env = {var["name"]: var for var in container["env"]}
-    assert env["MOLSTREAM_INGEST_ID"]["value"] == f"{ns.name}.one.1"
+    assert env["MOLSTREAM_INGEST_ID"]["value"] == ns.run_ingest_id("one", 1)
     assert env["MOLSTREAM_SOURCE_USERNAME"]["valueFrom"]["secretKeyRef"] == {
         "name": "molstream-ftp-credentials",
         "key": "username",
@@ -74,7 +74,7 @@ def test_create_makes_exactly_one_job(ns: Namespace, start_operator: Any) -> Non
 
     status = ns.wait_phase("one", "Pending")
     assert status["jobName"] == "one-run-1"
-    assert status["ingestId"] == f"{ns.name}.one.1"
+    assert status["ingestId"] == ns.run_ingest_id("one", 1)
     assert status["run"] == 1
     assert status["observedGeneration"] == ir["metadata"]["generation"]
     assert ns.condition("one", "Ready")["status"] == "True"
@@ -263,7 +263,7 @@ def test_rerun_annotation_starts_a_second_job(
     assert sorted(j["metadata"]["name"] for j in jobs) == ["again-run-1", "again-run-2"]
     status = ns.wait_status("again", lambda s: s.get("run") == 2, "run 2")
     assert status["phase"] == "Pending"
-    assert status["ingestId"] == f"{ns.name}.again.2"
+    assert status["ingestId"] == ns.run_ingest_id("again", 2)
     assert status["jobName"] == "again-run-2"
     assert ns.condition("again", "Failed")["status"] == "False"
     ns.job_status("again-run-2", "active")

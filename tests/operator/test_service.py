@@ -141,7 +141,7 @@ def test_rerun_annotation(kube: FakeKube, service: IngestService) -> None:
     ir["metadata"]["annotations"]["molstream.io/rerun"] = "y"
     service.reconcile(ir)
     assert sorted(kube.jobs) == ["a-run-1", "a-run-2"]
-    assert kube.irs["a"]["status"]["ingestId"] == f"{NS}.a.2"
+    assert kube.irs["a"]["status"]["ingestId"] == f"{NS}.a.2-uid-a"
     service.reconcile(ir)
     assert len(kube.jobs) == 2
 
