@@ -78,7 +78,7 @@ KIND_NODE_IMAGE ?=
 DOCKER_BUILD_ARGS ?=
 EXTRA_IMAGES ?=
 EXTRA_VALUES ?=
-SKAFFOLD ?= skaffold
+SKAFFOLD ?= $(if $(wildcard .cache/bin/skaffold),.cache/bin/skaffold,skaffold)
 KUBECTL ?= $(if $(wildcard .cache/bin/kubectl),.cache/bin/kubectl,kubectl)
 HELM ?= $(if $(wildcard .cache/bin/helm),.cache/bin/helm,helm)
 IMAGE ?= $(IMAGE_REPO):$(IMAGE_TAG)
@@ -154,12 +154,13 @@ e2e-node: ## Test machines: Docker, kind, the offline kind node image and the st
 	bash tools/provision/docker.sh
 	GOBIN=$(CURDIR)/.cache/bin GOMODCACHE=$(CURDIR)/.cache/go/mod GOFLAGS=-modcacherw GOTOOLCHAIN=local \
 	  go install sigs.k8s.io/kind@$(KIND_VERSION)
+	bash tools/provision/skaffold.sh
 	KIND_VERSION=$(KIND_VERSION) bash tools/provision/e2e/node-image.sh $(E2E_NODE_IMAGE)
 	bash tools/provision/e2e/python-base.sh $(E2E_PYTHON_IMAGE)
 	bash tools/provision/e2e/standins.sh
 
 # What the e2e suite passes to the same make targets users run (tests/e2e).
-E2E_PYTHON_IMAGE ?= molstream-e2e/python:3.11-bookworm
+export E2E_PYTHON_IMAGE ?= molstream-e2e/python:3.11-bookworm
 export E2E_MAKE_ARGS = KIND_NODE_IMAGE=$(E2E_NODE_IMAGE) EXTRA_VALUES=k8s/e2e-values.yaml \
   EXTRA_IMAGES="molstream-e2e/kafka:3.9.1 molstream-e2e/redis:7 molstream-e2e/kafka-ui:standin" \
   DOCKER_BUILD_ARGS="--network host --build-arg PYTHON_IMAGE=$(E2E_PYTHON_IMAGE)"
@@ -169,9 +170,10 @@ e2e: venv e2e-node ## End-to-end: make run on a real kind cluster from the offli
 	MOLSTREAM_E2E=1 $(PY) -m pytest -m e2e tests/e2e $(PYTEST_ARGS)
 
 .PHONY: dev
-dev: cluster ## skaffold dev on the kind cluster: rebuild/sync on change, worker and operator restart.
-	@command -v $(SKAFFOLD) >/dev/null || { echo "missing skaffold: https://skaffold.dev/docs/install/ (v2.16 or later)"; exit 1; }
-	$(SKAFFOLD) dev --kube-context $(KUBE_CONTEXT) --port-forward=off
+dev: cluster ## skaffold dev on the kind cluster (make run's release): rebuild/sync on change, worker and operator restart.
+	@command -v $(SKAFFOLD) >/dev/null || { echo "missing skaffold: https://skaffold.dev/docs/install/ (v2.16 or later; tools/provision/skaffold.sh builds it into .cache/bin)"; exit 1; }
+	@# --cleanup=false: the release is make run's too (its database included); leave it running.
+	$(SKAFFOLD) dev --kube-context $(KUBE_CONTEXT) --port-forward=off --cleanup=false
 
 .PHONY: clean
 clean: ## Uninstall the release and delete the kind cluster (make run's counterpart).

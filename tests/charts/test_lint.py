@@ -164,29 +164,36 @@ def _skaffold_schema(version: str) -> dict[str, Any]:
 
 
 def test_skaffold_yaml_valid() -> None:
-    documents = list(yaml.safe_load_all(SKAFFOLD.read_text()))
-    assert [d["metadata"]["name"] for d in documents] == ["infra", "molstream"]
-    for document in documents:
-        schema = _skaffold_schema(document["apiVersion"])
-        errors = sorted(_validator(schema).iter_errors(document), key=lambda e: e.path)
-        assert not errors, "\n".join(f"{list(e.absolute_path)}: {e.message}" for e in errors)
-    app = documents[1]
+    (app,) = yaml.safe_load_all(SKAFFOLD.read_text())
+    schema = _skaffold_schema(app["apiVersion"])
+    errors = sorted(_validator(schema).iter_errors(app), key=lambda e: e.path)
+    assert not errors, "\n".join(f"{list(e.absolute_path)}: {e.message}" for e in errors)
     (artifact,) = app["build"]["artifacts"]
     assert artifact["docker"]["target"] in _stages(DOCKERFILE.read_text())
     assert {rule["src"] for rule in artifact["sync"]["manual"]} >= {"services/**/*.py"}
+    # The release `make run` installs (Makefile: RELEASE, NAMESPACE from .env; its values file),
+    # so that `make run` and `make dev` upgrade one release in place.
     (release,) = app["deploy"]["helm"]["releases"]
+    env = dict(line.split("=", 1) for line in (REPO_ROOT / ".env").read_text().splitlines()
+               if "=" in line and not line.startswith("#"))
+    assert (release["name"], release["namespace"]) == (env["RELEASE"], env["NAMESPACE"])
+    assert release["valuesFiles"] == ["k8s/kind-values.yaml"]
     assert (REPO_ROOT / release["chartPath"]).resolve() == CHART
     assert release["setValueTemplates"]["image.repository"] == "{{.IMAGE_REPO_molstream}}"
     for profile in app["profiles"]:
-        for patch in profile.get("patches", []):  # every JSON patch path exists in the config
+        for patch in profile.get("patches", []):
+            # A JSON patch's target exists in the config (an `add`: its parent does).
+            parts = patch["path"].strip("/").split("/")
+            if patch["op"] == "add":
+                parts = parts[:-1]
             node: Any = app
-            for part in patch["path"].strip("/").split("/"):
+            for part in parts:
                 node = node[int(part)] if isinstance(node, list) else node[part]
 
 
 def test_skaffold_schema_rejects_mistakes() -> None:
     """The schema is strict enough to matter: a misspelt field is an error."""
-    document = list(yaml.safe_load_all(SKAFFOLD.read_text()))[1]
+    (document,) = yaml.safe_load_all(SKAFFOLD.read_text())
     document["deploy"]["helm"]["releases"][0]["chartpath"] = "charts/molstream"
     errors = list(_validator(_skaffold_schema(document["apiVersion"])).iter_errors(document))
     assert errors

@@ -5,19 +5,27 @@ Docker and minutes of building that the other suites do not."""
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import socket
 import subprocess
+import sys
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+_INTEGRATION = Path(__file__).resolve().parents[1] / "integration"
+if str(_INTEGRATION) not in sys.path:  # expected.py: what a CSV file implies for the tables
+    sys.path.insert(0, str(_INTEGRATION))
+
 REPO = Path(__file__).resolve().parents[2]
 KUBECTL = str(REPO / ".cache/bin/kubectl")
 KIND = str(REPO / ".cache/bin/kind")
+NAMESPACE = "molstream"  # .env
 
 
 def pytest_collection_modifyitems(config, items):
@@ -56,16 +64,68 @@ class Cluster:
         return subprocess.run([KUBECTL, "--context", self.context, *args], input=stdin,
                               text=True, capture_output=True, check=check, timeout=600)
 
+    def k(self, *args: str, **kwargs) -> subprocess.CompletedProcess:
+        """kubectl in the release's namespace."""
+        return self.kubectl("--namespace", NAMESPACE, *args, **kwargs)
+
+    def json(self, *args: str) -> dict:
+        """`kubectl get ARGS -o json` in the release's namespace."""
+        return json.loads(self.k("get", *args, "-o", "json").stdout)
+
+    def ir_status(self, name: str) -> dict:
+        return self.json("ir", name).get("status", {})
+
+    def exec_bytes(self, target: str, *command: str) -> bytes:
+        """What `kubectl exec TARGET -- COMMAND` writes to stdout, as bytes (a file, a dump)."""
+        return subprocess.run([KUBECTL, "--context", self.context, "--namespace", NAMESPACE,
+                               "exec", target, "--", *command],
+                              capture_output=True, check=True, timeout=600).stdout
+
+    def read_file(self, target: str, path: str) -> bytes:
+        return self.exec_bytes(target, "cat", path)
+
+    @staticmethod
+    def wait_for(predicate: Callable[[], object], what: str, timeout_s: float = 900):
+        """Poll until `predicate()` is truthy (an event in the cluster) and return it; fail
+        naming `what` after `timeout_s`, which only bounds a hang."""
+        deadline = time.monotonic() + timeout_s
+        while not (value := predicate()):
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            time.sleep(1)
+        return value
+
 
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[Cluster]:
-    """A fresh cluster for the session, made by `make cluster` from the offline node image;
-    deleted afterwards (with its docker network)."""
-    cluster = Cluster(f"molstream-e2e-{uuid.uuid4().hex[:6]}")
+    """A fresh cluster for the session, made by `make cluster` from the offline node image and
+    removed by `make clean` afterwards (which the teardown checks: no node container left).
+    E2E_CLUSTER=NAME uses, or makes, that cluster and keeps it (iterating on the suite)."""
+    kept = os.environ.get("E2E_CLUSTER")
+    cluster = Cluster(kept or f"molstream-e2e-{uuid.uuid4().hex[:6]}")
     try:
         made = cluster.make("cluster", timeout_s=900)
         assert made.returncode == 0, f"make cluster failed:\n{made.stdout}\n{made.stderr}"
         yield cluster
     finally:
+        if not kept:
+            _clean(cluster)
+
+
+def _clean(cluster: Cluster) -> None:
+    """`make clean`, the README's way out: the release uninstalled, the cluster deleted."""
+    cleaned = cluster.make("clean", timeout_s=600)
+    clusters = subprocess.run([KIND, "get", "clusters"], capture_output=True, text=True).stdout
+    nodes = subprocess.run(["docker", "ps", "-aq", "--filter",
+                            f"label=io.x-k8s.kind.cluster={cluster.name}"],
+                           capture_output=True, text=True).stdout.split()
+    if cluster.name in clusters.split() or nodes:
         subprocess.run([KIND, "delete", "cluster", "--name", cluster.name],
                        capture_output=True, timeout=300)
+        pytest.fail(f"`make clean` left the cluster {cluster.name} (nodes {nodes}):\n"
+                    f"{cleaned.stdout}\n{cleaned.stderr}")
+
+
+@pytest.fixture(scope="session")
+def ran(cluster: Cluster) -> subprocess.CompletedProcess:
+    """`make run` once; the tests use the release and the sample it leaves."""
+    return cluster.make("run")

@@ -5,36 +5,14 @@ sample IngestRequest followed to its report."""
 from __future__ import annotations
 
 import json
-import subprocess
-import time
+from pathlib import Path
 
 import pytest
 
 pytestmark = pytest.mark.e2e
 
+REPO = Path(__file__).resolve().parents[2]
 SAMPLE = "ingestrequest-sample"  # k8s/ingestrequest.yaml
-
-
-NS = ("-n", "molstream")
-
-
-@pytest.fixture(scope="module")
-def ran(cluster) -> subprocess.CompletedProcess:
-    """`make run` once; the tests below use the release and the sample it leaves."""
-    return cluster.make("run")
-
-
-def _status(cluster) -> dict:
-    return json.loads(cluster.kubectl(*NS, "get", "ir", SAMPLE, "-o", "json").stdout)["status"]
-
-
-def _wait(predicate, what: str, timeout_s: float = 600):
-    """Poll until `predicate()` is truthy (an event in the cluster); fail naming `what`."""
-    deadline = time.monotonic() + timeout_s
-    while not (value := predicate()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(2)
-    return value
 
 
 def test_make_run_ends_with_the_sample_ingest_succeeded_and_its_report(cluster, ran):
@@ -51,11 +29,11 @@ def test_make_run_ends_with_the_sample_ingest_succeeded_and_its_report(cluster, 
                            "relation", "target", "unit"}
 
     # What the README documents: kubectl wait on the Complete condition, kubectl get ir columns
-    cluster.kubectl(*NS, "wait", "--for=condition=Complete", f"ir/{SAMPLE}", "--timeout=60s")
-    table = cluster.kubectl(*NS, "get", "ir", SAMPLE).stdout.splitlines()
+    cluster.k("wait", "--for=condition=Complete", f"ir/{SAMPLE}", "--timeout=60s")
+    table = cluster.k("get", "ir", SAMPLE).stdout.splitlines()
     assert table[0].split() == ["NAME", "PHASE", "WRITTEN", "REJECTED", "PROGRESS", "AGE"], table
     assert table[1].split()[:4] == [SAMPLE, "Succeeded", "100000", "0"], table
-    status = _status(cluster)
+    status = cluster.ir_status(SAMPLE)
     assert status["phase"] == "Succeeded"
     complete = [c for c in status["conditions"] if c["type"] == "Complete"]
     assert complete and complete[0]["status"] == "True"
@@ -63,19 +41,21 @@ def test_make_run_ends_with_the_sample_ingest_succeeded_and_its_report(cluster, 
 
 def test_the_rerun_annotation_starts_run_2_with_a_new_job(cluster, ran):
     assert ran.returncode == 0
-    first = _status(cluster)
-    cluster.kubectl(*NS, "annotate", "ir", SAMPLE, "molstream.io/rerun=e2e-2", "--overwrite")
-    second = _wait(lambda: (s := _status(cluster)).get("run", 0) > first.get("run", 1) and s,
-                   "run 2 of the sample")
+    first = cluster.ir_status(SAMPLE)
+    cluster.k("annotate", "ir", SAMPLE, "molstream.io/rerun=e2e-2", "--overwrite")
+    second = cluster.wait_for(
+        lambda: (s := cluster.ir_status(SAMPLE)).get("run", 0) > first.get("run", 1) and s,
+        "run 2 of the sample")
     assert second["jobName"] != first["jobName"]
-    cluster.kubectl(*NS, "get", "job", second["jobName"])  # a new Job, really created
-    _wait(lambda: _status(cluster).get("phase") == "Succeeded", "run 2 to succeed")
-    jobs = cluster.kubectl(*NS, "get", "jobs", "-o", "name").stdout.split()
+    cluster.k("get", "job", second["jobName"])  # a new Job, really created
+    cluster.wait_for(lambda: cluster.ir_status(SAMPLE).get("phase") == "Succeeded",
+                     "run 2 to succeed")
+    jobs = cluster.k("get", "jobs", "-o", "name").stdout.split()
     assert f"job.batch/{first['jobName']}" in jobs and f"job.batch/{second['jobName']}" in jobs
 
 
 def test_an_invalid_ingestrequest_is_refused_by_the_api_server(cluster, ran):
-    refused = cluster.kubectl(*NS, "apply", "-f", "-", check=False, stdin="""
+    refused = cluster.k("apply", "-f", "-", check=False, stdin="""
 apiVersion: molstream.io/v1alpha1
 kind: IngestRequest
 metadata: {name: from-a-file}
@@ -83,16 +63,27 @@ spec: {url: "file:///etc/passwd"}
 """)
     assert refused.returncode != 0
     assert "spec.url" in refused.stderr, refused.stderr
-    assert cluster.kubectl(*NS, "get", "ir", "from-a-file", check=False).returncode != 0
+    assert cluster.k("get", "ir", "from-a-file", check=False).returncode != 0
 
 
 def test_deleting_the_ingestrequest_removes_its_jobs(cluster, ran):
     """Garbage collection by the real kube-controller-manager (owner references)."""
     assert ran.returncode == 0
-    assert cluster.kubectl(*NS, "get", "jobs", "-o", "name").stdout.split()
-    cluster.kubectl(*NS, "delete", "ir", SAMPLE, "--wait=true", "--timeout=300s")
-    _wait(lambda: not cluster.kubectl(*NS, "get", "jobs", "-o", "name").stdout.split(),
+    assert cluster.k("get", "jobs", "-o", "name").stdout.split()
+    cluster.k("delete", "ir", SAMPLE, "--wait=true", "--timeout=300s")
+    cluster.wait_for(lambda: not cluster.k("get", "jobs", "-o", "name").stdout.split(),
           "the sample's Jobs to be garbage-collected")
+
+
+def test_the_sample_created_again_under_its_name_runs_to_the_end(cluster, ran):
+    """A new object with the old name starts again at run 1: its ingest ids must not be the
+    ones the worker completed for the deleted object (found here: it stayed Ingesting)."""
+    assert ran.returncode == 0
+    cluster.k("delete", "ir", SAMPLE, "--ignore-not-found", "--wait=true", "--timeout=300s")
+    cluster.k("apply", "-f", str(REPO / "k8s/ingestrequest.yaml"))
+    cluster.k("wait", "--for=condition=Complete", f"ir/{SAMPLE}", "--timeout=900s")
+    status = cluster.ir_status(SAMPLE)
+    assert (status["run"], status["rowsPublished"], status["rowsRejected"]) == (1, 100_000, 0)
 
 
 WRONG_PASSWORD = """
@@ -114,28 +105,22 @@ spec:
 
 def test_a_wrong_password_ends_failed_with_the_reason_after_the_job_s_retries(cluster, ran):
     assert ran.returncode == 0
-    cluster.kubectl(*NS, "apply", "-f", "-", stdin=WRONG_PASSWORD)
+    cluster.k("apply", "-f", "-", stdin=WRONG_PASSWORD)
     try:
         # The fetcher reports the refusal at once; the Job then retries its Pod (the status
         # reopens) and gives up after backoffLimit: wait for the Job's end, then the status.
-        job_name = _wait(lambda: json.loads(cluster.kubectl(
-            *NS, "get", "ir", "wrong-password", "-o", "json").stdout).get("status", {}).get(
-            "jobName"), "the wrong-password Job")
-        cluster.kubectl(*NS, "wait", "--for=condition=Failed", f"job/{job_name}",
-                        "--timeout=600s")
-        cluster.kubectl(*NS, "wait", "--for=condition=Failed", "ir/wrong-password",
-                        "--timeout=600s")
-        status = json.loads(cluster.kubectl(*NS, "get", "ir", "wrong-password", "-o",
-                                            "json").stdout)["status"]
+        job_name = cluster.wait_for(
+            lambda: cluster.ir_status("wrong-password").get("jobName"), "the wrong-password Job")
+        cluster.k("wait", "--for=condition=Failed", f"job/{job_name}", "--timeout=600s")
+        cluster.k("wait", "--for=condition=Failed", "ir/wrong-password", "--timeout=600s")
+        status = cluster.ir_status("wrong-password")
         assert status["jobName"] == job_name
         assert status["phase"] == "Failed"
         failed = next(c for c in status["conditions"] if c["type"] == "Failed")
         assert failed["status"] == "True" and failed["reason"] == "FetchFailed", failed
         assert "530" in failed["message"] or "login" in failed["message"].lower(), failed
         assert "not-the-password" not in json.dumps(status)
-        job = json.loads(cluster.kubectl(*NS, "get", "job", status["jobName"], "-o",
-                                         "json").stdout)
+        job = cluster.json("job", status["jobName"])
         assert job["status"].get("failed", 0) == 2  # the first Pod and its one retry
     finally:
-        cluster.kubectl(*NS, "delete", "-f", "-", "--wait=false", stdin=WRONG_PASSWORD,
-                        check=False)
+        cluster.k("delete", "-f", "-", "--wait=false", stdin=WRONG_PASSWORD, check=False)
