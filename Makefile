@@ -129,13 +129,17 @@ deploy: ## helm upgrade --install the chart into the kind cluster and wait for i
 
 .PHONY: run
 run: cluster image deploy ## Everything on kind: cluster, image, chart, the sample IngestRequest followed to its report.
-	@# Already there from an earlier run: ask the operator for a new run of it.
-	@if $(K) get ir $(SAMPLE_NAME) >/dev/null 2>&1; then \
-	  $(K) annotate ir $(SAMPLE_NAME) molstream.io/rerun="$$(date +%s)" --overwrite >/dev/null; fi
-	$(K) apply -f $(SAMPLE_IR)
-	@deadline=$$((SECONDS + $(RUN_TIMEOUT_S))); \
+	@# Already there from an earlier run: ask the operator for a new run of it, and follow that
+	@# run, not the earlier one's result (still in the status until the operator acts).
+	@before=0; \
+	if $(K) get ir $(SAMPLE_NAME) >/dev/null 2>&1; then \
+	  before=$$($(K) get ir $(SAMPLE_NAME) -o jsonpath='{.status.run}'); \
+	  $(K) annotate ir $(SAMPLE_NAME) molstream.io/rerun="$$(date +%s)" --overwrite >/dev/null; fi; \
+	echo "$(K) apply -f $(SAMPLE_IR)"; $(K) apply -f $(SAMPLE_IR) || exit 1; \
+	deadline=$$((SECONDS + $(RUN_TIMEOUT_S))); \
 	while :; do \
 	  phase=$$($(K) get ir $(SAMPLE_NAME) -o jsonpath='{.status.phase}'); \
+	  [ "$$($(K) get ir $(SAMPLE_NAME) -o jsonpath='{.status.run}')" -gt "$${before:-0}" ] 2>/dev/null || phase=; \
 	  echo "$$(date +%T) $${phase:-Pending} $$($(K) get ir $(SAMPLE_NAME) -o jsonpath='{.status.progress}')"; \
 	  case "$$phase" in \
 	    Succeeded) break ;; \
@@ -173,7 +177,9 @@ e2e: venv e2e-node ## End-to-end: make run on a real kind cluster from the offli
 dev: cluster ## skaffold dev on the kind cluster (make run's release): rebuild/sync on change, worker and operator restart.
 	@command -v $(SKAFFOLD) >/dev/null || { echo "missing skaffold: https://skaffold.dev/docs/install/ (v2.16 or later; tools/provision/skaffold.sh builds it into .cache/bin)"; exit 1; }
 	@# --cleanup=false: the release is make run's too (its database included); leave it running.
-	$(SKAFFOLD) dev --kube-context $(KUBE_CONTEXT) --port-forward=off --cleanup=false
+	@# skaffold calls helm, kubectl and kind: the ones in .cache/bin first, as here.
+	PATH="$(CURDIR)/.cache/bin:$$PATH" $(SKAFFOLD) dev --kube-context $(KUBE_CONTEXT) \
+	  --port-forward=off --cleanup=false
 
 .PHONY: clean
 clean: ## Uninstall the release and delete the kind cluster (make run's counterpart).

@@ -269,9 +269,11 @@ def build_job(
     config: OperatorConfig,
     *,
     run: int,
+    ingest: str | None = None,
 ) -> dict[str, Any]:
-    """The batch/v1 Job of counter run ``run``, owned by the IngestRequest."""
-    ingest = run_ingest_id(ref, run)
+    """The batch/v1 Job of counter run ``run``, owned by the IngestRequest; ``ingest`` is the
+    run's ingest id as the status recorded it (default: ``run_ingest_id``)."""
+    ingest = ingest or run_ingest_id(ref, run)
     labels = {**_labels(ref), LABEL_RUN: str(run)}
     job: dict[str, Any] = {
         "apiVersion": "batch/v1",

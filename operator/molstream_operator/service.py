@@ -229,7 +229,9 @@ class IngestService:
         if existing is None:
             if current.get("phase") != st.Phase.PENDING:
                 return  # the run went on and its Job is gone (deleted by a person or a TTL)
-            manifest = build_job(ref, spec, self.config, run=run)
+            # The id the status recorded when the run started (an operator of an older
+            # version may have chosen it).
+            manifest = build_job(ref, spec, self.config, run=run, ingest=current.get("ingestId"))
             try:
                 created = self.kube.create(manifest)
             except ApiError as exc:
@@ -348,9 +350,11 @@ class IngestService:
             current = _status(body)
             if current.get("ingestId") == event.ingest_id:
                 return st.apply_event(current, event, now=now)
-            if run.isdigit() or not (body.get("spec") or {}).get("schedule"):
+            if not (body.get("spec") or {}).get("schedule") or not run.startswith(
+                cronjob_name(name) + "-"
+            ):
                 return None
-            # Perhaps a CronJob run whose Job this operator has not seen yet.
+            # A CronJob run (the run is its Job's name) whose Job this operator has not seen yet.
             job_body = self.kube.get_job(namespace, run)
             if job_body is None:
                 return None

@@ -99,9 +99,13 @@ class Cluster:
 def cluster() -> Iterator[Cluster]:
     """A fresh cluster for the session, made by `make cluster` from the offline node image and
     removed by `make clean` afterwards (which the teardown checks: no node container left).
-    E2E_CLUSTER=NAME uses, or makes, that cluster and keeps it (iterating on the suite)."""
+    E2E_CLUSTER=NAME names it and keeps it afterwards, to look into (a cluster of that name
+    left by an earlier session is deleted first: the tests expect a fresh database)."""
     kept = os.environ.get("E2E_CLUSTER")
     cluster = Cluster(kept or f"molstream-e2e-{uuid.uuid4().hex[:6]}")
+    if kept:
+        subprocess.run([KIND, "delete", "cluster", "--name", kept], capture_output=True,
+                       check=True, timeout=300)
     try:
         made = cluster.make("cluster", timeout_s=900)
         assert made.returncode == 0, f"make cluster failed:\n{made.stdout}\n{made.stderr}"

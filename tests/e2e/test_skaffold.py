@@ -1,7 +1,7 @@
 """`skaffold run` (skaffold built from its Go module, tools/provision/skaffold.sh) on the cluster
-`make run` set up: it upgrades the same release with its own image and the dev settings, and
-the sample still runs to the end. (`skaffold dev` is the same deploy plus file sync and a
-watch loop; `make dev` runs it.)"""
+`make run` set up: it upgrades the same release with its own image and the dev settings, the
+sample still runs to the end, and `make run` takes the release back. (`skaffold dev` is the
+same deploy plus file sync and a watch loop; `make dev` runs it.)"""
 
 from __future__ import annotations
 
@@ -32,12 +32,17 @@ def _images(cluster) -> dict[str, str]:
             for d in deployments}
 
 
-def test_skaffold_run_upgrades_the_release_of_make_run(cluster, ran, tmp_path: Path):
+def _claim_uid(cluster) -> str:
+    return cluster.json("pvc", "molstream-data")["metadata"]["uid"]
+
+
+def test_skaffold_run_upgrades_the_release_of_make_run_and_back(cluster, ran, tmp_path: Path):
     assert ran.returncode == 0
     assert (BIN / "skaffold").exists(), "make e2e-node builds it (tools/provision/skaffold.sh)"
+    assert os.environ.get("E2E_PYTHON_IMAGE"), "profile e2e's base image: run `make e2e`"
     config = tmp_path / "skaffold-config.yaml"
     config.write_text(QUIET)
-    revision = _revision(cluster)
+    revision, claim = _revision(cluster), _claim_uid(cluster)
     env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
     done = subprocess.run(
         [str(BIN / "skaffold"), "run", "--profile", "e2e", "--kube-context", cluster.context,
@@ -45,13 +50,13 @@ def test_skaffold_run_upgrades_the_release_of_make_run(cluster, ran, tmp_path: P
         cwd=REPO, env=env, text=True, capture_output=True, timeout=1800)
     assert done.returncode == 0, (done.stdout + done.stderr)[-6000:]
 
-    # One release, upgraded in place: the molstream Pods run skaffold's image; Kafka, Redis
-    # and the database are the ones `make run` installed.
+    # One release, upgraded in place: the molstream Pods run skaffold's image, the database's
+    # claim is the one `make run` made.
     assert _revision(cluster) == revision + 1
     images = _images(cluster)
     for name in ("molstream-worker", "molstream-operator"):
         assert images[name].startswith("molstream:") and images[name] != "molstream:dev", images
-    assert cluster.k("get", "pvc", "-o", "name").stdout.split()  # the claims stay
+    assert _claim_uid(cluster) == claim
 
     # The pipeline works on what skaffold deployed: the sample, run again, ends Succeeded.
     before = cluster.ir_status(SAMPLE)
@@ -62,6 +67,15 @@ def test_skaffold_run_upgrades_the_release_of_make_run(cluster, ran, tmp_path: P
         "the sample's run on skaffold's release")
     assert after["phase"] == "Succeeded", after
     assert (after["rowsPublished"], after["rowsRejected"]) == (100_000, 0), after
+
+    # And back: `make run` again puts the runtime image back and follows the new run it asks
+    # for (the sample exists: a rerun), not the result of the one before.
+    again = cluster.make("run")
+    assert again.returncode == 0, (again.stdout + again.stderr)[-6000:]
+    assert _images(cluster)["molstream-worker"] == "molstream:dev"
+    last = cluster.ir_status(SAMPLE)
+    assert last["run"] == after["run"] + 1 and last["phase"] == "Succeeded", last
+    assert _claim_uid(cluster) == claim
 
 
 def _revision(cluster) -> int:

@@ -125,6 +125,20 @@ def test_lost_job_is_recreated_only_while_pending(kube: FakeKube, service: Inges
     assert kube.jobs == {}
 
 
+def test_a_lost_job_is_made_with_the_ingest_id_its_run_recorded(
+    kube: FakeKube, service: IngestService
+) -> None:
+    """A run started by an older operator (ids without the uid) keeps its id."""
+    kube.add_ir("a", {"url": URL})
+    service.reconcile(kube.irs["a"])
+    assert kube.irs["a"]["status"]["ingestId"] == f"{NS}.a.1-uid-a"
+    kube.jobs.clear()
+    kube.irs["a"]["status"]["ingestId"] = f"{NS}.a.1"
+    service.reconcile(kube.irs["a"])
+    annotations = kube.jobs["a-run-1"]["metadata"]["annotations"]
+    assert annotations["molstream.io/ingest-id"] == f"{NS}.a.1"
+
+
 def test_a_job_of_an_older_object_is_not_taken_for_ours(
     kube: FakeKube, service: IngestService
 ) -> None:
@@ -211,6 +225,12 @@ def test_event_of_a_scheduled_run_not_seen_yet(kube: FakeKube, service: IngestSe
     assert [n.reason for n in kube.notes][-2:] == ["RunStarted", "Fetching"]
     # a Job name that is no Job of ours changes nothing
     assert service.on_event(_event("started", f"{NS}.n.n-cron-1")).startswith("ignored")
+    # a late event of a counter run (before the schedule was set) is not taken for a Job's
+    looked_up: list[str] = []
+    get_job = kube.get_job
+    kube.get_job = lambda namespace, name: looked_up.append(name) or get_job(namespace, name)
+    assert service.on_event(_event("progress", f"{NS}.n.2-0c1d2e3f")).startswith("ignored")
+    assert looked_up == []
 
 
 def test_events_outside_the_served_namespaces_are_ignored(service: IngestService) -> None:

@@ -60,7 +60,6 @@ log4j.logger.kafka.server.BrokerServer=INFO
 """
 
 
-
 def new_cluster_id() -> str:
     """A random cluster id as Kafka writes one (Uuid.randomUuid): url-safe base64 of 16
     bytes, never starting with '-', which the storage tool's argument parser would read as an
@@ -69,6 +68,7 @@ def new_cluster_id() -> str:
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         if not cluster_id.startswith("-"):
             return cluster_id
+
 
 class KafkaServer(Managed):
     name = "kafka"
