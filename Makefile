@@ -156,7 +156,8 @@ run: cluster image deploy ## Everything on kind: cluster, image, chart, the samp
 e2e-node: ## Test machines: Docker, kind, the offline kind node image and the stand-in images (root).
 	bash tools/provision/kube.sh
 	bash tools/provision/docker.sh
-	GOBIN=$(CURDIR)/.cache/bin GOMODCACHE=$(CURDIR)/.cache/go/mod GOFLAGS=-modcacherw GOTOOLCHAIN=local \
+	GOBIN=$(CURDIR)/.cache/bin GOMODCACHE=$(CURDIR)/.cache/go/mod GOCACHE=$(CURDIR)/.cache/go/build \
+	  GOFLAGS=-modcacherw GOTOOLCHAIN=local \
 	  go install sigs.k8s.io/kind@$(KIND_VERSION)
 	bash tools/provision/skaffold.sh
 	KIND_VERSION=$(KIND_VERSION) bash tools/provision/e2e/node-image.sh $(E2E_NODE_IMAGE)
