@@ -38,15 +38,8 @@ if [ ! -f "$libs/.complete" ]; then
   mkdir -p .cache
   tmp=$(mktemp -d ".cache/kafka-libs.XXXXXX")
   trap 'rm -rf "$tmp" "$tmp.log"' EXIT
-  # Maven Central answers 503 now and then: three tries, 10 s and 30 s apart.
-  for wait in 10 30 fail; do
-    mvn -B -f "$POM" -Dmaven.repo.local="$PWD/.cache/m2" \
-      org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy-dependencies \
-      -DoutputDirectory="$PWD/$tmp" -DincludeScope=runtime >"$tmp.log" 2>&1 && break
-    [ "$wait" = fail ] && { tail -40 "$tmp.log" >&2; exit 1; }
-    echo "provision: Maven failed ($(grep -m1 -o 'status: [0-9]* [A-Za-z ]*' "$tmp.log" || echo see log)); again in $wait s"
-    sleep "$wait"
-  done
+  source tools/provision/maven.sh
+  maven_copy_dependencies "$POM" "$PWD/$tmp" "$tmp.log"
   rm -f "$tmp.log"
   [ -f "$tmp/kafka_2.13-$KAFKA_VERSION.jar" ] || { echo "provision: broker jar missing" >&2; exit 1; }
   mkdir -p "$(dirname "$libs")"

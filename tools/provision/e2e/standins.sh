@@ -16,7 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../../.."
 docker=${DOCKER:-/usr/bin/docker}
 here=tools/provision/e2e/standins
-stamp=$(cat "$0" tools/provision/e2e/debootstrap.sh "$here"/pom.xml "$here"/bin/* "$here"/log4j.properties "$here"/kafka-ui.py |
+stamp=$(cat "$0" tools/provision/e2e/debootstrap.sh tools/provision/maven.sh "$here"/pom.xml "$here"/bin/* "$here"/log4j.properties "$here"/kafka-ui.py |
   sha256sum | cut -c1-12)
 if [[ $("$docker" image inspect -f '{{index .Config.Labels "molstream.inputs"}}' \
         molstream-e2e/kafka-ui:standin 2>/dev/null) == "$stamp" ]]; then
@@ -24,19 +24,13 @@ if [[ $("$docker" image inspect -f '{{index .Config.Labels "molstream.inputs"}}'
   exit 0
 fi
 source tools/provision/e2e/debootstrap.sh
+source tools/provision/maven.sh
 work=.cache/e2e/standins
 rm -rf "$work"
 mkdir -p "$work"
 
 echo "standins: Kafka jars from Maven Central"
-for wait in 10 30 fail; do  # Maven Central answers 503 now and then
-  mvn -B -q -f "$here/pom.xml" -Dmaven.repo.local="$PWD/.cache/m2" \
-    org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy-dependencies \
-    -DoutputDirectory="$PWD/$work/libs" -DincludeScope=runtime >"$work/mvn.log" 2>&1 && break
-  [ "$wait" = fail ] && { tail -30 "$work/mvn.log" >&2; exit 1; }
-  echo "standins: Maven failed; again in $wait s"
-  sleep "$wait"
-done
+maven_copy_dependencies "$here/pom.xml" "$PWD/$work/libs" "$work/mvn.log"
 
 echo "standins: debootstrap bookworm with Java 17, Redis and Python (a few minutes)"
 root=$work/rootfs
