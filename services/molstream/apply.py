@@ -10,15 +10,20 @@ really changed. Only the columns the batch holds are written: an optional column
 keeps its value in existing rows (and is NULL in new ones).
 
 On PostgreSQL a batch takes two transactions: its dimension values, molecules and targets in a
-short one, counted in `applied_part`, then its activities and its record (see
-`_apply_in_two_steps`); molecules, targets and activities go through COPY and, unless they are
-known new, one set-based merge each (molstream.pgmerge), which locks only the rows that change.
-SQLite's rows go through executemany (molstream.inserts).
+short one, claimed and counted in `applied_part` before it writes anything, then its activities
+and its record (see `_apply_in_two_steps`); molecules, targets and activities go through COPY
+and, unless they are known new, one set-based merge each (molstream.pgmerge), which locks only
+the rows that change. SQLite's rows go through executemany (molstream.inserts).
 
 A batch the database refuses (molstream.dberrors): a transient error goes back to the caller,
 which retries; a refused value sends the batch through again in halves, each in a savepoint,
 down to the rows the database refuses, which are rejected with its reason while the others are
 applied; any other error fails the batch's ingest (`Refused`), and its later batches are skipped.
+A reference refused on a dimension column is first retried once: the ids are checked again.
+
+Soft delete: a molecule, target or activity a person soft-deleted (`active` false) stays so
+when a file brings it again. Its values are updated like any row's, and it is counted apart
+(`Applied.inactive`), not as written: the report's written rows are all active ones.
 """
 
 from __future__ import annotations
@@ -27,24 +32,26 @@ import gc
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
-from sqlalchemy import Engine, Table, delete, func, select, update
+from sqlalchemy import Engine, Table, delete, false, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
 from . import metrics, pgmerge
+from .applied import KEYED, Applied, Outcome, Refused, Transaction
 from .cache import IdCache
 from .config import Mode
 from .contract import LINE, Rejection
-from .db import DIMENSIONS, Activity, AppliedBatch, AppliedPart, IngestRun, Molecule, Target
-from .dberrors import Kind, classify, describe
+from .db import INACTIVE_INDEXES, Activity, AppliedBatch, AppliedPart, IngestRun, Molecule, Target
+from .dberrors import Kind, classify, describe, is_foreign_key
+from .dimensions import DIMENSION_COLUMNS, resolve
 from .inserts import Inserts
-from .messages import TABLES, EndOfIngest, RowBatch
+from .messages import EndOfIngest, RowBatch
 from .rows import (
+    arrow,
     dimension_ids,
     int64s,
     key_order,
@@ -66,15 +73,10 @@ _ACTIVITY = Activity.__table__
 _RUN = IngestRun.__table__
 _APPLIED = AppliedBatch.__table__
 _PART = AppliedPart.__table__
+# What a large ingest on SQLite builds at its end (`Applier.plan`): not the partial index of
+# soft-deleted rows, which stays small and is looked up all along.
+_DEFERRABLE = [i for i in _ACTIVITY.indexes if i.name not in INACTIVE_INDEXES]
 
-# CSV column feeding each dimension table.
-DIMENSION_COLUMNS = {
-    "phase": "molecule_max_phase",
-    "activity_type": "activity_type",
-    "unit": "activity_units",
-    "relation": "activity_relation",
-    "organism": "target_organism",
-}
 # Each table's columns and where their values come from: a dimension's ids, or a CSV column.
 # A source the batch lacks leaves its column out of the statement.
 _MOLECULE_SOURCES = (("id", "molecule_id"), ("name", "molecule_name"), ("phase_id", "phase"),
@@ -92,64 +94,7 @@ class _AppliedElsewhere(Exception):
     """The batch's record appeared while this transaction applied it: another worker's."""
 
 
-@dataclass
-class _Transaction:
-    """What the batches applied in one transaction share."""
-
-    # Molecule and target rows this transaction already wrote: the same row again (a
-    # molecule measured in many batches) would change nothing, so it is not sent again. Only
-    # within one transaction: nobody else can change those rows before it commits.
-    written: dict[str, dict[int, tuple]] = field(
-        default_factory=lambda: {"molecule": {}, "target": {}})
-    stamp: str | None = None  # SQLite: created_on/last_modified_on of the rows it inserts
-
-    def remembered(self, table: str, mode: Mode) -> dict[int, tuple]:
-        """Rows of `table` already written by this transaction. Only upserts write what they
-        send: an insert-only batch kept existing rows, so it remembers nothing (a later upsert
-        of the same tuple in the transaction must still be sent)."""
-        return self.written[table] if mode is Mode.UPSERT else {}
-
-    @property
-    def stamps(self) -> tuple[str, ...]:
-        """What ends each row this transaction inserts: the stamp twice on SQLite, or nothing."""
-        return () if self.stamp is None else (self.stamp, self.stamp)
-
-
-@dataclass
-class Applied:
-    """What one batch did: rows applied, rows written (inserted or changed) per table, and the
-    rows the database refused."""
-
-    ingest_id: str
-    seq: int
-    rows: int
-    written: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TABLES, 0))
-    new_ids: dict[str, dict] = field(default_factory=dict)
-    rejected: list[Rejection] = field(default_factory=list)
-
-    @property
-    def rows_written(self) -> int:
-        return self.written["activity"]
-
-    def add(self, part: Applied) -> None:
-        for table, n in part.written.items():
-            self.written[table] += n
-        for dimension, ids in part.new_ids.items():
-            self.new_ids.setdefault(dimension, {}).update(ids)
-
-
-@dataclass(frozen=True)
-class Refused:
-    """A batch the database cannot take for a reason that is not its rows' (a missing table or
-    column, a permission): its ingest has been marked failed. (A batch whose every row is
-    refused for its values is `Applied`, all its rows rejected.)"""
-
-    ingest_id: str
-    seq: int
-    reason: str
-
-
-Outcome = Applied | Refused | None  # None: applied before (a redelivery), or its ingest failed
+__all__ = ["Applied", "Applier", "Outcome", "Refused"]
 
 
 class Applier:
@@ -187,7 +132,7 @@ class Applier:
         with self.engine.begin() as conn:
             held = conn.execute(select(func.count()).select_from(_ACTIVITY)).scalar_one()
             if max(fresh.values()) >= held:
-                for index in _ACTIVITY.indexes:
+                for index in _DEFERRABLE:
                     index.drop(conn, checkfirst=True)
                 self.indexes_deferred = True
                 log.info("ingest of %d rows into %d: activity indexes deferred to its end",
@@ -197,7 +142,7 @@ class Applier:
         """Build the indexes `plan` dropped, if it did."""
         if self.indexes_deferred:
             with self.engine.begin() as conn:
-                for index in _ACTIVITY.indexes:
+                for index in _DEFERRABLE:
                     index.create(conn, checkfirst=True)
             self.indexes_deferred = False
             log.info("activity indexes rebuilt")
@@ -208,8 +153,8 @@ class Applier:
         """Apply `batch`; None when it had been applied before (a redelivery)."""
         return self.apply_many([batch], on_rejected)[0]
 
-    def apply_many(self, batches: list[RowBatch], on_rejected: OnRejected | None = None
-                   ) -> list[Outcome]:
+    def apply_many(self, batches: list[RowBatch], on_rejected: OnRejected | None = None,
+                   *, retried: bool = False) -> list[Outcome]:
         """Apply `batches` in order, in one transaction: all of them or none. One outcome per
         batch. A transient database error is raised (the caller retries); a refused one is
         settled batch by batch (see the module's docstring). `on_rejected` hears the rows the
@@ -229,6 +174,13 @@ class Applier:
                 raise  # counted where it is retried (the worker)
             if len(batches) > 1:  # which one? each on its own (and each counts its error)
                 return [r for b in batches for r in self.apply_many([b], on_rejected)]
+            if kind is Kind.ROWS and is_foreign_key(e) and not retried:
+                # A dimension value deleted after its id was checked (PostgreSQL: another
+                # session, between two statements): check the ids again, once.
+                log.warning("ingest %s batch %d: %s; applying it again with its ids checked "
+                            "again", batches[0].ingest_id, batches[0].seq, describe(e))
+                self.cache.forget_local()
+                return self.apply_many(batches, on_rejected, retried=True)
             metrics.DATABASE_ERRORS.labels(kind.value).inc()
             results = [self._settle_refused(batches[0], e, kind, on_rejected)]
         # Only ids that are committed may be shared through the cache.
@@ -259,7 +211,7 @@ class Applier:
             return [self._apply_in_two_steps(batches[0])]
         results: list[Outcome] = []
         with _gc_paused(), self.engine.connect() as conn, conn.begin() as transaction:
-            tx = _Transaction()
+            tx = Transaction()
             for batch in batches:
                 if not self._open(conn, batch, tx):
                     results.append(None)
@@ -278,30 +230,51 @@ class Applier:
         Workers apply batches that bring the same new molecules (a molecule is measured in
         many batches): in one transaction, the second worker's insert of a molecule waits for
         the first worker's whole batch to commit. Committed apart, such rows are held for
-        milliseconds. What the first transaction wrote is counted in `applied_part`, in that
-        same transaction, and taken over by the batch's record (`_record`): a batch retried
-        after the first step finds those rows there and counts them once."""
+        milliseconds.
+
+        The first step claims the batch before it writes anything: its row in `applied_part`,
+        inserted first thing, stays until the batch's record (`applied_batch`) takes it over in
+        the second step. A second copy of the batch (a redelivery, or a worker that lost its
+        partitions and is still applying what it polled) waits for the first copy's claim,
+        then finds it and writes no molecule or target: it never puts back an older value over
+        a newer ingest's. What the first step wrote is counted in the claim, and counted once
+        whoever records the batch."""
         result = Applied(batch.ingest_id, batch.seq, batch.rows.num_rows)
-        tx = _Transaction()
         with _gc_paused():
-            with self.engine.begin() as conn:
-                if not self._open(conn, batch, tx):
+            with self.engine.connect() as conn:
+                step = conn.begin()
+                tx = Transaction()
+                claimed = conn.execute(self._insert(_PART).values(
+                    ingest_id=batch.ingest_id, seq=batch.seq, written={},
+                ).on_conflict_do_nothing(index_elements=["ingest_id", "seq"])
+                    .returning(_PART.c.seq)).first() is not None
+                if not self._open(conn, batch, tx):  # applied before, or its ingest failed
+                    step.rollback()  # and the claim with it
                     return None
-                ids = self._write_parents(conn, batch, batch.rows, result, tx)
-                conn.execute(self._insert(_PART).values(
-                    ingest_id=batch.ingest_id, seq=batch.seq, written=result.written,
-                ).on_conflict_do_nothing(index_elements=["ingest_id", "seq"]))
-            result.written = dict.fromkeys(TABLES, 0)  # now in applied_part
+                if claimed:
+                    ids = self._resolve_dimensions(conn, batch.rows, result, tx)
+                    self._write_parents(conn, batch, batch.rows, ids, result, tx)
+                    written, inactive = result.take_counts()
+                    conn.execute(update(_PART).where(
+                        _PART.c.ingest_id == batch.ingest_id, _PART.c.seq == batch.seq,
+                    ).values(written=written, inactive=inactive))
+                    step.commit()
+                else:  # an earlier copy did this step: only the ids are needed, below
+                    step.rollback()
+                    ids = None
             with self.engine.connect() as conn, conn.begin() as transaction:
+                tx = Transaction()
                 if not self._open(conn, batch, tx):
                     return None
+                if ids is None:
+                    ids = self._resolve_dimensions(conn, batch.rows, result, tx)
                 self._write_activities(conn, batch, batch.rows, ids, result, tx)
                 self._record(conn, batch, result)
                 with metrics.COMMIT_SECONDS.time():
                     transaction.commit()
         return result
 
-    def _open(self, conn: Connection, batch: RowBatch, tx: _Transaction) -> bool:
+    def _open(self, conn: Connection, batch: RowBatch, tx: Transaction) -> bool:
         """Start `batch` in the transaction; False when it must not be applied: applied
         before (a redelivery), or its ingest has failed."""
         self._ensure_run(conn, batch.ingest_id, batch.mode, batch.fetch_started_at)
@@ -323,12 +296,12 @@ class Applier:
         if not self._sqlite:  # what a first step committed (`_apply_in_two_steps`)
             part = conn.execute(delete(_PART).where(
                 _PART.c.ingest_id == batch.ingest_id, _PART.c.seq == batch.seq,
-            ).returning(_PART.c.written)).scalar()
-            for table, n in (part or {}).items():
-                result.written[table] += n
+            ).returning(_PART.c.written, _PART.c.inactive)).first()
+            if part is not None:
+                result.add_counts(part.written, part.inactive)
         recorded = conn.execute(self._insert(_APPLIED).values(
             ingest_id=batch.ingest_id, seq=batch.seq, rows=result.rows,
-            written=result.written, rejected=len(result.rejected),
+            written=result.written, inactive=result.inactive, rejected=len(result.rejected),
         ).on_conflict_do_nothing(index_elements=["ingest_id", "seq"])
             .returning(_APPLIED.c.seq)).first()
         if recorded is None:  # another worker applied it meanwhile (a redelivery raced us)
@@ -375,7 +348,7 @@ class Applier:
 
     def _isolate(self, batch: RowBatch, on_rejected: OnRejected | None) -> Applied | None:
         with _gc_paused(), self.engine.begin() as conn:
-            tx = _Transaction()
+            tx = Transaction()
             if not self._open(conn, batch, tx):
                 return None
             result = Applied(batch.ingest_id, batch.seq, 0)
@@ -384,7 +357,7 @@ class Applier:
                 part = parts.pop()
                 savepoint = conn.begin_nested()
                 try:
-                    done = self._apply_rows(conn, batch, part, _Transaction(stamp=tx.stamp))
+                    done = self._apply_rows(conn, batch, part, Transaction(stamp=tx.stamp))
                 except DBAPIError as e:
                     savepoint.rollback()
                     if classify(e) is not Kind.ROWS:
@@ -412,29 +385,31 @@ class Applier:
         conn.execute(stmt.on_conflict_do_nothing(index_elements=["id"]))
 
     def _apply_rows(self, conn: Connection, batch: RowBatch, rows: pa.Table,
-                    tx: _Transaction) -> Applied:
+                    tx: Transaction) -> Applied:
         result = Applied(batch.ingest_id, batch.seq, rows.num_rows)
-        ids = self._write_parents(conn, batch, rows, result, tx)
+        ids = self._resolve_dimensions(conn, rows, result, tx)
+        self._write_parents(conn, batch, rows, ids, result, tx)
         self._write_activities(conn, batch, rows, ids, result, tx)
         return result
 
-    def _write_parents(self, conn: Connection, batch: RowBatch, rows: pa.Table,
-                       result: Applied, tx: _Transaction) -> dict[str, pa.Array]:
-        """The dimension values, molecules and targets of `rows`; the dimensions' ids."""
+    def _resolve_dimensions(self, conn: Connection, rows: pa.Table, result: Applied,
+                            tx: Transaction) -> dict[str, pa.Array]:
+        """Dimension values → ids, as columns: the per-row work stays in Arrow and NumPy."""
         present = set(rows.column_names)
-        # Dimension values → ids, as columns: the per-row work stays in Arrow and NumPy.
-        ids = {d: dimension_ids(rows.column(c), self._resolve(conn, d, rows.column(c), result, tx))
-               for d, c in DIMENSION_COLUMNS.items() if c in present}
+        return {d: dimension_ids(rows.column(c), resolve(conn, self._inserts, self.cache, d,
+                                                          rows.column(c), result, tx))
+                for d, c in DIMENSION_COLUMNS.items() if c in present}
 
-        # Molecules and targets: one row per key, the last occurrence winning, in key order.
+    def _write_parents(self, conn: Connection, batch: RowBatch, rows: pa.Table,
+                       ids: dict[str, pa.Array], result: Applied, tx: Transaction) -> None:
+        """Molecules and targets: one row per key, the last occurrence winning, in key order."""
         for table, sources, key in ((_MOLECULE, _MOLECULE_SOURCES, "molecule_id"),
                                     (_TARGET, _TARGET_SOURCES, "target_id")):
             columns, values = table_values(sources, rows, ids, last_per_key(rows.column(key)))
-            result.written[table.name] = self._write(conn, table, batch.mode, columns, values, tx)
-        return ids
+            self._write(conn, table, batch.mode, columns, values, result, tx)
 
     def _write_activities(self, conn: Connection, batch: RowBatch, rows: pa.Table,
-                          ids: dict[str, pa.Array], result: Applied, tx: _Transaction) -> None:
+                          ids: dict[str, pa.Array], result: Applied, tx: Transaction) -> None:
         columns, values = table_values(_ACTIVITY_SOURCES, rows, ids,
                                        key_order(rows.column("activity_id")))
         keys = int64s(values[0])
@@ -445,13 +420,26 @@ class Applier:
         new = len(keys) > 0 and bool(np.all(keys[1:] > keys[:-1])) and conn.execute(
             select(_ACTIVITY.c.id).where(_ACTIVITY.c.id.between(
                 int(keys[0]), int(keys[-1]))).limit(1)).first() is None
-        result.written["activity"] = self._write(
-            conn, _ACTIVITY, batch.mode, columns, values, tx, new=new)
+        self._write(conn, _ACTIVITY, batch.mode, columns, values, result, tx, new=new)
 
     def _write(self, conn: Connection, table: Table, mode: Mode, columns: tuple[str, ...],
-               values: list, tx: _Transaction, *, new: bool = False) -> int:
+               values: list, result: Applied, tx: Transaction, *, new: bool = False) -> None:
         """Write the rows of `table` whose `columns` hold `values` (Arrow arrays, rows in key
-        order; `new`: none is in the table, and no key is there twice); rows written."""
+        order; `new`: none is in the table, and no key is there twice), counting them in
+        `result`: rows written, or rows kept inactive (soft-deleted ones)."""
+        if len(values[0]) == 0:
+            return
+        inactive = None if new else _inactive(conn, table, int64s(values[0]))
+        if inactive is not None:  # written apart, and counted apart
+            self._write_rows(conn, table, mode, columns, [v.take(arrow(np.flatnonzero(
+                inactive))) for v in values], tx)
+            result.inactive[table.name] += int(inactive.sum())
+            values = [v.take(arrow(np.flatnonzero(~inactive))) for v in values]
+        result.written[table.name] += self._write_rows(
+            conn, table, mode, columns, values, tx, new=new)
+
+    def _write_rows(self, conn: Connection, table: Table, mode: Mode, columns: tuple[str, ...],
+                    values: list, tx: Transaction, *, new: bool = False) -> int:
         if len(values[0]) == 0:
             return 0
         if not self._sqlite:  # COPY (and a merge), straight from Arrow
@@ -462,23 +450,20 @@ class Applier:
         return self._inserts.execute_many(conn, table, "new-rows" if new else mode, columns, rows,
                                           stamped=tx.stamp is not None)
 
-    def _resolve(self, conn: Connection, dimension: str, column: pa.ChunkedArray,
-                 result: Applied, tx: _Transaction) -> dict:
-        values = [v for v in column.unique().to_pylist() if v is not None]
-        found = self.cache.lookup(dimension, values)
-        missing = [v for v in values if v not in found]
-        if missing:
-            table = DIMENSIONS[dimension]
-            # Sorted, so that workers lock them in one order. Counted by the transaction that
-            # writes them: the batch's, or on PostgreSQL its first step's (applied_part).
-            result.written[dimension] = self._inserts.execute_many(
-                conn, table, "new-values", ("value",),
-                [(v, *tx.stamps) for v in sorted(missing)], stamped=tx.stamp is not None)
-            new = dict(conn.execute(
-                select(table.c.value, table.c.id).where(table.c.value.in_(missing))).all())
-            found.update(new)
-            result.new_ids[dimension] = new
-        return found
+
+def _inactive(conn: Connection, table: Table, keys: np.ndarray) -> np.ndarray | None:
+    """Which of `keys` (in order) name soft-deleted rows of `table`; None when none does (the
+    usual case). One range scan of the table's partial index of inactive rows (db.py): a few
+    rows, or none."""
+    if table.name not in KEYED:
+        return None
+    found = conn.execute(select(table.c.id).where(
+        table.c.active == false(), table.c.id.between(int(keys[0]), int(keys[-1])))).scalars()
+    held = np.fromiter(found, dtype=np.int64)
+    if len(held) == 0:
+        return None
+    mask = np.isin(keys, held)
+    return mask if mask.any() else None
 
 
 @contextmanager

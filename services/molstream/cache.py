@@ -69,6 +69,18 @@ class IdCache:
             except redis.RedisError as e:
                 self._mark_down(e)
 
+    def forget(self, dimension: str, values: Iterable[Value]) -> None:
+        """Drop entries found wrong (molstream.dimensions), here and in Redis."""
+        values = list(values)
+        local = self._local.get(dimension, {})
+        for v in values:
+            local.pop(v, None)
+        if values and self._redis_ok():
+            try:
+                self._redis.hdel(self._key(dimension), *[self._field(v) for v in values])
+            except redis.RedisError as e:
+                self._mark_down(e)
+
     def forget_local(self) -> None:
         self._local.clear()
 

@@ -14,33 +14,47 @@ the ingest. It does two things in one transaction:
    static Kafka membership id claims under that id, so that, restarted, it takes its own
    claims back at once (two live workers never share one: Kafka fences the older).
 
-The winner publishes the `completed` (or `failed`) event, waits for Kafka's ack, then marks the
-run announced. If it dies before the ack, its claim expires and another worker announces the
-same stored report. The lease outlasts the longest a live claimer waits for Kafka (the worker
-sets it from its Kafka outage limit), so only a death between the ack and the mark can repeat
-an announcement; the operator ignores a second one for a finished run.
+The winner gets the report ready, renews its claim (`renew`: still its own, or it gives up),
+publishes the `completed` (or `failed`) event, waits for Kafka's ack, then marks the run
+announced. If it dies before the ack, its claim expires and another worker announces the same
+stored report. Claims are timed by the database's clock, never a Pod's, and a lease runs from
+the renewal just before the event: it outlasts the longest a live claimer then waits for Kafka
+(`lease_for`), so only a death between the ack and the mark (or a database away for longer than
+the lease just then) can repeat an announcement; the operator ignores a second one for a
+finished run.
+
+`applied_part` (molstream.apply's claims of a batch's first step) is emptied for an ingest once
+it is completed or failed, and swept of any finished ingest's rows (`sweep`).
 """
 
 from __future__ import annotations
 
 import os
 import socket
-import time
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, and_, func, or_, select, update
+from sqlalchemy import Engine, and_, delete, func, or_, select, update
 
 from . import report
-from .db import AppliedBatch, IngestRun, utcnow
+from .db import AppliedBatch, AppliedPart, IngestRun, epoch_now, utcnow
 
 _RUN = IngestRun.__table__
 _APPLIED = AppliedBatch.__table__
+_PART = AppliedPart.__table__
 _DONE = ("completed", "failed")
 
 # A claimed announcement not made within this long is claimed again by another worker (its
 # claimer is presumed dead; publishing an event normally takes milliseconds).
 LEASE_S = 30.0
+
+
+def lease_for(kafka_outage_s: float) -> float:
+    """The lease of a claim, from the worst case of a live claimer between its renewal and
+    its mark: the event's publication retried for up to `kafka_outage_s`, whose last attempt
+    may wait as long again for its ack, plus a backoff pause (at most 10 s) and the mark's
+    own write."""
+    return max(LEASE_S, 2 * kafka_outage_s + 30)
 
 
 @dataclass(frozen=True)
@@ -84,17 +98,38 @@ class Completion:
                         status="completed", finished_on=utcnow(), report=rep,
                         batches_applied=rep["batches"], rows_applied=rep["rows_applied"],
                         rows_written=rep["rows_written"]))
-            now = time.time()
+            # (a finished ingest's batches are all recorded or never will be: their claims go)
+            conn.execute(delete(_PART).where(_PART.c.ingest_id == ingest_id, select(_RUN.c.id)
+                                             .where(_RUN.c.id == ingest_id,
+                                                    _RUN.c.status.in_(_DONE)).exists()))
             claimed = conn.execute(update(_RUN).where(and_(
                 _RUN.c.id == ingest_id, _RUN.c.status.in_(_DONE), _RUN.c.announced.is_(False),
                 or_(_RUN.c.announced_by.is_(None), _RUN.c.announced_by == self.claimer,
-                    _RUN.c.claimed_at < now - self.lease_s),
-            )).values(announced_by=self.claimer, claimed_at=now)).rowcount
+                    _RUN.c.claimed_at < epoch_now() - self.lease_s),
+            )).values(announced_by=self.claimer, claimed_at=epoch_now())).rowcount
             if claimed != 1:
                 return None
             done = conn.execute(select(_RUN.c.status, _RUN.c.report, _RUN.c.failure)
                                 .where(_RUN.c.id == ingest_id)).one()
         return Announcement(ingest_id, done.status, done.report, done.failure)
+
+    def renew(self, ingest_id: str) -> bool:
+        """Renew this worker's claim just before it announces; False when the claim is lost
+        (another worker took it over after it expired): then this one must not announce."""
+        with self.engine.begin() as conn:
+            return conn.execute(update(_RUN).where(
+                _RUN.c.id == ingest_id, _RUN.c.announced_by == self.claimer,
+                _RUN.c.announced.is_(False)).values(claimed_at=epoch_now())).rowcount == 1
+
+    def sweep(self) -> int:
+        """Drop the batch claims (`applied_part`) of every finished ingest: left by a worker
+        that died, or by an older molstream. How many went."""
+        with self.engine.connect() as conn:  # empty, nearly always: a read, no write lock
+            if conn.execute(select(_PART.c.seq).limit(1)).first() is None:
+                return 0
+        with self.engine.begin() as conn:
+            return conn.execute(delete(_PART).where(_PART.c.ingest_id.in_(
+                select(_RUN.c.id).where(_RUN.c.status.in_(_DONE))))).rowcount
 
     def announced(self, ingest_id: str) -> None:
         with self.engine.begin() as conn:

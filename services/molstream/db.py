@@ -10,6 +10,8 @@ by `select_active`).
 
 from __future__ import annotations
 
+import logging
+import time
 import uuid
 from datetime import datetime
 
@@ -21,6 +23,7 @@ from sqlalchemy import (
     Engine,
     Float,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     Select,
@@ -29,6 +32,7 @@ from sqlalchemy import (
     Text,
     create_engine,
     event,
+    false,
     inspect,
     select,
     true,
@@ -41,6 +45,8 @@ from sqlalchemy.schema import CreateColumn
 from sqlalchemy.sql.functions import FunctionElement
 
 from .contract import WIDTHS
+
+log = logging.getLogger(__name__)
 
 
 class utcnow(FunctionElement):  # noqa: N801 - reads like the SQL function it renders
@@ -58,6 +64,24 @@ def _utcnow_sqlite(element, compiler, **kw):  # noqa: ARG001
 @compiles(utcnow)
 def _utcnow_default(element, compiler, **kw):  # noqa: ARG001
     return "CURRENT_TIMESTAMP"
+
+
+class epoch_now(FunctionElement):  # noqa: N801 - reads like a SQL function
+    """The database's clock in seconds since 1970: one clock for every worker, whatever their
+    Pods' clocks say (molstream.completion's leases)."""
+
+    type = Float()
+    inherit_cache = True
+
+
+@compiles(epoch_now, "sqlite")
+def _epoch_now_sqlite(element, compiler, **kw):  # noqa: ARG001
+    return "((julianday('now') - 2440587.5) * 86400.0)"
+
+
+@compiles(epoch_now, "postgresql")
+def _epoch_now_postgresql(element, compiler, **kw):  # noqa: ARG001
+    return "(extract(epoch FROM clock_timestamp())::float8)"
 
 
 # The natural keys of molecules, targets and activities (ChEMBL's molregno, tid, activity_id).
@@ -140,6 +164,13 @@ class Activity(_Audited, Base):
     value: Mapped[float | None] = mapped_column(Float)
 
 
+# The rows a person soft-deleted, a few or none: found at once when a file brings them again
+# (molstream.apply), whatever the size of the table.
+INACTIVE_INDEXES = tuple(
+    Index(f"ix_{t.name}_inactive", t.c.id, sqlite_where=t.c.active == false(),
+          postgresql_where=t.c.active == false()).name
+    for t in (Molecule.__table__, Target.__table__, Activity.__table__))
+
 # On PostgreSQL the activity table's references are checked once per statement, not by a
 # foreign key's trigger per row and key (molstream.pgschema); elsewhere they are foreign keys.
 for _constraint in Activity.__table__.foreign_key_constraints:
@@ -182,6 +213,8 @@ class AppliedBatch(Base):
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     rows: Mapped[int] = mapped_column(Integer)
     written: Mapped[dict] = mapped_column(JSON)  # rows written per table by this batch
+    # rows of the batch that are soft-deleted in the database and stay so, per table
+    inactive: Mapped[dict | None] = mapped_column(JSON)
     rejected: Mapped[int] = mapped_column(Integer, server_default="0")  # refused by the database
     applied_on: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=utcnow())
 
@@ -196,6 +229,7 @@ class AppliedPart(Base):
     ingest_id: Mapped[str] = mapped_column(String(300), primary_key=True)
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     written: Mapped[dict] = mapped_column(JSON)
+    inactive: Mapped[dict | None] = mapped_column(JSON)
 
 
 class Meta(Base):
@@ -214,6 +248,9 @@ DATA_TABLES: dict[str, Table] = {
 }
 
 _SCHEMA_LOCK = 0x6D6F6C73  # "mols": the advisory lock key for schema creation
+# The longest a change of the schema waits for a table's lock before it lets go (and tries
+# again later): whoever wants the table after it waits at most this long.
+LOCK_TIMEOUT_S = 2.0
 _SQLITE_TRIGGER = """
 CREATE TRIGGER IF NOT EXISTS trg_{t}_last_modified AFTER UPDATE ON {t}
 FOR EACH ROW WHEN NEW.last_modified_on IS OLD.last_modified_on
@@ -269,12 +306,33 @@ def make_engine(url: str, *, busy_timeout_s: float = 60.0) -> Engine:
 
 
 def create_schema(engine: Engine) -> str:
-    """Create tables and triggers if missing; return this database's instance id."""
+    """Create tables and triggers if missing; return this database's instance id.
+
+    On a database that is up to date it only reads (the catalog, and molstream_meta): no lock
+    that a reader's long transaction would hold up, and nobody queues behind. When something
+    is missing, its DDL waits for its locks at most LOCK_TIMEOUT_S at a time, then lets go
+    (the writers and readers that queued behind it go on) and tries again."""
+    delay = 1.0
+    while True:
+        try:
+            return _create_schema(engine)
+        except Exception as e:  # SQLAlchemy's wrapper, or psycopg's own (pgschema's cursor)
+            cause = getattr(e, "orig", None) or e
+            if getattr(cause, "sqlstate", None) != "55P03":  # lock_not_available
+                raise
+            log.warning("the schema needs a change and a table it locks is in use (%s); "
+                        "trying again in %.0f s", str(cause).strip().splitlines()[0], delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 30.0)
+
+
+def _create_schema(engine: Engine) -> str:
     # It reads the schema before it writes: on SQLite, lock first (see make_engine).
     with engine.execution_options(write_lock=True).begin() as conn:
         if engine.dialect.name == "postgresql":
             # Workers starting together would race to create the same tables.
             conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_SCHEMA_LOCK})")
+            conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{int(LOCK_TIMEOUT_S * 1000)}ms'")
         Base.metadata.create_all(conn)
         _add_missing_columns(conn)
         # create_all leaves tables that exist alone, indexes included: bring back any index a
@@ -339,10 +397,16 @@ def select_active(table: Table) -> Select:
 
 
 def soft_delete(conn: Connection, table: Table, ids: list[int]) -> int:
-    result = conn.execute(update(table).where(table.c.id.in_(ids)).values(active=False))
+    """Soft-delete the rows of `ids` that are active; how many changed. A row already inactive
+    is left alone (its `last_modified_on` too). A file that brings it again updates its values
+    and leaves it inactive (molstream.apply)."""
+    result = conn.execute(update(table).where(
+        table.c.id.in_(ids), table.c.active == true()).values(active=False))
     return result.rowcount
 
 
 def restore(conn: Connection, table: Table, ids: list[int]) -> int:
-    result = conn.execute(update(table).where(table.c.id.in_(ids)).values(active=True))
+    """Make the rows of `ids` that are soft-deleted active again; how many changed."""
+    result = conn.execute(update(table).where(
+        table.c.id.in_(ids), table.c.active == false()).values(active=True))
     return result.rowcount

@@ -87,6 +87,17 @@ def describe(error: BaseException) -> str:
     return f"{text} ({code})" if code else text
 
 
+_SQLITE_CONSTRAINT_FOREIGNKEY = 787
+
+
+def is_foreign_key(error: BaseException) -> bool:
+    """A reference to a row the database does not hold (a foreign key, or molstream.pgschema's
+    check: the same SQLSTATE)."""
+    orig = error.orig if isinstance(error, DBAPIError) and error.orig is not None else error
+    return (getattr(orig, "sqlstate", None) == "23503"
+            or getattr(orig, "sqlite_errorcode", None) == _SQLITE_CONSTRAINT_FOREIGNKEY)
+
+
 def is_database_error(error: BaseException) -> bool:
     return isinstance(error, SQLAlchemyError | sqlite3.Error) or _is_psycopg_error(error)
 

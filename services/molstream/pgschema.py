@@ -15,34 +15,51 @@ the same rule is kept with set-based statements:
 
 Locking before checking closes the race a foreign key closes: a parent deleted by a transaction
 still running makes the lock wait for it, and the check that follows (a new snapshot in READ
-COMMITTED) sees the outcome. Deletes are what molstream never does (rows are soft-deleted), so
-their side may be slower than a foreign key's.
+COMMITTED) sees the outcome. What a trigger cannot do is look past its transaction's snapshot,
+as a foreign key's own check does: in a REPEATABLE READ or SERIALIZABLE transaction it would
+miss an activity committed after the snapshot. So there, deleting, renumbering or truncating a
+parent is refused with `serialization_failure` (40001), saying to do it in READ COMMITTED.
+
+Every name is schema-qualified and every function pins `search_path`: a session's temporary
+table called `molecule` (an analyst's, a script's) never stands in for molstream's.
 
 The other references (molecule → phase, target → organism) stay declared foreign keys: only
 the molecules and targets that change are written, a few percent of the rows.
+
+`install` reads the catalog first and changes it only when something is missing or differs:
+creating a trigger locks its table against every writer, and would queue behind a long read.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
+
+from sqlalchemy import select, text
 from sqlalchemy.engine import Connection
 
-from .db import Activity
+from .db import Activity, Meta
+
+log = logging.getLogger(__name__)
 
 # (column of activity, parent table), from the model's foreign keys (db.py), which create
 # real constraints on other databases (SQLite).
 REFERENCES: tuple[tuple[str, str], ...] = tuple(sorted(
     (fk.parent.name, fk.column.table.name) for fk in Activity.__table__.foreign_keys))
 
+# {s} is the schema, quoted (quote_ident(current_schema()) of the installing session).
 TOUCH_FUNCTION = """
-CREATE OR REPLACE FUNCTION molstream_touch_last_modified() RETURNS trigger AS $$
+CREATE OR REPLACE FUNCTION {s}.molstream_touch_last_modified() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
   NEW.last_modified_on := clock_timestamp();
   RETURN NEW;
-END $$ LANGUAGE plpgsql
+END $$
 """
 TOUCH_TRIGGER = """
-CREATE OR REPLACE TRIGGER trg_{t}_last_modified BEFORE UPDATE ON {t}
-FOR EACH ROW EXECUTE FUNCTION molstream_touch_last_modified()
+CREATE OR REPLACE TRIGGER trg_{t}_last_modified BEFORE UPDATE ON {s}.{t}
+FOR EACH ROW EXECUTE FUNCTION {s}.molstream_touch_last_modified()
 """
 
 
@@ -51,88 +68,150 @@ def _check_function() -> str:
     # reference: the distinct ids the statement's rows name (one pass over them, where a
     # row-by-row test probed the parent once per row: 96k against 136k rows/s), the parents
     # found among them locked, and their count compared; the row to blame is looked for only
-    # when one is missing.
+    # when one is missing. (new_rows is the transition table: no schema, no search_path.)
     checks = "\n".join(f"""
   ids := ARRAY(SELECT DISTINCT {column} FROM new_rows WHERE {column} IS NOT NULL);
   SELECT count(*) INTO found FROM (
-    SELECT 1 FROM {parent} p WHERE p.id = ANY(ids) ORDER BY p.id FOR KEY SHARE) locked;
+    SELECT 1 FROM {{s}}.{parent} p WHERE p.id = ANY(ids) ORDER BY p.id FOR KEY SHARE) locked;
   IF found < cardinality(ids) THEN
     SELECT n.id, n.{column} INTO bad_id, bad_value FROM new_rows n
-    WHERE n.{column} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {parent} p WHERE p.id = n.{column})
+    WHERE n.{column} IS NOT NULL
+      AND NOT EXISTS (SELECT 1 FROM {{s}}.{parent} p WHERE p.id = n.{column})
     LIMIT 1;
     RAISE foreign_key_violation USING MESSAGE = format(
       'activity %s: {column} = %s is not present in table "{parent}"', bad_id, bad_value),
       TABLE = 'activity', COLUMN = '{column}';
   END IF;""" for column, parent in REFERENCES)  # noqa: S608
-    return f"""
-CREATE OR REPLACE FUNCTION molstream_activity_references() RETURNS trigger AS $$
+    return """
+CREATE OR REPLACE FUNCTION {s}.molstream_activity_references() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE ids bigint[]; found bigint; bad_id bigint; bad_value bigint;
-BEGIN{checks}
+BEGIN""" + checks + """
   RETURN NULL;
-END $$ LANGUAGE plpgsql
+END $$
 """
 
 
 CHECK_FUNCTION = _check_function()
 CHECK_TRIGGERS = (
-    "CREATE OR REPLACE TRIGGER trg_activity_references_insert AFTER INSERT ON activity"
+    "CREATE OR REPLACE TRIGGER trg_activity_references_insert AFTER INSERT ON {s}.activity"
     " REFERENCING NEW TABLE AS new_rows"
-    " FOR EACH STATEMENT EXECUTE FUNCTION molstream_activity_references()",
-    "CREATE OR REPLACE TRIGGER trg_activity_references_update AFTER UPDATE ON activity"
+    " FOR EACH STATEMENT EXECUTE FUNCTION {s}.molstream_activity_references()",
+    "CREATE OR REPLACE TRIGGER trg_activity_references_update AFTER UPDATE ON {s}.activity"
     " REFERENCING NEW TABLE AS new_rows"
-    " FOR EACH STATEMENT EXECUTE FUNCTION molstream_activity_references()",
+    " FOR EACH STATEMENT EXECUTE FUNCTION {s}.molstream_activity_references()",
 )
 # A parent row referred to by an activity: no delete, no new id. TG_ARGV[0] is the column of
-# activity that refers to the trigger's table (one of REFERENCES).
+# activity that refers to the trigger's table (one of REFERENCES); activity lives in the
+# trigger's own schema.
 GUARD_FUNCTION = """
-CREATE OR REPLACE FUNCTION molstream_referenced_by_activity() RETURNS trigger AS $$
+CREATE OR REPLACE FUNCTION {s}.molstream_referenced_by_activity() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE referring bigint;
 BEGIN
+  IF TG_OP = 'UPDATE' THEN
+    IF NEW.id IS NOT DISTINCT FROM OLD.id THEN RETURN NEW; END IF;
+  END IF;
+  IF current_setting('transaction_isolation') <> 'read committed' THEN
+    RAISE serialization_failure USING MESSAGE = format(
+      'cannot %s %s.%s in a %s transaction: activities committed after its snapshot may'
+      ' refer to it, and this check sees only the snapshot', lower(TG_OP), TG_TABLE_SCHEMA,
+      TG_TABLE_NAME, upper(current_setting('transaction_isolation'))),
+      HINT = 'Do it in a READ COMMITTED transaction: a foreign key''s own check is the only'
+             ' one that looks past a snapshot, and these references are checked by triggers'
+             ' (molstream.pgschema).';
+  END IF;
   IF TG_OP = 'TRUNCATE' THEN
-    IF EXISTS (SELECT 1 FROM activity) THEN
+    EXECUTE format('SELECT 1 FROM %I.activity LIMIT 1', TG_TABLE_SCHEMA) INTO referring;
+    IF referring IS NOT NULL THEN
       RAISE foreign_key_violation USING MESSAGE = format(
         'cannot truncate table "%s": table "activity" refers to it', TG_TABLE_NAME);
     END IF;
     RETURN NULL;
   END IF;
-  IF TG_OP = 'DELETE' OR NEW.id IS DISTINCT FROM OLD.id THEN
-    EXECUTE format('SELECT id FROM activity WHERE %I = $1 LIMIT 1', TG_ARGV[0])
-      INTO referring USING OLD.id;
-    IF referring IS NOT NULL THEN
-      RAISE foreign_key_violation USING MESSAGE = format(
-        '%s %s is still referenced from table "activity" (activity %s); molstream deletes'
-        ' rows softly: set active = false', TG_TABLE_NAME, OLD.id, referring);
-    END IF;
+  EXECUTE format('SELECT id FROM %I.activity WHERE %I = $1 LIMIT 1', TG_TABLE_SCHEMA,
+                 TG_ARGV[0]) INTO referring USING OLD.id;
+  IF referring IS NOT NULL THEN
+    RAISE foreign_key_violation USING MESSAGE = format(
+      '%s %s is still referenced from table "activity" (activity %s); molstream deletes'
+      ' rows softly: set active = false', TG_TABLE_NAME, OLD.id, referring);
   END IF;
   IF TG_OP = 'DELETE' THEN RETURN OLD; END IF;
   RETURN NEW;
-END $$ LANGUAGE plpgsql
+END $$
 """
 GUARD_TRIGGERS = (
-    "CREATE OR REPLACE TRIGGER trg_{t}_referenced BEFORE DELETE OR UPDATE OF id ON {t}"
-    " FOR EACH ROW EXECUTE FUNCTION molstream_referenced_by_activity('{c}')",
-    "CREATE OR REPLACE TRIGGER trg_{t}_referenced_truncate BEFORE TRUNCATE ON {t}"
-    " FOR EACH STATEMENT EXECUTE FUNCTION molstream_referenced_by_activity('{c}')",
+    "CREATE OR REPLACE TRIGGER trg_{t}_referenced BEFORE DELETE OR UPDATE OF id ON {s}.{t}"
+    " FOR EACH ROW EXECUTE FUNCTION {s}.molstream_referenced_by_activity('{c}')",
+    "CREATE OR REPLACE TRIGGER trg_{t}_referenced_truncate BEFORE TRUNCATE ON {s}.{t}"
+    " FOR EACH STATEMENT EXECUTE FUNCTION {s}.molstream_referenced_by_activity('{c}')",
 )
 # Declared by molstream before the checks above replaced them (their names follow db.py's
 # naming convention): dropped from databases made then.
 OLD_FOREIGN_KEYS = tuple(f"fk_activity_{column}" for column, _ in REFERENCES)
 
+# What the catalog holds of the objects above: triggers of our tables as PostgreSQL prints
+# them (enabled or not), our functions' bodies and settings, and any old foreign key left.
+CATALOG_QUERY = """
+SELECT md5(coalesce(string_agg(item, E'\\n' ORDER BY item), '')) FROM (
+  SELECT format('trigger %s %s %s', c.relname, t.tgenabled, pg_get_triggerdef(t.oid)) AS item
+    FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+   WHERE c.relnamespace = to_regnamespace(CAST(:schema AS text)) AND c.relname = ANY(:tables)
+     AND NOT t.tgisinternal
+  UNION ALL
+  SELECT format('function %s %s %s', p.proname, p.proconfig, md5(p.prosrc))
+    FROM pg_proc p
+   WHERE p.pronamespace = to_regnamespace(CAST(:schema AS text)) AND p.proname LIKE 'molstream\\_%'
+  UNION ALL
+  SELECT format('constraint %s', k.conname) FROM pg_constraint k JOIN pg_class c
+      ON c.oid = k.conrelid
+   WHERE c.relnamespace = to_regnamespace(CAST(:schema AS text)) AND c.relname = 'activity'
+     AND k.conname = ANY(:old)
+) objects
+"""
+_META_KEY = "pgschema"
 
-def install(conn: Connection, tables: list[str]) -> None:
-    """Create (or replace) the functions and triggers on PostgreSQL; `tables` are the tables
-    the update trigger keeps `last_modified_on` for. Run under the schema lock (db.py)."""
+
+def statements(schema: str, tables: list[str]) -> list[str]:
+    """The DDL that makes our functions and triggers in `schema` (a quoted identifier), for
+    `tables` (those whose `last_modified_on` the update trigger keeps)."""
+    out = [TOUCH_FUNCTION.format(s=schema)]
+    out += [TOUCH_TRIGGER.format(s=schema, t=name) for name in tables]
+    out += [f"ALTER TABLE {schema}.activity DROP CONSTRAINT IF EXISTS {constraint}"
+            for constraint in OLD_FOREIGN_KEYS]
+    out.append(CHECK_FUNCTION.format(s=schema))
+    out += [template.format(s=schema) for template in CHECK_TRIGGERS]
+    out.append(GUARD_FUNCTION.format(s=schema))
+    out += [template.format(s=schema, t=parent, c=column)
+            for column, parent in REFERENCES for template in GUARD_TRIGGERS]
+    return out
+
+
+def install(conn: Connection, tables: list[str]) -> bool:
+    """Create (or replace) the functions and triggers on PostgreSQL, in the session's current
+    schema, unless the catalog already holds exactly what this version makes; True when it
+    changed anything. Run under the schema lock (db.py), with a lock_timeout: the DDL locks
+    the tables it touches."""
+    schema_name, schema = conn.exec_driver_sql(
+        "SELECT current_schema(), quote_ident(current_schema())").one()
+    ddl = statements(schema, tables)
+    wanted = hashlib.sha256("\n".join(ddl).encode()).hexdigest()
+    meta = Meta.__table__
+    stored = conn.execute(select(meta.c.value).where(meta.c.key == _META_KEY)).scalar()
+    if stored is not None and json.loads(stored) == {
+            "ddl": wanted, "catalog": _catalog(conn, schema_name, tables)}:
+        return False
+    log.info("installing molstream's triggers and functions in schema %s", schema_name)
     # Through the driver without parameters: the functions' format() strings hold % signs.
     cursor = conn.connection.driver_connection.cursor()
-    cursor.execute(TOUCH_FUNCTION)
-    for name in tables:
-        cursor.execute(TOUCH_TRIGGER.format(t=name))
-    for constraint in OLD_FOREIGN_KEYS:
-        cursor.execute(f"ALTER TABLE activity DROP CONSTRAINT IF EXISTS {constraint}")
-    cursor.execute(CHECK_FUNCTION)
-    for statement in CHECK_TRIGGERS:
+    for statement in ddl:
         cursor.execute(statement)
-    cursor.execute(GUARD_FUNCTION)
-    for column, parent in REFERENCES:
-        for template in GUARD_TRIGGERS:
-            cursor.execute(template.format(t=parent, c=column))
+    value = json.dumps({"ddl": wanted, "catalog": _catalog(conn, schema_name, tables)})
+    conn.execute(meta.delete().where(meta.c.key == _META_KEY))
+    conn.execute(meta.insert().values(key=_META_KEY, value=value))
+    return True
+
+
+def _catalog(conn: Connection, schema: str, tables: list[str]) -> str:
+    return conn.execute(text(CATALOG_QUERY), {"schema": schema, "tables": tables,
+                                              "old": list(OLD_FOREIGN_KEYS)}).scalar_one()

@@ -11,9 +11,10 @@ import re
 import time
 from pathlib import Path
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, false, func, select
 from sqlalchemy.engine import Connection
 
+from .applied import KEYED
 from .db import DATA_TABLES, AppliedBatch, IngestRun
 from .messages import TABLES
 
@@ -29,18 +30,25 @@ def build(conn: Connection | Engine, ingest_id: str) -> dict:
             return build(c, ingest_id)
     run = conn.execute(select(_RUN).where(_RUN.c.id == ingest_id)).mappings().one()
     written = dict.fromkeys(TABLES, 0)
+    inactive = dict.fromkeys(KEYED, 0)
     batches = rows_applied = refused = 0
-    for per_batch, rows, rejected in conn.execute(
-            select(_APPLIED.c.written, _APPLIED.c.rows, _APPLIED.c.rejected)
+    for per_batch, kept, rows, rejected in conn.execute(
+            select(_APPLIED.c.written, _APPLIED.c.inactive, _APPLIED.c.rows, _APPLIED.c.rejected)
             .where(_APPLIED.c.ingest_id == ingest_id)):
         for table, n in per_batch.items():
             written[table] += n
+        for table, n in (kept or {}).items():
+            inactive[table] += n
         batches += 1
         rows_applied += rows
         refused += rejected or 0
     totals = {name: conn.execute(select(func.count()).select_from(table)
                                  .where(table.c.active)).scalar_one()
               for name, table in DATA_TABLES.items()}
+    # (through the partial index of soft-deleted rows: a few rows, or none)
+    inactive_totals = {name: conn.execute(select(func.count()).select_from(
+        DATA_TABLES[name]).where(DATA_TABLES[name].c.active == false())).scalar_one()
+        for name in KEYED}
     started = run["fetch_started_at"] or time.time()
     return {
         "ingest_id": ingest_id,
@@ -55,8 +63,12 @@ def build(conn: Connection | Engine, ingest_id: str) -> dict:
         "rows_refused_by_database": refused,
         "batches": batches,
         "duration_s": round(time.time() - started, 3),
+        # rows inserted or changed, all active; the file's rows that are soft-deleted (their
+        # values updated) are counted apart, in tables_inactive
         "tables": written,
+        "tables_inactive": inactive,
         "table_totals": {name: totals[name] for name in TABLES},
+        "table_inactive_totals": inactive_totals,
     }
 
 
@@ -73,8 +85,14 @@ def write_csv(report: dict, reports_dir: Path) -> Path:
             out.writerow(["summary", key, _cell(report.get(key))])
         for table in TABLES:
             out.writerow(["rows_written", table, report["tables"][table]])
+        for table in KEYED:
+            out.writerow(["rows_kept_inactive", table,
+                          report.get("tables_inactive", {}).get(table, 0)])
         for table in TABLES:
             out.writerow(["rows_in_table", table, report["table_totals"][table]])
+        for table in KEYED:
+            out.writerow(["rows_inactive_in_table", table,
+                          report.get("table_inactive_totals", {}).get(table, 0)])
     tmp.replace(path)
     return path
 
@@ -104,6 +122,10 @@ def format_table(report: dict) -> str:
     for table in TABLES:
         lines.append(f"{table:<14}{report['tables'][table]:>12,}"
                      f"{report['table_totals'][table]:>12,}")
+    kept = {t: n for t, n in report.get("tables_inactive", {}).items() if n}
+    if kept:
+        lines.append("kept inactive (soft-deleted, values updated): " + ", ".join(
+            f"{t} {n:,}" for t, n in kept.items()))
     lines.append(f"rows: {report['rows_total'] or 0:,} in file, {report['rows_published'] or 0:,}"
                  f" published, {report['rows_written']:,} written, "
                  f"{report['rows_rejected'] or 0:,} rejected")

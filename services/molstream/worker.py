@@ -27,7 +27,7 @@ from kafka.errors import CommitFailedError, FencedInstanceIdError, KafkaError
 from . import metrics, report
 from .apply import Applied, Applier, Refused
 from .cache import IdCache
-from .completion import LEASE_S, Announcement, Completion
+from .completion import Announcement, Completion, lease_for
 from .config import Settings
 from .contract import Rejection, reason_class
 from .db import create_schema, make_engine
@@ -77,11 +77,9 @@ class Worker:
         self.applier = Applier(self.engine, self.cache)
         metrics.CACHE.watch(lambda: self.cache.stats, redis=bool(settings.redis_url))
         self._lag_partitions: set[int] = set()
-        # A claimer may wait for Kafka up to kafka_outage_s, twice (event, then its ack):
-        # only a claim older than that is taken over.
         self.completion = Completion(
             self.engine, claimer=settings.worker_instance_id or None,
-            lease_s=max(LEASE_S, 2 * settings.kafka_outage_s + 30))
+            lease_s=lease_for(settings.kafka_outage_s))
         self._group_rows = GROUP_ROWS if self.engine.dialect.name == "sqlite" else 1
         ensure_topics(settings.kafka_bootstrap, settings.topics,
                       rows_partitions=settings.rows_partitions)
@@ -260,6 +258,7 @@ class Worker:
             self._announce(announcement)
 
     def _settle_open(self) -> None:
+        self._with_retries(self.completion.sweep)
         for ingest_id in self._with_retries(self.completion.open_ingests):
             self._settle(ingest_id)
 
@@ -269,6 +268,8 @@ class Worker:
             self._maybe_progress(a.ingest_id, force=True)
             rep = a.report
             path = report.write_csv(rep, self.settings.reports_dir)
+            if not self._renewed(a):
+                return
             self._send_event("completed", a.ingest_id, rows_published=rep["rows_published"],
                              rows_written=rep["rows_written"], rows_rejected=rep["rows_rejected"],
                              duration_s=rep["duration_s"], tables=rep["tables"],
@@ -276,11 +277,22 @@ class Worker:
             log.info("ingest %s completed: %s rows written, %s rejected, report %s",
                      a.ingest_id, rep["rows_written"], rep["rows_rejected"], path)
         else:
+            if not self._renewed(a):
+                return
             self._send_event("failed", a.ingest_id, stage="apply", reason=a.failure or "")
             log.error("ingest %s failed: %s", a.ingest_id, a.failure)
         self._with_retries(lambda: self.completion.announced(a.ingest_id))
         metrics.INGESTS.labels(a.status).inc()
         (self.completed.append(a.report) if a.status == "completed" else self.failed.append(a))
+
+    def _renewed(self, a: Announcement) -> bool:
+        """The claim renewed just before the event goes out (the lease runs from here: the
+        work before it, indexes rebuilt on SQLite, may have taken longer than a lease)."""
+        if self._with_retries(lambda: self.completion.renew(a.ingest_id)):
+            return True
+        log.warning("ingest %s: another worker took over its announcement; this one leaves it",
+                    a.ingest_id)
+        return False
 
     def _send_event(self, kind: str, ingest_id: str, **fields) -> None:
         def send() -> None:

@@ -9,6 +9,7 @@ import pytest
 import waits
 from molstream import fetcher
 from molstream.config import Mode, Settings, Topics
+from molstream.db import create_schema, make_engine
 from molstream.fetch import Credentials
 from molstream.worker import Worker
 
@@ -37,6 +38,19 @@ class Pipeline:
         """Every message the topic holds now (up to its end offsets), not whatever arrives
         before a quiet spell."""
         return waits.topic_json(self.settings.kafka_bootstrap, topic, timeout_s=timeout_s)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def engine(request, tmp_path: Path):
+    """A fresh database with molstream's schema: SQLite, then PostgreSQL."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    engine = make_engine(url)
+    create_schema(engine)
+    yield engine
+    engine.dispose()
 
 
 @pytest.fixture

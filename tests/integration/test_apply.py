@@ -7,12 +7,13 @@ from dataclasses import replace
 
 import pyarrow as pa
 import pytest
+from batches import ROW, count, make_batch
 from molstream import apply
 from molstream.apply import Applier
 from molstream.cache import IdCache
 from molstream.completion import Completion
 from molstream.config import Mode
-from molstream.contract import COLUMN_NAMES, LINE, validate
+from molstream.contract import LINE
 from molstream.db import (
     DATA_TABLES,
     Activity,
@@ -29,35 +30,6 @@ from molstream_dev.postgres import create_database
 from sqlalchemy import event, func, select, text
 from waits import EVENT_TIMEOUT_S, wait_for
 
-ROW = {
-    "activity_id": "1", "molecule_id": "10", "molecule_name": "ASPIRIN", "molecule_max_phase": "4",
-    "molecule_structure": "CC(=O)Oc1ccccc1C(=O)O", "molecule_inchi_key": "",
-    "target_id": "100", "target_name": "COX-1", "target_organism": "Homo sapiens",
-    "activity_type": "IC50", "activity_units": "nM", "activity_value": "12.5",
-    "activity_relation": "=",
-}
-
-
-def _batch(rows: list[dict], *, seq: int = 0, mode: Mode = Mode.UPSERT, ingest: str = "i1"):
-    chunk = pa.table({LINE: pa.array(range(2, 2 + len(rows)), pa.int64()),
-                      **{c: pa.array([r[c] for r in rows], pa.string()) for c in COLUMN_NAMES}})
-    valid, rejected = validate(chunk, max_field_bytes=10_000)
-    assert rejected == []
-    # Through the wire format, as the worker receives it.
-    return decode(*encode_batch(RowBatch(ingest, seq, mode, valid, time.time())))
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def engine(request, tmp_path):
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'db.sqlite'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    engine = make_engine(url)
-    create_schema(engine)
-    yield engine
-    engine.dispose()
-
 
 @pytest.fixture
 def applier(engine):
@@ -69,17 +41,12 @@ def _database_now(engine):
         return conn.execute(select(utcnow())).scalar_one()
 
 
-def _count(engine, name):
-    with engine.connect() as conn:
-        return conn.execute(select(func.count()).select_from(DATA_TABLES[name])).scalar_one()
-
-
 def test_rows_land_normalized_with_foreign_keys(engine, applier):
     rows = [ROW, {**ROW, "activity_id": "2", "activity_type": "Ki", "activity_units": "",
                   "activity_relation": "", "activity_value": ""},
             {**ROW, "activity_id": "3", "molecule_id": "11", "molecule_name": "",
              "molecule_max_phase": "", "target_id": "101", "target_organism": ""}]
-    result = applier.apply(_batch(rows))
+    result = applier.apply(make_batch(rows))
     assert result.written == {"phase": 1, "activity_type": 2, "unit": 1, "relation": 1,
                               "organism": 1, "molecule": 2, "target": 2, "activity": 3}
     with engine.connect() as conn:
@@ -99,7 +66,7 @@ def test_rows_land_normalized_with_foreign_keys(engine, applier):
 
 
 def test_a_redelivered_batch_changes_nothing(engine, applier):
-    batch = _batch([ROW])
+    batch = make_batch([ROW])
     assert applier.apply(batch) is not None
     with engine.connect() as conn:
         before = conn.execute(select(Activity.__table__)).all()
@@ -109,9 +76,9 @@ def test_a_redelivered_batch_changes_nothing(engine, applier):
 
 
 def test_insert_only_keeps_existing_rows_and_upsert_updates_in_place(engine, applier):
-    applier.apply(_batch([ROW], ingest="first"))
+    applier.apply(make_batch([ROW], ingest="first"))
     changed = {**ROW, "molecule_name": "ACETYLSALICYLIC ACID", "activity_value": "99"}
-    applier.apply(_batch([changed], ingest="second", mode=Mode.INSERT_ONLY))
+    applier.apply(make_batch([changed], ingest="second", mode=Mode.INSERT_ONLY))
     with engine.connect() as conn:
         assert conn.execute(select(Molecule.__table__.c.name)).scalar_one() == "ASPIRIN"
         created, modified = conn.execute(select(Activity.__table__.c.created_on,
@@ -120,7 +87,7 @@ def test_insert_only_keeps_existing_rows_and_upsert_updates_in_place(engine, app
     # stamp (then the update's stamp must be later).
     wait_for(lambda: _database_now(engine) > modified, timeout_s=EVENT_TIMEOUT_S,
              what="the database's clock past the first write's last_modified_on", poll_s=0.001)
-    result = applier.apply(_batch([changed], ingest="third", mode=Mode.UPSERT))
+    result = applier.apply(make_batch([changed], ingest="third", mode=Mode.UPSERT))
     assert result.written["molecule"] == 1 and result.written["activity"] == 1
     with engine.connect() as conn:
         assert conn.execute(select(Molecule.__table__.c.name)).scalar_one() == changed[
@@ -129,17 +96,17 @@ def test_insert_only_keeps_existing_rows_and_upsert_updates_in_place(engine, app
             Activity.__table__.c.value, Activity.__table__.c.created_on,
             Activity.__table__.c.last_modified_on)).one()
     assert value == 99.0 and created2 == created and modified2 > modified
-    assert all(_count(engine, t) == 1 for t in ("molecule", "target", "activity"))
+    assert all(count(engine, t) == 1 for t in ("molecule", "target", "activity"))
     # The same data again, upserted: nothing differs, so nothing is written or touched.
-    again = applier.apply(_batch([changed], ingest="fourth", mode=Mode.UPSERT))
+    again = applier.apply(make_batch([changed], ingest="fourth", mode=Mode.UPSERT))
     assert again.written["activity"] == 0 and again.written["molecule"] == 0
 
 
 def test_a_batch_repeating_an_activity_id_keeps_the_last_one(engine, applier):
     # Our fetcher drops repeats; a batch from another producer may not, and must not fail.
     rows = [ROW, {**ROW, "activity_id": "2"}, {**ROW, "activity_value": "7"}]
-    result = applier.apply(_batch(rows))
-    assert result is not None and _count(engine, "activity") == 2
+    result = applier.apply(make_batch(rows))
+    assert result is not None and count(engine, "activity") == 2
     with engine.connect() as conn:
         assert conn.execute(select(Activity.__table__.c.value).where(
             Activity.__table__.c.id == 1)).scalar_one() == 7.0
@@ -149,8 +116,8 @@ def test_an_insert_only_batch_repeating_an_activity_id_keeps_the_first_one(engin
     """Insert-only leaves a row as it was first written: within one batch too, on both
     databases (PostgreSQL merges the batch in one statement, SQLite inserts row by row)."""
     rows = [ROW, {**ROW, "activity_value": "7"}]
-    result = applier.apply(_batch(rows, mode=Mode.INSERT_ONLY))
-    assert result is not None and _count(engine, "activity") == 1
+    result = applier.apply(make_batch(rows, mode=Mode.INSERT_ONLY))
+    assert result is not None and count(engine, "activity") == 1
     with engine.connect() as conn:
         assert conn.execute(select(Activity.__table__.c.value).where(
             Activity.__table__.c.id == 1)).scalar_one() == float(ROW["activity_value"])
@@ -163,9 +130,9 @@ def test_batches_applied_together_equal_batches_applied_one_by_one(engine, appli
     rows out of key order still land."""
     renamed = {**ROW, "activity_id": "5", "molecule_name": "RENAMED", "molecule_max_phase": "2"}
     batches = [
-        _batch([ROW, {**ROW, "activity_id": "2", "target_id": "101"}], seq=0),
-        _batch([{**ROW, "activity_id": "4"}, {**ROW, "activity_id": "3"}], seq=1),
-        _batch([renamed, {**ROW, "activity_id": "6", "molecule_id": "11"}], seq=2),
+        make_batch([ROW, {**ROW, "activity_id": "2", "target_id": "101"}], seq=0),
+        make_batch([{**ROW, "activity_id": "4"}, {**ROW, "activity_id": "3"}], seq=1),
+        make_batch([renamed, {**ROW, "activity_id": "6", "molecule_id": "11"}], seq=2),
     ]
     together = applier.apply_many([*batches, batches[1]])
     assert together[3] is None  # batch 1 again, in the same transaction
@@ -199,15 +166,16 @@ def _activity_indexes(engine) -> set[str]:
 def test_a_large_ingest_defers_the_activity_indexes_on_sqlite(engine, applier, monkeypatch):
     monkeypatch.setattr(apply, "BULK_MIN_ROWS", 3)
     every = _activity_indexes(engine)
-    assert every == {"ix_activity_molecule_id", "ix_activity_target_id"}
-    applier.apply(_batch([ROW]))  # no size announced: nothing changes
-    applier.plan([replace(_batch([{**ROW, "activity_id": "2"}], ingest="small"), rows_total=2)])
+    assert every == {"ix_activity_molecule_id", "ix_activity_target_id", "ix_activity_inactive"}
+    applier.apply(make_batch([ROW]))  # no size announced: nothing changes
+    applier.plan([replace(make_batch([{**ROW, "activity_id": "2"}], ingest="small"), rows_total=2)])
     assert not applier.indexes_deferred and _activity_indexes(engine) == every
-    big = replace(_batch([{**ROW, "activity_id": "3"}], ingest="big"), rows_total=5)
+    big = replace(make_batch([{**ROW, "activity_id": "3"}], ingest="big"), rows_total=5)
     applier.plan([big])
     deferred = engine.dialect.name == "sqlite"  # several PostgreSQL workers: never
     assert applier.indexes_deferred is deferred
-    assert _activity_indexes(engine) == (set() if deferred else every)
+    # (not the partial index of soft-deleted rows: small, and looked up all along)
+    assert _activity_indexes(engine) == ({"ix_activity_inactive"} if deferred else every)
     applier.apply(big)
     applier.restore_indexes()
     assert not applier.indexes_deferred and _activity_indexes(engine) == every
@@ -215,11 +183,11 @@ def test_a_large_ingest_defers_the_activity_indexes_on_sqlite(engine, applier, m
     Applier(engine, IdCache(None, namespace="test")).plan([replace(big, rows_total=50)])
     create_schema(engine)
     assert _activity_indexes(engine) == every
-    assert _count(engine, "activity") == 2
+    assert count(engine, "activity") == 2
 
 
 def test_soft_delete_hides_rows_through_the_data_layer(engine, applier):
-    applier.apply(_batch([ROW, {**ROW, "activity_id": "2"}]))
+    applier.apply(make_batch([ROW, {**ROW, "activity_id": "2"}]))
     table = Activity.__table__
     with engine.begin() as conn:
         assert soft_delete(conn, table, [1]) == 1
@@ -232,13 +200,13 @@ def test_soft_delete_hides_rows_through_the_data_layer(engine, applier):
         assert [r.id for r in conn.execute(select_active(table).order_by(table.c.id))] == [1, 2]
 
 
-def test_completion_needs_every_expected_batch(engine, applier):
+def test_completion_needs_every_expectedmake_batch(engine, applier):
     completion = Completion(engine)
-    applier.apply(_batch([ROW], seq=0))
+    applier.apply(make_batch([ROW], seq=0))
     assert completion.settle("i1") is None  # the end marker has not arrived
     applier.record_end(EndOfIngest("i1", Mode.UPSERT, "file:///x", 2, 3, 2, 1, time.time()))
     assert completion.settle("i1") is None  # batch 1 is missing
-    applier.apply(_batch([{**ROW, "activity_id": "2"}], seq=1))
+    applier.apply(make_batch([{**ROW, "activity_id": "2"}], seq=1))
     done = completion.settle("i1")
     assert done.status == "completed" and done.report["rows_written"] == 2
     assert done.report["rows_rejected"] == 1 and done.report["batches"] == 2
@@ -249,7 +217,7 @@ def test_completion_needs_every_expected_batch(engine, applier):
 
 
 def test_an_announcement_left_unmade_is_claimed_again_after_its_lease(engine, applier):
-    applier.apply(_batch([ROW], seq=0))
+    applier.apply(make_batch([ROW], seq=0))
     applier.record_end(EndOfIngest("i1", Mode.UPSERT, "file:///x", 1, 1, 1, 0, time.time()))
     first = Completion(engine, claimer="a", lease_s=3600).settle("i1")
     assert first is not None  # ... and worker a dies before announcing
@@ -326,7 +294,7 @@ def _molecules_and_targets(engine):
 
 def test_an_absent_optional_column_leaves_existing_values_alone(engine, applier):
     full = {**ROW, "molecule_inchi_key": "BSYNRYMUTXBXSQ-UHFFFAOYSA-N"}
-    applier.apply(_batch([full], ingest="full"))
+    applier.apply(make_batch([full], ingest="full"))
     before = _molecules_and_targets(engine)
     # The same keys again from a file with only the required columns, plus a new row each.
     required = {"activity_id": [1, 2], "activity_type": ["IC50", "Ki"], "molecule_id": [10, 12],
@@ -339,7 +307,7 @@ def test_an_absent_optional_column_leaves_existing_values_alone(engine, applier)
     assert molecules[1][1:] == (None, None, None, None) and targets[1][2] is None  # new: NULL
     assert activities[1][1:] == (None, None, None)
     # A present column with an empty field still means NULL.
-    applier.apply(_batch([{**full, "molecule_name": "", "activity_units": ""}], ingest="empty"))
+    applier.apply(make_batch([{**full, "molecule_name": "", "activity_units": ""}], ingest="empty"))
     molecules, _, activities = _molecules_and_targets(engine)
     assert molecules[0][1] is None and activities[0][1] is None
     assert molecules[0][3] == full["molecule_structure"]
@@ -357,7 +325,7 @@ def test_chembl_vocabulary_and_widths_land(engine, applier):
                  "activity_units": "u" * 100, "molecule_id": "99", "molecule_name": "N" * 255,
                  "molecule_structure": "C" * 4000, "target_id": "199",
                  "target_name": "t" * 200, "target_organism": "o" * 150})
-    result = applier.apply(_batch(rows))
+    result = applier.apply(make_batch(rows))
     assert result.written["activity"] == 5 and result.rejected == []
     with engine.connect() as conn:
         got = conn.execute(text(
@@ -399,7 +367,7 @@ def test_rows_the_database_refuses_are_rejected_and_the_rest_applied(engine, app
     assert "23502" in reasons[9] or "NOT NULL" in reasons[9]
     if long_type:
         assert "value too long" in reasons[32] and "22001" in reasons[32]
-    assert _count(engine, "activity") == n - len(bad_lines)
+    assert count(engine, "activity") == n - len(bad_lines)
     with engine.connect() as conn:
         assert conn.execute(text("SELECT rejected FROM applied_batch")).scalar_one() == len(
             bad_lines)
@@ -409,11 +377,11 @@ def test_rows_the_database_refuses_are_rejected_and_the_rest_applied(engine, app
 def test_a_batch_no_row_of_which_applies_fails_its_ingest_only(engine, applier):
     with engine.begin() as conn:  # a column gone: not the rows' fault
         conn.exec_driver_sql("ALTER TABLE molecule RENAME COLUMN inchi_key TO gone")
-    refused = applier.apply(_batch([ROW], ingest="broken"))
+    refused = applier.apply(make_batch([ROW], ingest="broken"))
     assert isinstance(refused, apply.Refused) and refused.reason.startswith("batch 0: ")
     assert "inchi_key" in refused.reason
     # Its later batches are skipped; another ingest's rows (without InChIKeys) still land.
-    assert applier.apply(_batch([{**ROW, "activity_id": "2"}], seq=1, ingest="broken")) is None
+    assert applier.apply(make_batch([{**ROW, "activity_id": "2"}], seq=1, ingest="broken")) is None
     other = {"activity_id": [3], "activity_type": ["Ki"], "molecule_id": [10],
              "target_id": [100], "target_name": ["COX-1"]}
     assert applier.apply(_batch_of(other, ingest="other")).rows == 1
@@ -457,7 +425,7 @@ def test_a_batch_interrupted_between_its_two_steps_counts_each_row_once(postgres
                   "activity_type": "Ki", "target_organism": "Mus musculus"}]
     clean_engine = make_engine(postgres_url)
     create_schema(clean_engine)
-    clean = Applier(clean_engine, IdCache(None, namespace="clean")).apply(_batch(rows))
+    clean = Applier(clean_engine, IdCache(None, namespace="clean")).apply(make_batch(rows))
     clean_engine.dispose()
 
     engine = make_engine(create_database(postgres_url))  # dropped with the server
@@ -470,19 +438,19 @@ def test_a_batch_interrupted_between_its_two_steps_counts_each_row_once(postgres
     with monkeypatch.context() as m:
         m.setattr(Applier, "_write_activities", dies)
         with pytest.raises(RuntimeError):
-            applier.apply(_batch(rows))
-    assert _count(engine, "molecule") == 2 and _count(engine, "activity") == 0
+            applier.apply(make_batch(rows))
+    assert count(engine, "molecule") == 2 and count(engine, "activity") == 0
     with engine.connect() as conn:
         part = conn.execute(text("SELECT written FROM applied_part")).scalar_one()
     assert part == {**clean.written, "activity": 0}
 
-    again = applier.apply(_batch(rows))
+    again = applier.apply(make_batch(rows))
     assert again.written == clean.written
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM applied_part")).scalar_one() == 0
         assert conn.execute(text("SELECT written FROM applied_batch")).scalar_one() == (
             clean.written)
-    assert {t: _count(engine, t) for t in DATA_TABLES} == {
+    assert {t: count(engine, t) for t in DATA_TABLES} == {
         "phase": 1, "activity_type": 2, "unit": 1, "relation": 1, "organism": 2,
         "molecule": 2, "target": 2, "activity": 2}
     engine.dispose()
