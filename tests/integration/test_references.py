@@ -169,3 +169,142 @@ def test_a_database_made_with_per_row_foreign_keys_loses_them(postgres_url):
         assert {"trg_activity_references_insert", "trg_activity_references_update"} <= triggers
     finally:
         engine.dispose()
+
+
+# -- a foreign key's equal above READ COMMITTED, and whatever the session's search_path ---------
+
+PARENTS = tuple(parent for _, parent in REFERENCES)
+
+
+@pytest.mark.parametrize("level", [psycopg.IsolationLevel.REPEATABLE_READ,
+                                   psycopg.IsolationLevel.SERIALIZABLE])
+def test_above_read_committed_a_parent_delete_is_refused_not_left_an_orphan(dsn, level):
+    """The transaction's snapshot predates an activity committed since: the triggers cannot
+    see it (a foreign key's own check can), so they refuse, saying why."""
+    with psycopg.connect(dsn) as late:
+        late.isolation_level = level
+        late.execute("SELECT count(*) FROM activity")  # the snapshot
+        with psycopg.connect(dsn, autocommit=True) as other:
+            other.execute(INSERT, (2, 2, 2, 1, 1, 1))  # refers to molecule 2, committed after
+        with pytest.raises(psycopg.errors.SerializationFailure) as raised:
+            late.execute("DELETE FROM molecule WHERE id = 2")
+        assert "READ COMMITTED" in raised.value.diag.message_hint
+        late.rollback()
+        for table in PARENTS:
+            for sql in (f"DELETE FROM {table} WHERE id = 1", f"UPDATE {table} SET id = 8 "  # noqa: S608
+                        "WHERE id = 1", f"TRUNCATE {table}"):
+                with pytest.raises(psycopg.errors.SerializationFailure):
+                    late.execute(sql)
+                late.rollback()
+        late.execute("UPDATE molecule SET name = 'kept' WHERE id = 2")  # not the id: free
+        late.commit()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM activity a JOIN molecule m "
+                            "ON m.id = a.molecule_id").fetchone() == (2,)
+
+
+def test_a_server_whose_default_isolation_is_higher_refuses_too(dsn):
+    database = make_url(dsn).database
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f'ALTER DATABASE "{database}" SET default_transaction_isolation '
+                     "= 'repeatable read'")
+    try:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            with pytest.raises(psycopg.errors.SerializationFailure):
+                conn.execute("DELETE FROM molecule WHERE id = 2")
+            conn.execute("SET default_transaction_isolation = 'read committed'")
+            conn.execute("DELETE FROM molecule WHERE id = 2")  # unreferenced: goes
+    finally:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(f'ALTER DATABASE "{database}" RESET default_transaction_isolation')
+
+
+def test_a_session_s_temporary_tables_never_stand_in_for_molstream_s(dsn):
+    """An analyst's session made temporary tables named like every parent (each holding id 9)
+    and like activity (empty): the checks still read molstream's own tables."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for table in PARENTS:
+            conn.execute(f"CREATE TEMP TABLE {table} (id bigint)")
+            conn.execute(f"INSERT INTO {table} VALUES (9)")  # noqa: S608
+        conn.execute("CREATE TEMP TABLE activity (id bigint, molecule_id bigint, target_id "
+                     "bigint, activity_type_id bigint, unit_id bigint, relation_id bigint)")
+        for column, _ in REFERENCES:
+            sql = f"UPDATE public.activity SET {column} = 9 WHERE id = 1"  # noqa: S608
+            e = _refused(conn, sql)
+            assert f"{column} = 9 is not present" in e.diag.message_primary
+        for table in PARENTS:
+            _refused(conn, f"DELETE FROM public.{table} WHERE id = 1")  # noqa: S608
+            _refused(conn, f"TRUNCATE public.{table}")
+
+
+def test_a_second_schema_is_checked_against_its_own_tables(dsn):
+    """Two molstream databases in two schemas of one PostgreSQL database: each activity table
+    is checked against its own schema's parents, whatever the schema's name."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute('CREATE SCHEMA "Other_Schema"')
+    engine = make_engine(f"{dsn}?options=-csearch_path%3D%22Other_Schema%22")
+    try:
+        create_schema(engine)
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            # molecule 1 exists in public only
+            e = _refused(conn, 'INSERT INTO "Other_Schema".activity (id, molecule_id, target_id, '
+                         'activity_type_id) VALUES (1, 1, 1, 1)')
+            assert "is not present" in e.diag.message_primary
+            conn.execute("""INSERT INTO "Other_Schema".activity_type (id, value)
+                            VALUES (1, 'Ki')""")
+            conn.execute('INSERT INTO "Other_Schema".molecule (id) VALUES (1)')
+            conn.execute("""INSERT INTO "Other_Schema".target (id, name) VALUES (1, 't')""")
+            conn.execute('INSERT INTO "Other_Schema".activity (id, molecule_id, target_id, '
+                         'activity_type_id) VALUES (1, 1, 1, 1)')
+            _refused(conn, 'DELETE FROM "Other_Schema".molecule WHERE id = 1')
+            conn.execute("DELETE FROM public.molecule WHERE id = 2")  # public's own rule
+            _refused(conn, "DELETE FROM public.molecule WHERE id = 1")
+    finally:
+        engine.dispose()
+
+
+# -- a worker's start takes no lock a reader holds up ------------------------------------------
+
+
+def _start_worker_schema(dsn: str) -> tuple[threading.Thread, dict]:
+    out: dict = {}
+
+    def start() -> None:
+        engine = make_engine(dsn)
+        try:
+            out["instance"] = create_schema(engine)
+        except Exception as e:  # noqa: BLE001 - reported by the test
+            out["error"] = e
+        finally:
+            engine.dispose()
+
+    thread = threading.Thread(target=start)
+    thread.start()
+    return thread, out
+
+
+def test_a_worker_starting_beside_a_long_read_waits_for_nobody(dsn):
+    with psycopg.connect(dsn) as reader:  # an analytics query, its transaction still open
+        reader.execute("SELECT count(*) FROM activity JOIN molecule ON true")
+        thread, out = _start_worker_schema(dsn)
+        thread.join(EVENT_TIMEOUT_S)
+        assert not thread.is_alive() and "instance" in out, out  # started, the read still on
+        with psycopg.connect(dsn, autocommit=True) as writer:  # nobody queued behind it
+            writer.execute(INSERT, (2, 2, 2, 1, 1, 1))
+        reader.rollback()
+
+
+def test_a_schema_change_behind_a_long_read_lets_go_and_tries_again(dsn, caplog):
+    with psycopg.connect(dsn, autocommit=True) as conn:  # a trigger lost (a hand, a restore)
+        conn.execute("DROP TRIGGER trg_activity_references_update ON activity")
+    with psycopg.connect(dsn) as reader:
+        reader.execute("SELECT count(*) FROM activity")
+        thread, out = _start_worker_schema(dsn)
+        wait_for(lambda: "trying again" in caplog.text or not thread.is_alive(),
+                 timeout_s=EVENT_TIMEOUT_S, what="the start letting go of its lock wait")
+        assert thread.is_alive(), out
+        reader.rollback()
+    thread.join(EVENT_TIMEOUT_S)
+    assert "instance" in out, out
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        _refused(conn, "UPDATE activity SET molecule_id = 77 WHERE id = 1")  # the check is back
