@@ -17,7 +17,7 @@ from typing import NoReturn
 
 import click
 
-from .config import Mode, Settings, Topics
+from .config import Mode, Settings, Topics, parse_column_pairs, parse_delimiter
 
 log = logging.getLogger("molstream")
 
@@ -111,6 +111,19 @@ def main(verbose: bool) -> None:
 @click.option("--kafka", "kafka_bootstrap", envvar="MOLSTREAM_KAFKA_BOOTSTRAP")
 @click.option("--work-dir", type=click.Path(path_type=Path), envvar="MOLSTREAM_WORK_DIR")
 @click.option("--progress/--no-progress", default=None, help="Progress bars (default: on a TTY).")
+@click.option("--delimiter", callback=lambda _c, _p, v: _checked(parse_delimiter, v),
+              help="The field delimiter: ',' a tab ('\\t' or 'tab') ';' '|' "
+                   "[env MOLSTREAM_DELIMITER]; default: detected from the header line.")
+@click.option("--null-token", "null_tokens", multiple=True, metavar="TOKEN",
+              help="A token read as NULL besides the empty field, quoted or not (repeatable: "
+                   "--null-token NULL --null-token '\\N') [env MOLSTREAM_NULL_TOKENS, "
+                   "comma-separated].")
+@click.option("--member", help="The member of a zip archive to read (default: its only CSV "
+                               "file) [env MOLSTREAM_ZIP_MEMBER].")
+@click.option("--column", "columns", multiple=True, metavar="SOURCE=COLUMN",
+              callback=lambda _c, _p, v: _checked(_column_map, v) if v else None,
+              help="A header of the file read as a column of the contract (repeatable: "
+                   "--column pref_name=molecule_name) [env MOLSTREAM_COLUMNS, comma-separated].")
 @_metrics_port
 @click.option("--metrics-linger", type=click.FloatRange(0), default=0, show_default=True,
               envvar="MOLSTREAM_METRICS_LINGER_S",
@@ -119,13 +132,17 @@ def main(verbose: bool) -> None:
                    "[env MOLSTREAM_METRICS_LINGER_S].")
 def fetch(url: str, ingest_id: str | None, batch_size: int | None, mode: str | None,
           kafka_bootstrap: str | None, work_dir: Path | None, progress: bool | None,
-          metrics_port: int | None, metrics_linger: float) -> None:
+          delimiter: str | None, null_tokens: tuple[str, ...], member: str | None,
+          columns: tuple[tuple[str, str], ...] | None, metrics_port: int | None,
+          metrics_linger: float) -> None:
     """Download a CSV, validate its rows and publish them to Kafka."""
     from . import metrics
     from .fetch import credentials_from_env
     from .fetcher import IngestFailed, run
 
-    settings = _settings(kafka_bootstrap=kafka_bootstrap, work_dir=work_dir)
+    settings = _settings(kafka_bootstrap=kafka_bootstrap, work_dir=work_dir,
+                         delimiter=delimiter, null_tokens=null_tokens or None,
+                         zip_member=member, columns=columns)
     ingest_id = ingest_id or f"ingest-{time.strftime('%Y%m%dT%H%M%S')}"
     show = sys.stderr.isatty() if progress is None else progress
     server = _serve(metrics.FETCHER, metrics_port)
@@ -139,6 +156,27 @@ def fetch(url: str, ingest_id: str | None, batch_size: int | None, mode: str | N
         _fail(str(e))
     _linger(server, metrics_linger)
     click.echo(json.dumps(dataclasses.asdict(result)))
+
+
+def _checked(parse, value):
+    """An option's value through `parse`, its ValueError as click's usage error."""
+    if value is None:
+        return None
+    try:
+        return parse(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+
+
+def _column_map(pairs: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    from .contract import COLUMN_NAMES
+
+    parsed = parse_column_pairs(pairs)
+    for source, column in parsed:
+        if column not in COLUMN_NAMES:
+            raise ValueError(f"{source}={column}: {column!r} is not a column of the contract "
+                             f"({', '.join(COLUMN_NAMES)})")
+    return parsed
 
 
 def _serve(registry, port: int | None):

@@ -8,6 +8,7 @@ from the Helm chart. Secrets (source credentials) are read separately, only wher
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -34,6 +35,11 @@ class Mode(StrEnum):
 
 def _env(name: str, default: str) -> str:
     return os.environ.get(f"MOLSTREAM_{name}", default)
+
+
+def _env_list(name: str) -> tuple[str, ...]:
+    """A comma-separated list (empty items dropped)."""
+    return tuple(item.strip() for item in _env(name, "").split(",") if item.strip())
 
 
 def _env_int(name: str, default: int) -> int:
@@ -77,6 +83,13 @@ class Settings:
     max_decompressed_bytes: int = 50 * 1024**3
     download_timeout_s: int = 6 * 3600
     max_field_bytes: int = 100_000
+    # The input's format (molstream.read.Format): the delimiter (empty: detected from the
+    # header line), tokens read as NULL besides the empty field, a zip archive's member, and
+    # (source header, contract column) pairs.
+    delimiter: str = ""
+    null_tokens: tuple[str, ...] = ()
+    zip_member: str = ""
+    columns: tuple[tuple[str, str], ...] = ()
     retries: int = 5
     source_ca_file: Path | None = None
     # Hosts the fetcher may download from, redirects included (the operator's own list,
@@ -113,6 +126,10 @@ class Settings:
             max_decompressed_bytes=_env_int("MAX_DECOMPRESSED_BYTES", cls.max_decompressed_bytes),
             download_timeout_s=_env_int("DOWNLOAD_TIMEOUT_S", cls.download_timeout_s),
             max_field_bytes=_env_int("MAX_FIELD_BYTES", cls.max_field_bytes),
+            delimiter=parse_delimiter(_env("DELIMITER", cls.delimiter)),
+            null_tokens=_env_list("NULL_TOKENS"),
+            zip_member=_env("ZIP_MEMBER", cls.zip_member),
+            columns=parse_column_pairs(_env_list("COLUMNS")),
             retries=_env_int("RETRIES", cls.retries),
             source_ca_file=Path(_env("SOURCE_CA_FILE", "")) if _env("SOURCE_CA_FILE", "") else None,
             scratch_limit=_env("SCRATCH_LIMIT", cls.scratch_limit),
@@ -123,3 +140,30 @@ class Settings:
             worker_group=_env("WORKER_GROUP", cls.worker_group),
             worker_instance_id=_env("WORKER_INSTANCE_ID", cls.worker_instance_id),
         )
+
+
+def parse_delimiter(value: str) -> str:
+    """A delimiter as a user may write it: `,` a tab `;` `|`, or `\\t`, `tab`, `comma`,
+    `semicolon`, `pipe` (which survive a command line and an environment variable); empty:
+    none given (detected from the header line)."""
+    if value == "":
+        return ""
+    found = _DELIMITER_SPELLINGS.get(value) or _DELIMITER_SPELLINGS.get(value.strip().lower())
+    if found is None:
+        raise ValueError(f"the delimiter must be one of ',' tab ';' '|', not {value!r}")
+    return found
+
+
+_DELIMITER_SPELLINGS = {",": ",", "comma": ",", "\t": "\t", "\\t": "\t", "tab": "\t",
+                        ";": ";", "semicolon": ";", "|": "|", "pipe": "|"}
+
+
+def parse_column_pairs(pairs: Iterable[str]) -> tuple[tuple[str, str], ...]:
+    """`SOURCE=COLUMN` pairs: a header of the file, the contract column it gives."""
+    out = []
+    for pair in pairs:
+        source, sep, column = pair.rpartition("=")  # contract names hold no "="
+        if not sep or not source.strip() or not column.strip():
+            raise ValueError(f"a column map entry is SOURCE=COLUMN, not {pair!r}")
+        out.append((source.strip(), column.strip()))
+    return tuple(out)

@@ -131,33 +131,8 @@ def reason_class(reason: str) -> str:
     return next((cls for words, cls in REASON_CLASSES if words in first), "other")
 
 
-def check_header(header: list[str]) -> list[str]:
-    """Validate a header row; return warnings (extra columns) or raise ContractError."""
-    seen: set[str] = set()
-    twice = sorted({h for h in header if h in seen or seen.add(h)})
-    if twice:
-        names = ", ".join(map(repr, twice))
-        raise ContractError(f"column {names} appears more than once in the header")
-    missing = [name for name in REQUIRED_COLUMNS if name not in seen]
-    if missing:
-        hint = ""
-        if len(header) == 1 and any(d in header[0] for d in ";\t|"):
-            hint = (" (the header has one column: is the file delimited by something other than"
-                    " commas?)")
-        raise ContractError(f"required column {', '.join(map(repr, missing))} is missing{hint}")
-    warnings = []
-    extra = [h for h in header if h not in COLUMN_NAMES]
-    if extra:
-        warnings.append(f"ignoring column(s) not in the contract: {', '.join(extra)}")
-    absent = [c.name for c in COLUMNS if not c.required and c.name not in seen]
-    if absent:
-        warnings.append(f"optional column(s) absent, left as they are in existing rows (empty "
-                        f"in new ones): {', '.join(absent)}")
-    return warnings
-
-
 def validate(
-    chunk: pa.Table, *, max_field_bytes: int
+    chunk: pa.Table, *, max_field_bytes: int, delimiter: str = ","
 ) -> tuple[pa.Table, list[Rejection]]:
     """Split a chunk of string rows (with `_line`) into typed valid rows and rejections. The
     chunk holds the required columns and any of the optional ones; so does the result."""
@@ -198,7 +173,7 @@ def validate(
             fail(pc.and_not(pc.invert(ok), empty), f"{col.name} is not a finite number")
             typed[col.name] = _cast_where(values, ok, pa.float64())
         else:
-            fail(pa.array(_holds_rows(values, len(columns))),
+            fail(pa.array(_holds_rows(values, len(columns), delimiter)),
                  f"{col.name} holds lines that read like rows of their own (a quote opened in "
                  "this row is closed only in a later one)")
             typed[col.name] = pc.if_else(empty, pa.scalar(None, pa.string()), values)
@@ -229,8 +204,8 @@ def validate(
     return rows.filter(pa.array(~bad)), rejections
 
 
-def _holds_rows(values: pa.ChunkedArray, fields: int) -> np.ndarray:
-    """Values with a line break followed by a line holding a whole row's commas: a quote left
+def _holds_rows(values: pa.ChunkedArray, fields: int, delimiter: str) -> np.ndarray:
+    """Values with a line break followed by a line holding a whole row's delimiters: a quote left
     open swallowed the rows after it up to the next quote, which CSV cannot tell from a
     (legitimate) multi-line value unless we look. Only the rare values with a line break are
     visited one by one, and a chunk without a line break anywhere costs one scan of its bytes."""
@@ -240,7 +215,7 @@ def _holds_rows(values: pa.ChunkedArray, fields: int) -> np.ndarray:
     breaks = np.asarray(pc.fill_null(pc.match_substring(values, "\n"), False), dtype=bool)
     for i in np.flatnonzero(breaks):
         lines = values[int(i)].as_py().split("\n")[1:]
-        out[i] = any(line.count(",") >= fields - 1 for line in lines)
+        out[i] = any(line.count(delimiter) >= fields - 1 for line in lines)
     return out
 
 

@@ -33,7 +33,7 @@ from .fetch import Credentials, FetchError, Limits, download, redact
 from .messages import EndOfIngest, RowBatch
 from .progress import Bar
 from .publish import Publisher, PublishError, ensure_topics
-from .read import Converter, ReadError, scan
+from .read import Converter, Format, ReadError, scan
 from .scratch import HEADROOM_BYTES, Scratch, ScratchFull, parse_quantity
 
 log = logging.getLogger(__name__)
@@ -192,7 +192,7 @@ def run(url: str, *, ingest_id: str, settings: Settings, credentials: Credential
         with Bar(show_progress, "read", unit="rows") as bar:
             scanning = _Stage(publisher, ingest_id, "scanning", bar, metrics.ROWS_READ)
             scanned = scan(path, max_decompressed_bytes=settings.max_decompressed_bytes,
-                           on_block=scanning)
+                           on_block=scanning, fmt=input_format(settings))
         scanning(scanned.rows_total)  # the count of a file read in one block, too
         for warning in scanned.warnings:
             log.warning("%s: %s", redact(url), warning)
@@ -208,7 +208,8 @@ def run(url: str, *, ingest_id: str, settings: Settings, credentials: Credential
         converter = Converter(scanned, work / "hdf5")
         with Bar(show_progress, "publish", unit="rows", total=rows_total) as bar:
             for chunk in converter.chunks(batch_size):
-                valid, bad = validate(chunk, max_field_bytes=settings.max_field_bytes)
+                valid, bad = validate(chunk, max_field_bytes=settings.max_field_bytes,
+                                      delimiter=scanned.fmt.delimiter or ",")
                 valid, dups = duplicates.filter(valid)
                 bad = converter.take_rejections() + bad + dups
                 if bad:
@@ -247,6 +248,12 @@ def run(url: str, *, ingest_id: str, settings: Settings, credentials: Credential
         raise IngestFailed(stage, reason) from None
     finally:
         publisher.close()
+
+
+def input_format(settings: Settings) -> Format:
+    """The input's format as the settings give it (what they leave empty is found out)."""
+    return Format(delimiter=settings.delimiter or None, null_tokens=settings.null_tokens,
+                  member=settings.zip_member or None, columns=settings.columns)
 
 
 def _best_effort_failed_event(publisher: Publisher, ingest_id: str, stage: str,

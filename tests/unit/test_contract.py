@@ -3,8 +3,6 @@ import pytest
 from molstream.contract import (
     COLUMN_NAMES,
     LINE,
-    ContractError,
-    check_header,
     reason_class,
     validate,
 )
@@ -84,20 +82,6 @@ def test_one_bad_row_does_not_stop_the_others():
 def test_formula_like_names_are_kept_as_data():
     rows, rejected = _one(molecule_name="=cmd|' /C calc'!A0")
     assert rejected == [] and rows.column("molecule_name")[0].as_py().startswith("=cmd")
-
-
-def test_header_checks():
-    assert check_header(list(COLUMN_NAMES)) == []
-    with pytest.raises(ContractError, match="'target_id' is missing"):
-        check_header([c for c in COLUMN_NAMES if c != "target_id"])
-    with pytest.raises(ContractError, match="'activity_id' appears more than once"):
-        check_header([*COLUMN_NAMES, "activity_id"])
-    with pytest.raises(ContractError, match="delimited by something other than commas"):
-        check_header([";".join(COLUMN_NAMES)])
-    warnings = check_header([*COLUMN_NAMES, "extra"][1:] + ["activity_id"])
-    assert any("extra" in w for w in warnings)
-    warnings = check_header([c for c in COLUMN_NAMES if c != "molecule_name"])
-    assert any("molecule_name" in w for w in warnings)
 
 
 @pytest.mark.parametrize("relation", ["=", "<", ">", "<=", ">=", "~", "<<", ">>", ""])

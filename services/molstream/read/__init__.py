@@ -1,4 +1,5 @@
-"""Read a downloaded CSV (gzip-compressed or not) into HDF5 on disk, then hand it out in chunks.
+"""Read a downloaded CSV (compressed or not, in any of the dialects `Format` describes) into HDF5
+on disk, then hand it out in chunks.
 
 Parsing uses Arrow's streaming CSV reader rather than pandas (vaex's `from_csv` default):
 pandas' C parser silently truncates rows with too many fields and pads rows with too few,
@@ -11,16 +12,23 @@ memory-mapped file at a time, so memory stays flat whatever the file size, and t
 known before the first row is published. Structural problems (no header, an unterminated quote,
 a row bigger than MAX_ROW_BYTES) fail the whole file here, before anything reaches Kafka.
 
-A gzip file is inflated on the fly as Arrow reads it (in Arrow's read-ahead thread, beside the
-parser), never written out whole, and refused once it inflates past a cap. Arrow parses
+A compressed file (gzip, bzip2, xz, zstd, a zip member: told by its first bytes) is inflated on
+the fly as Arrow reads it (in Arrow's read-ahead thread, beside the parser), never written out
+whole, and refused once it inflates past a cap. Arrow parses
 BLOCK_BYTES at a time and reads several blocks ahead, so the block size sets most of the
 fetcher's memory; a row that does not fit in a block makes the reader start over with larger
 blocks, up to MAX_ROW_BYTES.
 
 One module per concern:
 
-- `source`: opening the file, plain or gzip, with the inflation cap (`_Source`), and its header
-  (`read_header`); `ReadError`, MAX_ROW_BYTES.
+- `errors`: `ReadError`.
+- `compression`: a file's compression by its magic bytes, and its inflating streams.
+- `source`: opening the file, plain or compressed, with the inflation cap (`_Source`);
+  MAX_ROW_BYTES.
+- `dialect`: `Format` (delimiter, null tokens, zip member, column map) and delimiter detection.
+- `columns`: header names matched to the contract (any case, a map, ChEMBL's own names).
+- `header`: the header row read, its delimiter found, its names mapped and checked
+  (`read_header`).
 - `lines`: line numbering (`_LineBreaks`, `LineMap`).
 - `parse`: Arrow's streaming parse (`_parse`) and the UTF-8 decoding of its rows
   (`_to_strings`); READ_AHEAD_BLOCKS.
@@ -33,14 +41,17 @@ The constants are not re-exported here: each is read, and must be patched, in it
 
 from __future__ import annotations
 
+from .dialect import Format
+from .errors import ReadError
 from .hdf5 import Converted, Converter, convert, export_hdf5, remove
+from .header import read_header
 from .lines import LineMap
 from .scanning import Scan, scan
-from .source import ReadError, read_header
 
 __all__ = [
     "Converted",
     "Converter",
+    "Format",
     "LineMap",
     "ReadError",
     "Scan",

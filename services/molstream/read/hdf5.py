@@ -15,6 +15,7 @@ from vaex.datatype import DataType
 from vaex.hdf5.writer import ColumnWriterPrimitive, ColumnWriterString, Writer
 
 from ..contract import COLUMN_NAMES, Rejection
+from .dialect import DETECT, Format
 from .parse import _parse, _to_strings
 from .readback import _cut, _read_back
 from .scanning import Scan, scan
@@ -77,7 +78,7 @@ class Converter:
         pending: list[pa.Table] = []
         written = 0
         for batch, records in _parse(s.path, s.header, present, s.block,
-                                     s.max_decompressed_bytes, []):
+                                     s.max_decompressed_bytes, [], s.fmt):
             table, bad_utf8 = _to_strings(pa.Table.from_batches([batch]), present,
                                           s.line_map.lines(records))
             self.rejections.extend(bad_utf8)
@@ -98,10 +99,12 @@ class Converter:
 
 def convert(
     csv_path: Path, hdf5_dir: Path, *, max_decompressed_bytes: int | None = None,
-    on_block: Callable[[int], None] | None = None,
+    on_block: Callable[[int], None] | None = None, fmt: Format = DETECT,
 ) -> Converted:
-    """Both passes at once: the whole file (plain or gzip) into HDF5 files under `hdf5_dir`."""
-    scanned = scan(csv_path, max_decompressed_bytes=max_decompressed_bytes, on_block=on_block)
+    """Both passes at once: the whole file (plain or compressed) into HDF5 files under
+    `hdf5_dir`."""
+    scanned = scan(csv_path, max_decompressed_bytes=max_decompressed_bytes, on_block=on_block,
+                   fmt=fmt)
     converter = Converter(scanned, hdf5_dir)
     paths = list(converter.files())
     rejections = sorted(scanned.rejections + converter.rejections, key=lambda r: r.line)

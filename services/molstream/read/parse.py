@@ -3,6 +3,7 @@ decoding of the parsed bytes as UTF-8."""
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,11 +11,14 @@ from typing import NoReturn
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from ..contract import COLUMN_NAMES, LINE, Rejection
+from .dialect import Format
+from .errors import ReadError
 from .lines import LineMap, _LineBreaks
-from .source import ReadError, _Source
+from .source import _Source
 
 READ_AHEAD_BLOCKS = 4
 
@@ -28,14 +32,17 @@ class _Unterminated(ReadError):
 
 
 def _parse(csv_path: Path, header: list[str], columns: list[str], block: int,
-           max_decompressed_bytes: int | None, skipped: list[Rejection],
+           max_decompressed_bytes: int | None, skipped: list[Rejection], fmt: Format,
            line_map: LineMap | None = None, breaks: _LineBreaks | None = None
            ) -> Iterator[tuple[pa.RecordBatch, np.ndarray]]:
     """Arrow's streaming parse of `columns` (as bytes), batch by batch with each row's record
-    number; the rows it refuses go to `skipped` (numbered as records too). Counts the file's
-    lines into `breaks`; given a `line_map` (and every column), fills it with the line breaks
-    and empty lines of the file. Raises ReadError (or _RowTooBig) for a file it cannot read,
+    number; the rows it refuses go to `skipped` (numbered as records too). `fmt` has its
+    delimiter found; a null token reads as an empty field, which the contract then treats as
+    any empty field (NULL, or a rejected row in a required column). Counts the file's lines
+    into `breaks`; given a `line_map` (and every column), fills it with the line breaks and
+    empty lines of the file. Raises ReadError (or _RowTooBig) for a file it cannot read,
     _Unterminated (once it is read) for a quote never closed."""
+    delimiter, tokens = fmt.delimiter or ",", list(fmt.null_tokens)
     unterminated: list[int] = []
     if line_map is not None and breaks is None:
         breaks = _LineBreaks(find_empty=True)
@@ -43,7 +50,7 @@ def _parse(csv_path: Path, header: list[str], columns: list[str], block: int,
     def invalid_row(row: pacsv.InvalidRow) -> str:
         if line_map is not None and row.number and row.number > 0:
             line_map.add(np.array([row.number]), np.array([(row.text or "").count("\n")]))
-        if _ends_inside_quotes(row.text or ""):
+        if _ends_inside_quotes(row.text or "", delimiter):
             # Arrow read to the end of the file looking for the closing quote: this "row" holds
             # every line after the quote, which must not pass for one rejected row.
             unterminated.append(row.number or -1)
@@ -52,17 +59,19 @@ def _parse(csv_path: Path, header: list[str], columns: list[str], block: int,
         return "skip"
 
     source = _Source(csv_path, max_decompressed_bytes, lead=READ_AHEAD_BLOCKS * block,
-                     breaks=breaks)
+                     breaks=breaks, member=fmt.member)
     try:
         reader = pacsv.open_csv(
             source,
             read_options=pacsv.ReadOptions(use_threads=False, block_size=block,
                                            column_names=header, skip_rows=1),
-            parse_options=pacsv.ParseOptions(newlines_in_values=True,
+            parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True,
                                              invalid_row_handler=invalid_row),
+            # Null tokens are matched quoted or not: all-quoted exports quote them too.
             convert_options=pacsv.ConvertOptions(
                 include_columns=columns, column_types={n: pa.binary() for n in columns},
-                strings_can_be_null=False, quoted_strings_can_be_null=False),
+                null_values=tokens, strings_can_be_null=bool(tokens),
+                quoted_strings_can_be_null=bool(tokens)),
         )
     except pa.ArrowInvalid as e:
         source.close()
@@ -82,6 +91,8 @@ def _parse(csv_path: Path, header: list[str], columns: list[str], block: int,
                 records = records[~np.isin(records, ahead)][:batch.num_rows]
             if batch.num_rows:
                 next_record = int(records[-1]) + 1
+            if tokens:
+                batch = _nulls_emptied(batch)
             if line_map is not None:
                 line_map.add_values(batch, records)
             yield batch, records
@@ -98,14 +109,25 @@ def _parse(csv_path: Path, header: list[str], columns: list[str], block: int,
                             f"line {opened} is never closed (unterminated quote)")
 
 
-_QUOTING = re.compile(r'[",\r\n]')
+def _nulls_emptied(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """The batch with its null tokens (nulls, as Arrow read them) as empty fields."""
+    if not any(c.null_count for c in batch.columns):
+        return batch
+    return pa.RecordBatch.from_arrays(
+        [pc.fill_null(c, b"") if c.null_count else c for c in batch.columns],
+        schema=batch.schema)
 
 
-def _ends_inside_quotes(text: str) -> bool:
+@functools.cache
+def _quoting(delimiter: str) -> re.Pattern:
+    return re.compile(f'["{re.escape(delimiter)}\r\n]')
+
+
+def _ends_inside_quotes(text: str, delimiter: str = ",") -> bool:
     """Whether a row's text ends inside a quoted field (RFC 4180: a quote opens one only at the
     start of a field, and `""` inside one is a literal quote)."""
     inside, field_start, skip_to = False, 0, 0
-    for m in _QUOTING.finditer(text):
+    for m in _quoting(delimiter).finditer(text):
         i = m.start()
         if i < skip_to:
             continue

@@ -9,11 +9,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from ..contract import COLUMN_NAMES, ContractError, Rejection, check_header
+from ..contract import COLUMN_NAMES, ContractError, Rejection
 from . import source
+from .dialect import DETECT, Format
+from .errors import ReadError
+from .header import read_header
 from .lines import LineMap, _LineBreaks
 from .parse import _parse, _RowTooBig, _Unterminated
-from .source import ReadError, _inflate_all, _TooLarge, read_header
+from .source import TooLarge, _inflate_all
 
 log = logging.getLogger(__package__)  # "molstream.read", as before the package split
 
@@ -25,12 +28,13 @@ class Scan:
     """What a first pass over a file found, before anything is converted or published."""
 
     path: Path
-    header: list[str]
+    header: list[str]  # per field, the name the reader gives it: the contract's, if any
     warnings: list[str]
     rows: int  # rows the parser accepted (a few may still turn out not to be UTF-8)
     rejections: list[Rejection]  # rows the parser refused (a wrong number of fields)
     block: int  # a block size the file's largest row fits in
     max_decompressed_bytes: int | None
+    fmt: Format = Format(delimiter=",")  # with its delimiter found
     line_map: LineMap = field(default_factory=LineMap)
 
     @property
@@ -39,27 +43,32 @@ class Scan:
 
 
 def scan(csv_path: Path, *, max_decompressed_bytes: int | None = None,
-         on_block: Callable[[int], None] | None = None) -> Scan:
-    """Pass 1: read the whole file (plain or gzip) once, converting nothing, to learn that it
-    can be read as a whole (header, quoting, row sizes, the inflation cap) and how many rows it
-    holds. Raises ReadError or ContractError for a file that cannot be; once this returns, the
-    second pass (`Converter`) meets the same bytes and can publish as it goes."""
+         on_block: Callable[[int], None] | None = None, fmt: Format = DETECT) -> Scan:
+    """Pass 1: read the whole file (plain or compressed) once, converting nothing, to learn that
+    it can be read as a whole (header, quoting, row sizes, the inflation cap) and how many rows
+    it holds. Raises ReadError or ContractError for a file that cannot be; once this returns,
+    the second pass (`Converter`) meets the same bytes and can publish as it goes."""
     try:
-        return _scan_growing_blocks(csv_path, max_decompressed_bytes, on_block)
-    except _TooLarge:
+        return _scan_growing_blocks(csv_path, max_decompressed_bytes, on_block, fmt)
+    except TooLarge:
         raise
     except (ReadError, ContractError):
-        # A gzip bomb is refused as one whatever else is wrong with what it holds (a header
+        # A bomb is refused as one whatever else is wrong with what it holds (a header
         # without the required columns, a "row" of zeros longer than any block...), as when
         # the file was inflated whole before being read: inflate the rest, up to the cap.
-        _inflate_all(csv_path, max_decompressed_bytes)
+        try:
+            _inflate_all(csv_path, max_decompressed_bytes, fmt.member)
+        except TooLarge:
+            raise
+        except ReadError:
+            pass  # the file's own fault, already told
         raise
 
 
 def _scan_growing_blocks(csv_path: Path, max_decompressed_bytes: int | None,
-                         on_block: Callable[[int], None] | None) -> Scan:
-    header = read_header(csv_path, max_decompressed_bytes)
-    warnings = check_header(header)
+                         on_block: Callable[[int], None] | None, fmt: Format) -> Scan:
+    found = read_header(csv_path, max_decompressed_bytes, fmt)
+    header, warnings, fmt = found.names, found.warnings, found.fmt
     present = [name for name in COLUMN_NAMES if name in header]
     block = BLOCK_BYTES
     while True:
@@ -71,7 +80,7 @@ def _scan_growing_blocks(csv_path: Path, max_decompressed_bytes: int | None,
             try:
                 # One column is enough: the parser tokenizes every field anyway.
                 for batch, _ in _parse(csv_path, header, present[:1], block,
-                                       max_decompressed_bytes, skipped, breaks=breaks):
+                                       max_decompressed_bytes, skipped, fmt, breaks=breaks):
                     rows += batch.num_rows
                     if on_block:
                         on_block(rows)
@@ -81,7 +90,7 @@ def _scan_growing_blocks(csv_path: Path, max_decompressed_bytes: int | None,
                 if unterminated:
                     raise unterminated
                 return Scan(csv_path, header, warnings, rows, skipped, block,
-                            max_decompressed_bytes)
+                            max_decompressed_bytes, fmt)
             # Values holding line breaks or empty lines: Arrow's row numbers are not the
             # editor's line numbers. A pass with every column (any may hold a line break)
             # tells which rows span several lines.
@@ -89,7 +98,7 @@ def _scan_growing_blocks(csv_path: Path, max_decompressed_bytes: int | None,
                      "more to number its lines", csv_path.name)
             skipped, line_map = [], LineMap()
             for _ in _parse(csv_path, header, header, block,
-                            max_decompressed_bytes, skipped, line_map=line_map):
+                            max_decompressed_bytes, skipped, fmt, line_map=line_map):
                 pass
         except _RowTooBig as e:
             if block >= source.MAX_ROW_BYTES:
@@ -103,4 +112,4 @@ def _scan_growing_blocks(csv_path: Path, max_decompressed_bytes: int | None,
         if line_map.warning:
             warnings.append(line_map.warning)
         return Scan(csv_path, header, warnings, rows, skipped, block, max_decompressed_bytes,
-                    line_map)
+                    fmt, line_map)
