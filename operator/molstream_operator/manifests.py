@@ -212,6 +212,19 @@ def _env(
     return env
 
 
+def _format_args(spec: IngestRequestSpec) -> list[str]:
+    """spec.format and spec.columns as the fetcher's options, each ``--name=value`` so that a
+    value starting with a dash stays a value."""
+    args = []
+    if spec.delimiter is not None:
+        args.append(f"--delimiter={spec.delimiter}")
+    args += [f"--null-token={_escape(token)}" for token in spec.null_tokens]
+    if spec.member is not None:
+        args.append(f"--member={_escape(spec.member)}")
+    args += [f"--column={_escape(source)}={column}" for source, column in spec.columns]
+    return args
+
+
 def _pod_template(
     ref: IngestRequestRef,
     spec: IngestRequestSpec,
@@ -231,6 +244,7 @@ def _pod_template(
         str(spec.batch_size),
         "--mode",
         spec.mode.cli,
+        *_format_args(spec),
     ]
     container: dict[str, Any] = {
         "name": "fetcher",

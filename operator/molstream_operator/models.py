@@ -28,6 +28,14 @@ KIND = "IngestRequest"
 BATCH_SIZE_BOUNDS = (1, 100_000)
 DEADLINE_BOUNDS = (30, 604_800)
 BACKOFF_BOUNDS = (0, 10)
+DELIMITERS = (",", "\t", ";", "|")
+#: The row contract's columns (molstream.contract.COLUMN_NAMES, spelt out here so that the
+#: operator does not load Arrow; a test keeps the two and the CRD's enum the same).
+CONTRACT_COLUMNS = (
+    "activity_id", "activity_type", "activity_units", "activity_value", "activity_relation",
+    "molecule_id", "molecule_name", "molecule_max_phase", "molecule_structure",
+    "molecule_inchi_key", "target_id", "target_name", "target_organism",
+)
 
 
 class Mode(enum.StrEnum):
@@ -92,6 +100,11 @@ class IngestRequestSpec:
     suspend: bool = False
     active_deadline_seconds: int = 3600
     backoff_limit: int = 2
+    # spec.format and spec.columns: how the file is written, where detection is not enough.
+    delimiter: str | None = None
+    null_tokens: tuple[str, ...] = ()
+    member: str | None = None
+    columns: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def parse(
@@ -125,6 +138,7 @@ class IngestRequestSpec:
         if not isinstance(suspend, bool):
             raise InvalidSpecError("spec.suspend", "must be true or false")
 
+        delimiter, null_tokens, member = _format(spec.get("format"))
         return cls(
             url=url,
             credentials_secret=secret_name,
@@ -134,7 +148,48 @@ class IngestRequestSpec:
             suspend=suspend,
             active_deadline_seconds=_int_in(spec, "activeDeadlineSeconds", 3600, DEADLINE_BOUNDS),
             backoff_limit=_int_in(spec, "backoffLimit", 2, BACKOFF_BOUNDS),
+            delimiter=delimiter,
+            null_tokens=null_tokens,
+            member=member,
+            columns=_columns(spec.get("columns")),
         )
+
+
+def _format(raw: Any) -> tuple[str | None, tuple[str, ...], str | None]:
+    """``spec.format``: (delimiter, null tokens, zip member)."""
+    if raw is None:
+        return None, (), None
+    if not isinstance(raw, Mapping):
+        raise InvalidSpecError("spec.format", "must be an object")
+    delimiter = raw.get("delimiter")
+    if delimiter is not None and delimiter not in DELIMITERS:
+        raise InvalidSpecError("spec.format.delimiter", "must be one of ',' tab ';' '|'")
+    tokens = raw.get("nullTokens") or []
+    if not isinstance(tokens, list) or not all(isinstance(t, str) and t for t in tokens):
+        raise InvalidSpecError("spec.format.nullTokens", "must be a list of non-empty strings")
+    member = raw.get("member")
+    if member is not None and (not isinstance(member, str) or not member):
+        raise InvalidSpecError("spec.format.member", "must be a non-empty file name")
+    return delimiter, tuple(tokens), member
+
+
+def _columns(raw: Any) -> tuple[tuple[str, str], ...]:
+    """``spec.columns``: (a header of the file, the contract column it gives)."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, Mapping):
+        raise InvalidSpecError("spec.columns", "must map a header of the file to a column")
+    out = []
+    for source, column in raw.items():
+        if not isinstance(source, str) or not source.strip():
+            raise InvalidSpecError("spec.columns", "a header name must not be empty")
+        if column not in CONTRACT_COLUMNS:
+            raise InvalidSpecError(f"spec.columns.{source}",
+                                   f"must be one of {', '.join(CONTRACT_COLUMNS)}")
+        out.append((source, column))
+    if len({c for _, c in out}) < len(out):
+        raise InvalidSpecError("spec.columns", "two headers map to the same column")
+    return tuple(sorted(out))  # as the API server stores the map: the same Job every time
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
