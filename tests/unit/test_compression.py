@@ -60,6 +60,8 @@ def test_a_plain_file_named_gz_is_read_as_plain(tmp_path):
     p.write_bytes(DATA)
     assert detect(p) is None
     assert len(_ids(p)) == 3000
+    p.write_bytes(b"BZh9,PK" + DATA)  # bzip2's first magic bytes alone make no bzip2 file
+    assert detect(p) is None
 
 
 @pytest.mark.parametrize("kind", list(COMPRESSED))

@@ -170,3 +170,28 @@ def test_header_warnings(tmp_path):
     header = read_header(_file(tmp_path, [ROW[:2] + ROW[3:]],
                                header=[c for c in LEGACY_COLUMNS if c != "molecule_name"]))
     assert any("molecule_name" in w for w in header.warnings)
+
+
+def test_the_format_from_the_environment_and_the_command_line(monkeypatch):
+    from click.testing import CliRunner
+    from molstream import cli
+    from molstream.config import Settings
+    from molstream.fetcher import input_format
+
+    monkeypatch.setenv("MOLSTREAM_DELIMITER", "tab")
+    monkeypatch.setenv("MOLSTREAM_NULL_TOKENS", "NULL, None,NA,\\N")
+    monkeypatch.setenv("MOLSTREAM_ZIP_MEMBER", "chembl/activities.csv")
+    monkeypatch.setenv("MOLSTREAM_COLUMNS", "pref_name=molecule_name,Target Name=target_name")
+    fmt = input_format(Settings.from_env())
+    assert fmt == Format(delimiter="\t", null_tokens=("NULL", "None", "NA", "\\N"),
+                         member="chembl/activities.csv",
+                         columns=(("pref_name", "molecule_name"),
+                                  ("Target Name", "target_name")))
+    monkeypatch.setenv("MOLSTREAM_DELIMITER", ":")
+    with pytest.raises(ValueError, match="the delimiter must be one of"):
+        Settings.from_env()
+    for option, needle in (("--delimiter=:", "the delimiter must be one of"),
+                           ("--column=pref_name", "a column map entry is SOURCE=COLUMN"),
+                           ("--column=pref_name=name", "'name' is not a column of the contract")):
+        result = CliRunner().invoke(cli.main, ["fetch", "--url", "file:///a.csv", option])
+        assert result.exit_code == 2 and needle in result.output, result.output

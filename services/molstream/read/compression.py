@@ -8,6 +8,7 @@ from __future__ import annotations
 import bz2
 import io
 import lzma
+import re
 import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
@@ -22,15 +23,16 @@ except ImportError:  # pragma: no cover - a platform without isal's wheels
 
 from .errors import ReadError
 
-# (magic bytes, name): what each format's files start with.
-MAGIC: tuple[tuple[bytes, str], ...] = (
-    (b"\x1f\x8b", "gzip"),
-    (b"BZh", "bzip2"),
-    (b"\xfd7zXZ\x00", "xz"),
-    (b"\x28\xb5\x2f\xfd", "zstd"),
-    (b"PK\x03\x04", "zip"),
-    (b"PK\x05\x06", "zip"),  # an empty archive
-)
+# What each format's files start with. bzip2's "BZh" could begin a header line: its block size
+# digit and the magic of its first block (or of its end, when empty) must follow.
+MAGIC: tuple[tuple[re.Pattern, str], ...] = tuple((re.compile(m, re.DOTALL), name) for m, name in (
+    (re.escape(b"\x1f\x8b"), "gzip"),
+    (rb"BZh[1-9](1AY&SY|\x17rE8P\x90)", "bzip2"),
+    (re.escape(b"\xfd7zXZ\x00"), "xz"),
+    (re.escape(b"\x28\xb5\x2f\xfd"), "zstd"),
+    (re.escape(b"PK\x03\x04"), "zip"),
+    (re.escape(b"PK\x05\x06"), "zip"),  # an empty archive
+))
 CSV_SUFFIXES = (".csv", ".tsv")
 # The errors a broken or truncated stream of each format raises while it is read.
 STREAM_ERRORS = (OSError, EOFError, zlib.error, lzma.LZMAError, zipfile.BadZipFile,
@@ -40,8 +42,8 @@ STREAM_ERRORS = (OSError, EOFError, zlib.error, lzma.LZMAError, zipfile.BadZipFi
 def detect(path: Path) -> str | None:
     """The compression of the file at `path` by its magic bytes, or None for plain bytes."""
     with open(path, "rb") as f:
-        head = f.read(8)
-    return next((name for magic, name in MAGIC if head.startswith(magic)), None)
+        head = f.read(10)
+    return next((name for magic, name in MAGIC if magic.match(head)), None)
 
 
 def open_stream(path: Path, kind: str | None, *, member: str | None = None,
