@@ -195,3 +195,24 @@ def test_the_format_from_the_environment_and_the_command_line(monkeypatch):
                            ("--column=pref_name=name", "'name' is not a column of the contract")):
         result = CliRunner().invoke(cli.main, ["fetch", "--url", "file:///a.csv", option])
         assert result.exit_code == 2 and needle in result.output, result.output
+
+
+def test_quotes_left_open_are_found_whatever_the_delimiter(tmp_path):
+    from molstream.read import ReadError
+
+    def row(i, name="N"):
+        return [str(i), *ROW[1:2], name, *ROW[3:]]
+
+    body = "\n".join("\t".join(r) for r in [LEGACY_COLUMNS, row(1), row(2, '"open'), row(3)])
+    p = tmp_path / "a.tsv"
+    p.write_text(body + "\n")
+    with pytest.raises(ReadError, match="the quoted field opened on line 3 is never closed"):
+        convert(p, tmp_path / "h5")
+    # Closed two lines later: one "row" swallowed the next, which the contract rejects.
+    rows = [LEGACY_COLUMNS, row(1), row(2, '"open'), row(3), row(4, 'closed"'), row(5)]
+    p.write_text("\n".join("\t".join(r) for r in rows) + "\n")
+    c, got = _rows(p)
+    valid, rejected = validate(next(c.chunks(1000)), max_field_bytes=10**6, delimiter="\t")
+    assert valid.column("activity_id").to_pylist() == [1, 5]
+    assert [(r.line, r.reason.split(" (")[0]) for r in rejected] == [
+        (3, "molecule_name holds lines that read like rows of their own")]
