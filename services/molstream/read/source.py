@@ -17,8 +17,6 @@ from .lines import _LineBreaks
 
 MAX_ROW_BYTES = 16 * 1024 * 1024  # the largest row the reader accepts (and its largest block)
 
-__all__ = ["MAX_ROW_BYTES", "ReadError", "TooLarge"]
-
 
 class _Source(io.RawIOBase):
     """A CSV file's bytes as Arrow's reader pulls them, from its read-ahead thread: a compressed
