@@ -42,8 +42,8 @@ class Transaction:
 @dataclass
 class Applied:
     """What one batch did: rows applied, rows written (inserted or changed) per table, rows
-    of the file that are soft-deleted in the database and stay so (`inactive`: their values
-    are updated, not counted as written), and the rows the database refused."""
+    it changed that are soft-deleted in the database and stay so (`inactive`, not counted in
+    `written`), and the rows the database refused."""
 
     ingest_id: str
     seq: int

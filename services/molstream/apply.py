@@ -351,13 +351,19 @@ class Applier:
             tx = Transaction()
             if not self._open(conn, batch, tx):
                 return None
+            # On PostgreSQL, a first step done (claimed: by this copy or an earlier one) wrote
+            # the molecules and targets; writing them again could put an older value back
+            # over a newer ingest's. Only the activities are left to isolate.
+            parents = self._sqlite or conn.execute(select(_PART.c.seq).where(
+                _PART.c.ingest_id == batch.ingest_id, _PART.c.seq == batch.seq)).first() is None
             result = Applied(batch.ingest_id, batch.seq, 0)
             parts = [batch.rows]
             while parts:
                 part = parts.pop()
                 savepoint = conn.begin_nested()
                 try:
-                    done = self._apply_rows(conn, batch, part, Transaction(stamp=tx.stamp))
+                    done = self._apply_rows(conn, batch, part, Transaction(stamp=tx.stamp),
+                                            parents=parents)
                 except DBAPIError as e:
                     savepoint.rollback()
                     if classify(e) is not Kind.ROWS:
@@ -385,10 +391,11 @@ class Applier:
         conn.execute(stmt.on_conflict_do_nothing(index_elements=["id"]))
 
     def _apply_rows(self, conn: Connection, batch: RowBatch, rows: pa.Table,
-                    tx: Transaction) -> Applied:
+                    tx: Transaction, *, parents: bool = True) -> Applied:
         result = Applied(batch.ingest_id, batch.seq, rows.num_rows)
         ids = self._resolve_dimensions(conn, rows, result, tx)
-        self._write_parents(conn, batch, rows, ids, result, tx)
+        if parents:
+            self._write_parents(conn, batch, rows, ids, result, tx)
         self._write_activities(conn, batch, rows, ids, result, tx)
         return result
 
@@ -425,15 +432,16 @@ class Applier:
     def _write(self, conn: Connection, table: Table, mode: Mode, columns: tuple[str, ...],
                values: list, result: Applied, tx: Transaction, *, new: bool = False) -> None:
         """Write the rows of `table` whose `columns` hold `values` (Arrow arrays, rows in key
-        order; `new`: none is in the table, and no key is there twice), counting them in
-        `result`: rows written, or rows kept inactive (soft-deleted ones)."""
+        order; `new`: none is in the table, and no key is there twice), counting in `result`
+        the rows written (inserted or changed): active ones, and apart the soft-deleted ones,
+        which stay so."""
         if len(values[0]) == 0:
             return
         inactive = None if new else _inactive(conn, table, int64s(values[0]))
         if inactive is not None:  # written apart, and counted apart
-            self._write_rows(conn, table, mode, columns, [v.take(arrow(np.flatnonzero(
-                inactive))) for v in values], tx)
-            result.inactive[table.name] += int(inactive.sum())
+            result.inactive[table.name] += self._write_rows(
+                conn, table, mode, columns,
+                [v.take(arrow(np.flatnonzero(inactive))) for v in values], tx)
             values = [v.take(arrow(np.flatnonzero(~inactive))) for v in values]
         result.written[table.name] += self._write_rows(
             conn, table, mode, columns, values, tx, new=new)

@@ -370,9 +370,12 @@ def _widen_columns(conn: Connection) -> None:
     a varchar is a catalog change in PostgreSQL: no table rewrite. (SQLite ignores widths.)"""
     wanted = {(t.name, c.name): c.type.length for t in DATA_TABLES.values() for c in t.columns
               if isinstance(c.type, String) and c.type.length}
+    # (in the schema where the session finds the tables: not always current_schema())
     found = {(t, c): n for t, c, n in conn.exec_driver_sql(
         "SELECT table_name, column_name, character_maximum_length FROM information_schema.columns"
-        " WHERE table_schema = current_schema() AND data_type = 'character varying'")}
+        " WHERE table_schema = (SELECT n.nspname FROM pg_class c JOIN pg_namespace n"
+        " ON n.oid = c.relnamespace WHERE c.oid = to_regclass('activity'))"
+        " AND data_type = 'character varying'")}
     for (table, column), width in wanted.items():
         if found.get((table, column), width) < width:
             conn.exec_driver_sql(

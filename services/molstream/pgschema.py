@@ -27,7 +27,8 @@ The other references (molecule → phase, target → organism) stay declared for
 the molecules and targets that change are written, a few percent of the rows.
 
 `install` reads the catalog first and changes it only when something is missing or differs:
-creating a trigger locks its table against every writer, and would queue behind a long read.
+creating a trigger locks its table against every writer (readers go on), so it would wait for
+a long write, and the writers after it would queue behind it.
 """
 
 from __future__ import annotations
@@ -151,34 +152,39 @@ GUARD_TRIGGERS = (
 OLD_FOREIGN_KEYS = tuple(f"fk_activity_{column}" for column, _ in REFERENCES)
 
 # What the catalog holds of the objects above: triggers of our tables as PostgreSQL prints
-# them (enabled or not), our functions' bodies and settings, and any old foreign key left.
+# them (enabled or not), our functions whole (body, volatility, security, settings), and any
+# old foreign key left.
 CATALOG_QUERY = """
 SELECT md5(coalesce(string_agg(item, E'\\n' ORDER BY item), '')) FROM (
   SELECT format('trigger %s %s %s', c.relname, t.tgenabled, pg_get_triggerdef(t.oid)) AS item
     FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
-   WHERE c.relnamespace = to_regnamespace(CAST(:schema AS text)) AND c.relname = ANY(:tables)
-     AND NOT t.tgisinternal
+    JOIN pg_namespace n ON n.oid = c.relnamespace
+   WHERE n.nspname = :schema AND c.relname = ANY(:tables) AND NOT t.tgisinternal
   UNION ALL
-  SELECT format('function %s %s %s', p.proname, p.proconfig, md5(p.prosrc))
-    FROM pg_proc p
-   WHERE p.pronamespace = to_regnamespace(CAST(:schema AS text)) AND p.proname LIKE 'molstream\\_%'
+  SELECT format('function %s', pg_get_functiondef(p.oid))
+    FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+   WHERE n.nspname = :schema AND p.proname LIKE 'molstream\\_%'
   UNION ALL
-  SELECT format('constraint %s', k.conname) FROM pg_constraint k JOIN pg_class c
-      ON c.oid = k.conrelid
-   WHERE c.relnamespace = to_regnamespace(CAST(:schema AS text)) AND c.relname = 'activity'
-     AND k.conname = ANY(:old)
+  SELECT format('constraint %s', k.conname) FROM pg_constraint k
+    JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+   WHERE n.nspname = :schema AND c.relname = 'activity' AND k.conname = ANY(:old)
 ) objects
+"""
+OLD_PRESENT_QUERY = """
+SELECT k.conname FROM pg_constraint k
+  JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname = :schema AND c.relname = 'activity' AND k.conname = ANY(:old)
 """
 _META_KEY = "pgschema"
 
 
 def statements(schema: str, tables: list[str]) -> list[str]:
     """The DDL that makes our functions and triggers in `schema` (a quoted identifier), for
-    `tables` (those whose `last_modified_on` the update trigger keeps)."""
+    `tables` (those whose `last_modified_on` the update trigger keeps). None of it waits for a
+    reader: CREATE TRIGGER's lock (SHARE ROW EXCLUSIVE) lets reads through; it waits for
+    writers only."""
     out = [TOUCH_FUNCTION.format(s=schema)]
     out += [TOUCH_TRIGGER.format(s=schema, t=name) for name in tables]
-    out += [f"ALTER TABLE {schema}.activity DROP CONSTRAINT IF EXISTS {constraint}"
-            for constraint in OLD_FOREIGN_KEYS]
     out.append(CHECK_FUNCTION.format(s=schema))
     out += [template.format(s=schema) for template in CHECK_TRIGGERS]
     out.append(GUARD_FUNCTION.format(s=schema))
@@ -188,12 +194,15 @@ def statements(schema: str, tables: list[str]) -> list[str]:
 
 
 def install(conn: Connection, tables: list[str]) -> bool:
-    """Create (or replace) the functions and triggers on PostgreSQL, in the session's current
-    schema, unless the catalog already holds exactly what this version makes; True when it
-    changed anything. Run under the schema lock (db.py), with a lock_timeout: the DDL locks
-    the tables it touches."""
+    """Create (or replace) the functions and triggers on PostgreSQL, in the schema of the
+    activity table, unless the catalog already holds exactly what this version makes; True
+    when it changed anything. Run under the schema lock (db.py), with a lock_timeout: the DDL
+    locks the tables it touches."""
+    # Where the session finds the tables (its search_path), not current_schema(): with
+    # search_path "$user", public the latter may name a schema made after the tables.
     schema_name, schema = conn.exec_driver_sql(
-        "SELECT current_schema(), quote_ident(current_schema())").one()
+        "SELECT n.nspname, quote_ident(n.nspname) FROM pg_class c JOIN pg_namespace n"
+        " ON n.oid = c.relnamespace WHERE c.oid = to_regclass('activity')").one()
     ddl = statements(schema, tables)
     wanted = hashlib.sha256("\n".join(ddl).encode()).hexdigest()
     meta = Meta.__table__
@@ -202,6 +211,10 @@ def install(conn: Connection, tables: list[str]) -> bool:
             "ddl": wanted, "catalog": _catalog(conn, schema_name, tables)}:
         return False
     log.info("installing molstream's triggers and functions in schema %s", schema_name)
+    old = conn.execute(text(OLD_PRESENT_QUERY), {"schema": schema_name,
+                                                 "old": list(OLD_FOREIGN_KEYS)}).scalars()
+    # Only a constraint that is there: ALTER TABLE locks out readers even when it does nothing.
+    ddl = [f"ALTER TABLE {schema}.activity DROP CONSTRAINT {name}" for name in old] + ddl
     # Through the driver without parameters: the functions' format() strings hold % signs.
     cursor = conn.connection.driver_connection.cursor()
     for statement in ddl:

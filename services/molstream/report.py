@@ -63,8 +63,8 @@ def build(conn: Connection | Engine, ingest_id: str) -> dict:
         "rows_refused_by_database": refused,
         "batches": batches,
         "duration_s": round(time.time() - started, 3),
-        # rows inserted or changed, all active; the file's rows that are soft-deleted (their
-        # values updated) are counted apart, in tables_inactive
+        # rows inserted or changed, all active; soft-deleted rows the file changed (they stay
+        # so) are counted apart, in tables_inactive
         "tables": written,
         "tables_inactive": inactive,
         "table_totals": {name: totals[name] for name in TABLES},

@@ -208,6 +208,36 @@ def test_a_late_second_copy_of_a_batch_never_overwrites_a_newer_ingest(postgres_
 
 
 @pytest.mark.postgres
+def test_a_batch_isolated_after_its_first_step_leaves_a_newer_ingest_s_values(postgres_url,
+                                                                           monkeypatch):
+    """The first step commits (OLD NAME) and the worker dies; a newer ingest renames the
+    molecule; the batch comes again and one of its activities is refused (a check a DBA
+    added), so its rows are isolated: the activities only, the molecule not written again."""
+    engine = make_engine(postgres_url)
+    create_schema(engine)
+    rows = [{**ROW, "molecule_name": "OLD NAME"},
+            {**ROW, "activity_id": "2", "molecule_name": "OLD NAME", "activity_value": "5000"}]
+
+    def dies(*_args, **_kw):
+        raise RuntimeError("the worker died here")
+
+    with monkeypatch.context() as m:
+        m.setattr(Applier, "_write_activities", dies)
+        with pytest.raises(RuntimeError):
+            Applier(engine, IdCache(None, namespace="a")).apply(make_batch(rows, ingest="old"))
+    Applier(engine, IdCache(None, namespace="n")).apply(make_batch(
+        [{**ROW, "activity_id": "9", "molecule_name": "NEW NAME"}], ingest="new"))
+    with engine.begin() as conn:
+        conn.execute(text("ALTER TABLE activity ADD CONSTRAINT small CHECK (value < 1000)"))
+    again = Applier(engine, IdCache(None, namespace="b")).apply(make_batch(rows, ingest="old"))
+    assert len(again.rejected) == 1 and again.written["activity"] == 1
+    assert again.written["molecule"] == 1  # the first step's, counted once
+    with engine.connect() as conn:
+        assert conn.execute(select(Molecule.__table__.c.name)).scalar_one() == "NEW NAME"
+    engine.dispose()
+
+
+@pytest.mark.postgres
 def test_no_batch_claim_is_left_after_an_ingest_completes_or_fails(postgres_url):
     engine = make_engine(postgres_url)
     create_schema(engine)
@@ -246,17 +276,26 @@ def test_a_soft_deleted_row_stays_inactive_when_a_file_brings_it_again(engine):
     with engine.begin() as conn:
         assert soft_delete(conn, Activity.__table__, [2]) == 1
         assert soft_delete(conn, Molecule.__table__, [10]) == 1
-    again = applier.apply(make_batch([{**ROW, "activity_value": "13"},
-                                      {**KI, "activity_value": "99"}], seq=1))
-    # values updated, `active` untouched; counted apart, not as written
+    again = applier.apply(make_batch([{**ROW, "activity_value": "13", "molecule_name": "X"},
+                                      {**KI, "activity_value": "99", "molecule_name": "X"},
+                                      {**KI, "activity_value": "99", "molecule_name": "X"}],
+                                     seq=1))
+    # values updated, `active` untouched; counted apart (once a row), not as written
     assert again.written["activity"] == 1 and again.inactive["activity"] == 1
     assert again.written["molecule"] == 0 and again.inactive["molecule"] == 1
     with engine.connect() as conn:
         rows = conn.execute(text("SELECT id, value, active FROM activity ORDER BY id")).all()
         assert [(r.id, r.value, bool(r.active)) for r in rows] == [(1, 13.0, True),
                                                                    (2, 99.0, False)]
-        assert not conn.execute(text("SELECT active FROM molecule")).scalar_one()
-    _end(applier, "i1", 2, 4)
+        assert conn.execute(text("SELECT name, active FROM molecule")).one() == ("X", False)
+    # the same rows again change nothing, and count nothing; insert-only leaves them alone
+    same = applier.apply(make_batch([{**KI, "activity_value": "99", "molecule_name": "X"}],
+                                    seq=2))
+    assert same.inactive == {"molecule": 0, "target": 0, "activity": 0}
+    kept = applier.apply(make_batch([{**KI, "activity_value": "1"}], seq=3,
+                                    mode=Mode.INSERT_ONLY))
+    assert kept.inactive["activity"] == 0 and kept.written["activity"] == 0
+    _end(applier, "i1", 4, 7)
     report = Completion(engine).settle("i1").report
     assert report["tables"]["activity"] == 3 and report["tables_inactive"]["activity"] == 1
     assert report["table_totals"]["activity"] == 1  # active rows only

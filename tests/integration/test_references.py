@@ -259,6 +259,12 @@ def test_a_second_schema_is_checked_against_its_own_tables(dsn):
             _refused(conn, 'DELETE FROM "Other_Schema".molecule WHERE id = 1')
             conn.execute("DELETE FROM public.molecule WHERE id = 2")  # public's own rule
             _refused(conn, "DELETE FROM public.molecule WHERE id = 1")
+            # a trigger disabled there is found (its schema's name is not folded) and enabled
+            conn.execute('ALTER TABLE "Other_Schema".molecule DISABLE TRIGGER '
+                         "trg_molecule_referenced")
+        create_schema(engine)
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            _refused(conn, 'DELETE FROM "Other_Schema".molecule WHERE id = 1')
     finally:
         engine.dispose()
 
@@ -283,7 +289,32 @@ def _start_worker_schema(dsn: str) -> tuple[threading.Thread, dict]:
     return thread, out
 
 
-def test_a_worker_starting_beside_a_long_read_waits_for_nobody(dsn):
+# What a hand, a restore or an older molstream may leave: a trigger gone, one disabled, a
+# function altered (STABLE would let the delete guard read an old snapshot).
+DRIFTS = {
+    "none": [],
+    "trigger dropped": ["DROP TRIGGER trg_activity_references_update ON activity"],
+    "trigger disabled": ["ALTER TABLE molecule DISABLE TRIGGER trg_molecule_referenced"],
+    "function altered": ["ALTER FUNCTION molstream_referenced_by_activity() STABLE"],
+}
+
+
+def _repaired(dsn: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        _refused(conn, "UPDATE activity SET molecule_id = 77 WHERE id = 1")
+        _refused(conn, "DELETE FROM molecule WHERE id = 1")
+        assert conn.execute("SELECT provolatile FROM pg_proc WHERE proname = "
+                            "'molstream_referenced_by_activity'").fetchone() == ("v",)
+
+
+@pytest.mark.parametrize("drift", list(DRIFTS))
+def test_a_worker_starting_beside_a_long_read_waits_for_nobody(dsn, drift):
+    """Up to date, its start only reads the catalog; a repair takes no lock a reader holds
+    (CREATE TRIGGER lets reads through): either way, it neither waits for an analytics query
+    nor makes anyone queue behind it."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for sql in DRIFTS[drift]:
+            conn.execute(sql)
     with psycopg.connect(dsn) as reader:  # an analytics query, its transaction still open
         reader.execute("SELECT count(*) FROM activity JOIN molecule ON true")
         thread, out = _start_worker_schema(dsn)
@@ -292,19 +323,33 @@ def test_a_worker_starting_beside_a_long_read_waits_for_nobody(dsn):
         with psycopg.connect(dsn, autocommit=True) as writer:  # nobody queued behind it
             writer.execute(INSERT, (2, 2, 2, 1, 1, 1))
         reader.rollback()
+    _repaired(dsn)
 
 
-def test_a_schema_change_behind_a_long_read_lets_go_and_tries_again(dsn, caplog):
-    with psycopg.connect(dsn, autocommit=True) as conn:  # a trigger lost (a hand, a restore)
-        conn.execute("DROP TRIGGER trg_activity_references_update ON activity")
-    with psycopg.connect(dsn) as reader:
-        reader.execute("SELECT count(*) FROM activity")
+def test_a_schema_change_behind_a_long_write_lets_go_and_tries_again(dsn, caplog):
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(DRIFTS["trigger dropped"][0])
+    with psycopg.connect(dsn) as writer:  # a long write transaction on activity
+        writer.execute(INSERT, (2, 2, 2, 1, 1, 1))
         thread, out = _start_worker_schema(dsn)
         wait_for(lambda: "trying again" in caplog.text or not thread.is_alive(),
                  timeout_s=EVENT_TIMEOUT_S, what="the start letting go of its lock wait")
         assert thread.is_alive(), out
-        reader.rollback()
+        writer.commit()
     thread.join(EVENT_TIMEOUT_S)
     assert "instance" in out, out
+    _repaired(dsn)
+
+
+def test_tables_are_found_where_the_session_finds_them_not_in_current_schema(dsn):
+    """Tables made under search_path "$user", public went to public; a schema named after the
+    user, made later, becomes current_schema(): the worker still starts, on public's tables."""
     with psycopg.connect(dsn, autocommit=True) as conn:
-        _refused(conn, "UPDATE activity SET molecule_id = 77 WHERE id = 1")  # the check is back
+        user = conn.execute("SELECT current_user").fetchone()[0]
+        conn.execute(f'CREATE SCHEMA "{user}"')
+        assert conn.execute("SELECT current_schema()").fetchone() == (user,)
+        conn.execute(DRIFTS["trigger disabled"][0])
+    thread, out = _start_worker_schema(dsn)
+    thread.join(EVENT_TIMEOUT_S)
+    assert "instance" in out, out
+    _repaired(dsn)

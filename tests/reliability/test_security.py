@@ -206,11 +206,14 @@ ALLOWED_INTERPOLATIONS = {
     ("molstream/pgmerge.py", "stage"): "the name of a staging table of our own metadata (STAGE)",
     ("molstream/pgmerge.py", "table"):
         "the name of a table of our own metadata (MERGED) or of its staging table (STAGE)",
-    ("molstream/pgschema.py", "name"): "the update trigger's {t}: keys of DATA_TABLES",
+    ("molstream/pgschema.py", "name"):
+        "the update trigger's {t} (keys of DATA_TABLES), or a constraint name the catalog holds"
+        " that is one of OLD_FOREIGN_KEYS (made from REFERENCES)",
     ("molstream/pgschema.py", "parent"): "a table of our own metadata (REFERENCES)",
     ("molstream/pgschema.py", "column"): "a column of our own metadata (REFERENCES)",
-    ("molstream/pgschema.py", "constraint"): "a constraint name made from REFERENCES",
     ("molstream/pgschema.py", "checks"): "SQL made above from REFERENCES only",
+    ("molstream/pgschema.py", "schema"):
+        "the activity table's schema, quoted by the server (quote_ident)",
     ("molstream/pgmerge.py", "', '.join(rows.column_names)"):
         "column names of our own metadata (apply.py's *_SOURCES, given to pa.table by merge),"
         " never a file's header",
@@ -222,8 +225,8 @@ ALLOWED_SQL_ARGUMENTS = {
     ("molstream/pgmerge.py", "_merge_sql(conn.engine, table, mode, columns)"):
         "str() of a statement compiled from SQLAlchemy Core",
     ("molstream/pgmerge.py", "statement"): "CREATE TABLE of our own metadata, compiled",
-    ("molstream/pgschema.py", "CHECK_FUNCTION"): "a module constant made from REFERENCES only",
-    ("molstream/pgschema.py", "statement"): "one of the constant CHECK_TRIGGERS",
+    ("molstream/pgschema.py", "statement"):
+        "DDL made by statements() from module constants and the quoted schema",
 }
 
 
