@@ -124,6 +124,12 @@ def main(verbose: bool) -> None:
               callback=lambda _c, _p, v: _checked(_column_map, v) if v else None,
               help="A header of the file read as a column of the contract (repeatable: "
                    "--column pref_name=molecule_name) [env MOLSTREAM_COLUMNS, comma-separated].")
+@click.option("--loaded", envvar="MOLSTREAM_SOURCE_LOADED", metavar="JSON",
+              help="The files loaded before: a JSON list of {url, etag, lastModified, size, "
+                   "sha256}, oldest first. A source they prove unchanged ends the run at once, "
+                   "publishing nothing [env MOLSTREAM_SOURCE_LOADED].")
+@click.option("--force/--no-force", default=False, envvar="MOLSTREAM_FORCE",
+              help="Ingest even an unchanged source [env MOLSTREAM_FORCE].")
 @_metrics_port
 @click.option("--metrics-linger", type=click.FloatRange(0), default=0, show_default=True,
               envvar="MOLSTREAM_METRICS_LINGER_S",
@@ -133,11 +139,12 @@ def main(verbose: bool) -> None:
 def fetch(url: str, ingest_id: str | None, batch_size: int | None, mode: str | None,
           kafka_bootstrap: str | None, work_dir: Path | None, progress: bool | None,
           delimiter: str | None, null_tokens: tuple[str, ...], member: str | None,
-          columns: tuple[tuple[str, str], ...] | None, metrics_port: int | None,
-          metrics_linger: float) -> None:
+          columns: tuple[tuple[str, str], ...] | None, loaded: str | None, force: bool,
+          metrics_port: int | None, metrics_linger: float) -> None:
     """Download a CSV, validate its rows and publish them to Kafka."""
     from . import metrics
     from .fetch import credentials_from_env
+    from .fetch.identity import parse_loaded
     from .fetcher import IngestFailed, run
 
     settings = _settings(kafka_bootstrap=kafka_bootstrap, work_dir=work_dir,
@@ -145,12 +152,16 @@ def fetch(url: str, ingest_id: str | None, batch_size: int | None, mode: str | N
                          zip_member=member, columns=columns)
     ingest_id = ingest_id or f"ingest-{time.strftime('%Y%m%dT%H%M%S')}"
     show = sys.stderr.isatty() if progress is None else progress
+    try:
+        known = parse_loaded(loaded)
+    except ValueError as e:
+        _fail(str(e))
     server = _serve(metrics.FETCHER, metrics_port)
     try:
         result = run(url, ingest_id=ingest_id, settings=settings,
                      credentials=credentials_from_env(),
                      mode=Mode.parse(mode) if mode else None, batch_size=batch_size,
-                     show_progress=show)
+                     show_progress=show, loaded=known, force=force)
     except IngestFailed as e:
         _linger(server, metrics_linger)
         _fail(str(e))

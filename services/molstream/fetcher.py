@@ -21,7 +21,9 @@ import logging
 import re
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -30,6 +32,14 @@ from . import metrics
 from .config import Mode, Settings
 from .contract import LINE, ContractError, Rejection, reason_class, validate
 from .fetch import Credentials, FetchError, Limits, download, redact
+from .fetch.check import probe, resolve
+from .fetch.common import Validator, without_userinfo
+from .fetch.identity import (
+    Identity,
+    file_sha256,
+    unchanged_by_sha256,
+    unchanged_by_validators,
+)
 from .messages import EndOfIngest, RowBatch
 from .progress import Bar
 from .publish import Publisher, PublishError, ensure_topics
@@ -49,6 +59,9 @@ class FetchResult:
     rows_rejected: int
     batches: int
     seconds: dict[str, float]
+    # What proved the source the one loaded before (the run published nothing), or None.
+    unchanged: str | None = None
+    source: dict | None = None  # the file's identity (molstream.fetch.identity)
 
 
 class IngestFailed(RuntimeError):
@@ -148,7 +161,11 @@ def _rejected(publisher: Publisher, ingest_id: str, rejections: list[Rejection])
 
 def run(url: str, *, ingest_id: str, settings: Settings, credentials: Credentials,
         mode: Mode | None = None, batch_size: int | None = None,
-        show_progress: bool = False) -> FetchResult:
+        show_progress: bool = False, loaded: Sequence[Identity] = (),
+        force: bool = False) -> FetchResult:
+    """One ingest of `url`. `loaded`: the identities of the files loaded before (oldest
+    first); a source they prove unchanged ends the run at once, publishing no rows (an
+    `unchanged` event instead), unless `force`. A URL glob stands for its newest match."""
     mode = mode or settings.mode
     batch_size = batch_size or settings.batch_size
     if batch_size < 1:
@@ -176,10 +193,23 @@ def run(url: str, *, ingest_id: str, settings: Settings, credentials: Credential
                         ca_file=settings.source_ca_file, allowed_hosts=settings.allowed_hosts,
                         room=lambda n: scratch.require(n + HEADROOM_BYTES, "the download and "
                                                        "its conversion"))
+        known = () if force else tuple(loaded)
+        pattern = url
+        url, before, why = resolve(url, credentials=credentials, limits=limits, loaded=known)
+        if why is None and known:
+            before = before or probe(url, credentials=credentials, limits=limits)
+            why = unchanged_by_validators(before, known)
+        if why is not None:
+            return _unchanged(publisher, ingest_id, before or Identity.of(pattern), why,
+                              started, work)
         with Bar(show_progress, "download", unit="B") as bar:
             path = download(url, work / "download", credentials=credentials, limits=limits,
                             progress=_Stage(publisher, ingest_id, "downloading", bar,
                                             metrics.BYTES_DOWNLOADED))
+        identity = _identity(url, path, work / "download", before)
+        if why := unchanged_by_sha256(identity, known):
+            return _unchanged(publisher, ingest_id, identity, why, started, work)
+        publisher.event("identified", ingest_id, **identity.event_fields())
         seconds["download"] = time.time() - started
         metrics.STAGE_SECONDS.labels("download").set(seconds["download"])
 
@@ -236,7 +266,8 @@ def run(url: str, *, ingest_id: str, settings: Settings, credentials: Credential
                         rows_rejected=rejected, batches=seq)
         publisher.wait_for_acks()
         shutil.rmtree(work, ignore_errors=True)
-        return FetchResult(ingest_id, rows_total, published, rejected, seq, seconds)
+        return FetchResult(ingest_id, rows_total, published, rejected, seq, seconds,
+                           source=identity.to_dict())
     except (FetchError, ReadError, ContractError, PublishError) as e:
         reason = str(e)
         log.error("ingest %s: %s failed: %s", ingest_id, stage, reason)
@@ -248,6 +279,33 @@ def run(url: str, *, ingest_id: str, settings: Settings, credentials: Credential
         raise IngestFailed(stage, reason) from None
     finally:
         publisher.close()
+
+
+def _identity(url: str, path: Path, dest: Path, before: Identity | None) -> Identity:
+    """The downloaded file's identity: the validators of the response it came from (as kept
+    beside the download), its size, the sha256 of its bytes."""
+    release = before.release if before else None
+    validator = Validator.load(dest, without_userinfo(url)) if path == dest else None
+    size = path.stat().st_size
+    if validator is not None:
+        found = Identity.from_validator(validator, size=size, release=release)
+    elif path != dest:  # a file:// source, read where it is
+        found = probe(url, limits=Limits(max_bytes=0, timeout_s=1)) or Identity.of(url)
+    else:
+        found = Identity.of(url, size=size, release=release)
+    return found.with_sha256(file_sha256(path))
+
+
+def _unchanged(publisher: Publisher, ingest_id: str, identity: Identity, why: str,
+               started: float, work: Path) -> FetchResult:
+    """The source is the one loaded before: say so, publish nothing else."""
+    log.info("ingest %s: %s is unchanged (%s); nothing to publish", ingest_id,
+             redact(identity.url), why)
+    publisher.event("unchanged", ingest_id, matched=why, **identity.event_fields())
+    publisher.wait_for_acks()
+    shutil.rmtree(work, ignore_errors=True)
+    return FetchResult(ingest_id, 0, 0, 0, 0, {"check": time.time() - started}, unchanged=why,
+                       source=identity.to_dict())
 
 
 def input_format(settings: Settings) -> Format:

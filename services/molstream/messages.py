@@ -36,8 +36,13 @@ EVENT_FIELDS: dict[str, tuple[str, ...]] = {
     "published": ("rows_total", "rows_published", "rows_rejected", "batches"),
     "progress": ("rows_written", "rows_applied", "batches_applied", "batches_total", "rows_total"),
     "completed": ("rows_published", "rows_written", "rows_rejected", "duration_s", "tables",
-                  "report_path"),
+                  "report_path", "mirror"),  # mirror: a mirror run's added/changed/retired/…
     "failed": ("stage", "reason"),
+    # The fetcher's: what the file downloaded is (sent before its first batch), or that it is
+    # the one loaded before (`matched` says how; nothing else is published for the ingest).
+    # `source` is the file's URL (a URL glob's match), redacted; the operator records them.
+    "identified": ("source", "etag", "last_modified", "size", "sha256", "release"),
+    "unchanged": ("source", "etag", "last_modified", "size", "sha256", "release", "matched"),
 }
 _IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression="zstd")
 

@@ -8,7 +8,8 @@
 `cut_after_bytes` ends one response's connection that many body bytes in (once; set_faults()
 re-arms it), `throttle_bps` slows every body. kill() also cuts every open connection at once.
 `redirects` maps a path to the Location (absolute, or relative to the request) that a GET of it
-is sent to with a 302, after the authorization check.
+is sent to with a 302, after the authorization check. `etag=False`, `last_modified=False` leave
+those validators out of responses; `head=False` answers HEAD with 405.
 """
 
 from __future__ import annotations
@@ -54,8 +55,12 @@ class HttpServer:
 
     def __init__(self, root: Path, *, user: str | None = None, password: str | None = None,
                  tls: bool = False, port: int | None = None, cut_after_bytes: int = 0,
-                 throttle_bps: int = 0, redirects: dict[str, str] | None = None) -> None:
+                 throttle_bps: int = 0, redirects: dict[str, str] | None = None,
+                 etag: bool = True, last_modified: bool = True, head: bool = True) -> None:
         self.root, self.user, self.password, self.tls = Path(root), user, password, tls
+        # Which validators responses carry, and whether HEAD is answered (else 405): servers
+        # that say less about their files than this one does.
+        self.etag, self.last_modified, self.head = etag, last_modified, head
         self.port = port or free_port()
         self.cert = self_signed()[0] if tls else None  # the CA file clients must trust
         self.cut_after_bytes, self.throttle_bps = cut_after_bytes, throttle_bps
@@ -202,6 +207,10 @@ def _handler(owner: HttpServer) -> type[BaseHTTPRequestHandler]:
             pass
 
         def do_HEAD(self) -> None:  # noqa: N802 - http.server's naming
+            if not owner.head:
+                owner.requests.append({"method": self.command, "path": self.path,
+                                       **dict(self.headers)})
+                return self._empty(405, Allow="GET")
             self._serve(body=False)
 
         def do_GET(self) -> None:  # noqa: N802
@@ -238,7 +247,8 @@ def _handler(owner: HttpServer) -> type[BaseHTTPRequestHandler]:
             modified = email.utils.formatdate(st.st_mtime, usegmt=True)
             rng = parse_range(self.headers.get("Range"), size)
             if_range = self.headers.get("If-Range")
-            if rng is not None and if_range and if_range not in (etag, modified):
+            valid = ([etag] if owner.etag else []) + ([modified] if owner.last_modified else [])
+            if rng is not None and if_range and if_range not in valid:
                 rng = None  # the file changed since the client's first part: send it whole
             if rng == "unsatisfiable":
                 return self._empty(416, Content_Range=f"bytes */{size}")
@@ -250,8 +260,10 @@ def _handler(owner: HttpServer) -> type[BaseHTTPRequestHandler]:
             self.send_header("Accept-Ranges", "bytes")
             self.send_header("Content-Type", "application/octet-stream")
             self.send_header("Content-Length", str(length))
-            self.send_header("ETag", etag)
-            self.send_header("Last-Modified", modified)
+            if owner.etag:
+                self.send_header("ETag", etag)
+            if owner.last_modified:
+                self.send_header("Last-Modified", modified)
             self.end_headers()
             if body:
                 self._send_body(path, first, length)

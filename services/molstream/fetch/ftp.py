@@ -29,27 +29,10 @@ from .common import (
 
 def ftp_fetch(url: str, dest: Path, creds: Credentials, limits: Limits, deadline: float,
               progress: Progress | None) -> None:
-    parts = urlsplit(url)
-    host, port = parts.hostname, parts.port or 21
-    path = unquote(parts.path)
-    tls = parts.scheme == "ftps"
-    ftp: ftplib.FTP = ftplib.FTP_TLS(context=tls_context(limits)) if tls else ftplib.FTP()
+    path = unquote(urlsplit(url).path)
+    ftp = _client(url, limits)
     try:
-        try:
-            ftp.connect(host, port, timeout=socket_timeout(limits, deadline))
-        except (OSError, EOFError) as e:
-            raise Transient(f"cannot connect to {host}:{port}: {reason(e)}") from None
-        try:
-            if tls:
-                ftp.auth()
-            ftp.login(creds.username or "anonymous", creds.password or "anonymous@")
-            if tls:
-                ftp.prot_p()
-            ftp.voidcmd("TYPE I")
-        except ftplib.error_perm as e:
-            raise FetchError(f"{redact(url)}: login refused ({_reply(e)})") from None
-        except ssl.SSLError as e:
-            raise FetchError(f"{redact(url)}: TLS failed ({e.reason or e})") from None
+        _login(ftp, url, creds, limits, deadline)
         try:
             size = ftp.size(path)
         except ftplib.error_perm as e:
@@ -78,6 +61,80 @@ def ftp_fetch(url: str, dest: Path, creds: Credentials, limits: Limits, deadline
     finally:
         try:
             ftp.close()
+        except OSError:
+            pass
+
+
+def _client(url: str, limits: Limits) -> ftplib.FTP:
+    tls = urlsplit(url).scheme == "ftps"
+    return ftplib.FTP_TLS(context=tls_context(limits)) if tls else ftplib.FTP()
+
+
+def _login(ftp: ftplib.FTP, url: str, creds: Credentials, limits: Limits,
+           deadline: float) -> None:
+    """Connect, log in (TLS first for ftps), binary mode; Transient or FetchError as usual."""
+    parts = urlsplit(url)
+    host, port = parts.hostname, parts.port or 21
+    tls = isinstance(ftp, ftplib.FTP_TLS)
+    try:
+        ftp.connect(host, port, timeout=socket_timeout(limits, deadline))
+    except (OSError, EOFError) as e:
+        raise Transient(f"cannot connect to {host}:{port}: {reason(e)}") from None
+    try:
+        if tls:
+            ftp.auth()
+        ftp.login(creds.username or "anonymous", creds.password or "anonymous@")
+        if tls:
+            ftp.prot_p()
+        ftp.voidcmd("TYPE I")
+    except ftplib.error_perm as e:
+        raise FetchError(f"{redact(url)}: login refused ({_reply(e)})") from None
+    except ssl.SSLError as e:
+        raise FetchError(f"{redact(url)}: TLS failed ({e.reason or e})") from None
+
+
+class FtpSession:
+    """One logged-in FTP(S) connection for the cheap questions asked before a download: a
+    file's size and modification time, a directory's entries (molstream.fetch.glob)."""
+
+    def __init__(self, url: str, creds: Credentials, limits: Limits, deadline: float) -> None:
+        self.url = url
+        self.ftp = _client(url, limits)
+        try:
+            _login(self.ftp, url, creds, limits, deadline)
+        except BaseException:
+            self.close()
+            raise
+
+    def stat(self, path: str) -> tuple[str | None, int | None] | None:
+        """(MDTM, size) of a file, None when it is not one (a directory, or missing)."""
+        try:
+            size = self.ftp.size(path)
+        except ftplib.error_perm:
+            return None
+        return _mdtm(self.ftp, path), size
+
+    def entries(self, path: str) -> list[tuple[str, bool | None]]:
+        """The names in a directory, each with whether it is a directory (None: unknown)."""
+        try:
+            try:
+                return [(name, facts.get("type", "").lower() in ("dir", "cdir", "pdir")
+                         if "type" in facts else None)
+                        for name, facts in self.ftp.mlsd(path, facts=["type"])]
+            except ftplib.error_perm as e:
+                if not str(e).startswith(("500", "501", "502", "504")):
+                    return []  # no such directory (550): nothing matches there
+            try:  # a server without MLSD (RFC 3659)
+                names = self.ftp.nlst(path)
+            except ftplib.error_perm:
+                return []
+            return [(name.rstrip("/").rpartition("/")[2], None) for name in names]
+        finally:
+            self.ftp.voidcmd("TYPE I")  # listings switch to ASCII, where SIZE is refused
+
+    def close(self) -> None:
+        try:
+            self.ftp.close()
         except OSError:
             pass
 

@@ -88,6 +88,38 @@ def http_fetch(url: str, dest: Path, creds: Credentials, limits: Limits, deadlin
         client.close()
 
 
+def http_probe(url: str, creds: Credentials, limits: Limits,
+               deadline: float) -> dict[str, str | None] | None:
+    """What a HEAD request says of the resource (ETag, Last-Modified, Content-Length), after
+    the redirects a GET would follow, each hop checked the same way; None when the server
+    does not answer a HEAD with 200 (the download then says why, or finds out itself)."""
+    origin = _origin(without_userinfo(url))
+    timeout = socket_timeout(limits, deadline)
+    client = httpx.Client(
+        verify=tls_context(limits), trust_env=True, follow_redirects=False,
+        timeout=httpx.Timeout(timeout, connect=min(timeout, 30.0)),
+        headers={"User-Agent": "molstream", "Accept-Encoding": "identity"})
+    current = without_userinfo(url)
+    try:
+        for _ in range(MAX_REDIRECTS + 1):
+            auth = (creds.username, creds.password or "") if (
+                creds.username and _origin(current) == origin) else None
+            response = client.head(current, auth=auth)
+            if response.status_code in _REDIRECTS:
+                current = _next_hop(url, current, response, limits)
+                continue
+            if response.status_code != 200:
+                return None
+            return {"etag": response.headers.get("ETag"),
+                    "last_modified": response.headers.get("Last-Modified"),
+                    "size": response.headers.get("Content-Length")}
+        return None
+    except (httpx.HTTPError, ValueError):
+        return None  # the download retries, or fails with the reason
+    finally:
+        client.close()
+
+
 def _next_hop(url: str, current: str, response: httpx.Response, limits: Limits) -> str:
     location = response.headers.get("Location")
     if not location:
