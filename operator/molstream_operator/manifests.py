@@ -18,13 +18,15 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 import re
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import kopf
 
 from .config import OperatorConfig
-from .models import IngestRequestRef, IngestRequestSpec
+from .models import IngestRequestRef, IngestRequestSpec, Mode
 
 __all__ = [
     "ANNOTATION_INGEST_ID",
@@ -38,8 +40,10 @@ __all__ = [
     "build_job",
     "cronjob_name",
     "ingest_id",
+    "is_forced",
     "job_name",
     "label_value",
+    "loaded_sources",
     "parse_ingest_id",
     "run_ingest_id",
 ]
@@ -61,12 +65,22 @@ ENV_USERNAME = "MOLSTREAM_SOURCE_USERNAME"
 ENV_PASSWORD = "MOLSTREAM_SOURCE_PASSWORD"
 ENV_METRICS_PORT = "MOLSTREAM_METRICS_PORT"
 ENV_METRICS_LINGER = "MOLSTREAM_METRICS_LINGER_S"
+#: The files the IngestRequest loaded before (status.loadedSources, JSON): the fetcher ends a
+#: run whose source is one of them as Unchanged. MOLSTREAM_FORCE: a forced rerun's Job.
+ENV_LOADED = "MOLSTREAM_SOURCE_LOADED"
+ENV_FORCE = "MOLSTREAM_FORCE"
+#: A rerun whose annotation value starts with this ingests even an unchanged source:
+#: ``kubectl annotate ir NAME molstream.io/rerun=force-$(date +%s) --overwrite``.
+FORCE_PREFIX = "force"
+_LOADED_KEYS = ("url", "etag", "lastModified", "size", "sha256", "release")
 _RESERVED_ENV = frozenset(
     {
         ENV_INGEST_ID,
         ENV_JOB_NAME,
         ENV_USERNAME,
         ENV_PASSWORD,
+        ENV_LOADED,
+        ENV_FORCE,
         "MOLSTREAM_KAFKA_BOOTSTRAP",
         "MOLSTREAM_ALLOWED_HOSTS",
         "MOLSTREAM_TOPIC_PREFIX",
@@ -163,6 +177,8 @@ def _env(
     config: OperatorConfig,
     *,
     ingest: str | None,
+    loaded: Sequence[Mapping[str, Any]] = (),
+    force: bool = False,
 ) -> list[dict[str, Any]]:
     env: list[dict[str, Any]] = []
     if ingest is None:  # CronJob run: the ingest id follows the Job's name
@@ -203,6 +219,10 @@ def _env(
                     },
                 }
             )
+    if loaded_json := loaded_sources(loaded):
+        env.append({"name": ENV_LOADED, "value": _escape(loaded_json)})
+    if force:
+        env.append({"name": ENV_FORCE, "value": "true"})
     reserved = _RESERVED_ENV
     if config.fetcher_metrics_port is not None:
         reserved |= _METRICS_ENV
@@ -212,9 +232,24 @@ def _env(
     return env
 
 
-def _format_args(spec: IngestRequestSpec) -> list[str]:
-    """spec.format and spec.columns as the fetcher's options, each ``--name=value`` so that a
-    value starting with a dash stays a value."""
+def loaded_sources(loaded: Sequence[Mapping[str, Any]] | None) -> str:
+    """status.loadedSources as the fetcher reads it (MOLSTREAM_SOURCE_LOADED); "" for none."""
+    items = [
+        {key: item[key] for key in _LOADED_KEYS if item.get(key) is not None}
+        for item in loaded or ()
+        if isinstance(item, Mapping) and isinstance(item.get("url"), str)
+    ]
+    return json.dumps(items, separators=(",", ":"), sort_keys=True) if items else ""
+
+
+def is_forced(rerun_token: object) -> bool:
+    """Whether the molstream.io/rerun value acted on asks for a forced run."""
+    return isinstance(rerun_token, str) and rerun_token.strip().lower().startswith(FORCE_PREFIX)
+
+
+def _format_args(ref: IngestRequestRef, spec: IngestRequestSpec) -> list[str]:
+    """spec.format, spec.columns, spec.release and a mirror's key as the fetcher's options,
+    each ``--name=value`` so that a value starting with a dash stays a value."""
     args = []
     if spec.delimiter is not None:
         args.append(f"--delimiter={spec.delimiter}")
@@ -222,6 +257,10 @@ def _format_args(spec: IngestRequestSpec) -> list[str]:
     if spec.member is not None:
         args.append(f"--member={_escape(spec.member)}")
     args += [f"--column={_escape(source)}={column}" for source, column in spec.columns]
+    if spec.release is not None:
+        args.append(f"--release={spec.release}")
+    if spec.mode is Mode.MIRROR:  # an IngestRequest mirrors one source, whatever its URL
+        args.append(f"--mirror-key={ref.namespace}/{ref.name}")
     return args
 
 
@@ -232,6 +271,8 @@ def _pod_template(
     *,
     ingest: str | None,
     labels: dict[str, str],
+    loaded: Sequence[Mapping[str, Any]] = (),
+    force: bool = False,
 ) -> dict[str, Any]:
     template = config.fetcher
     args = [
@@ -244,7 +285,7 @@ def _pod_template(
         str(spec.batch_size),
         "--mode",
         spec.mode.cli,
-        *_format_args(spec),
+        *_format_args(ref, spec),
     ]
     container: dict[str, Any] = {
         "name": "fetcher",
@@ -252,7 +293,7 @@ def _pod_template(
         "imagePullPolicy": template.imagePullPolicy,
         "command": ["molstream"],
         "args": args,
-        "env": _env(ref, spec, config, ingest=ingest),
+        "env": _env(ref, spec, config, ingest=ingest, loaded=loaded, force=force),
         "resources": copy.deepcopy(template.resources),
     }
     if config.fetcher_metrics_port is not None:
@@ -284,9 +325,12 @@ def build_job(
     *,
     run: int,
     ingest: str | None = None,
+    loaded: Sequence[Mapping[str, Any]] = (),
+    force: bool = False,
 ) -> dict[str, Any]:
     """The batch/v1 Job of counter run ``run``, owned by the IngestRequest; ``ingest`` is the
-    run's ingest id as the status recorded it (default: ``run_ingest_id``)."""
+    run's ingest id as the status recorded it (default: ``run_ingest_id``); ``loaded`` the
+    files loaded before (status.loadedSources), ``force`` to ingest even an unchanged one."""
     ingest = ingest or run_ingest_id(ref, run)
     labels = {**_labels(ref), LABEL_RUN: str(run)}
     job: dict[str, Any] = {
@@ -302,7 +346,9 @@ def build_job(
             "backoffLimit": spec.backoff_limit,
             "activeDeadlineSeconds": spec.active_deadline_seconds,
             "suspend": spec.suspend,
-            "template": _pod_template(ref, spec, config, ingest=ingest, labels=labels),
+            "template": _pod_template(
+                ref, spec, config, ingest=ingest, labels=labels, loaded=loaded, force=force
+            ),
         },
     }
     kopf.adopt(job, owner=kopf.Body(ref.owner_body()))
@@ -313,8 +359,11 @@ def build_cronjob(
     ref: IngestRequestRef,
     spec: IngestRequestSpec,
     config: OperatorConfig,
+    *,
+    loaded: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
-    """The batch/v1 CronJob for ``spec.schedule``, owned by the IngestRequest."""
+    """The batch/v1 CronJob for ``spec.schedule``, owned by the IngestRequest; its runs are
+    given ``loaded`` (status.loadedSources: the operator updates it after each success)."""
     if not spec.schedule:
         raise ValueError("build_cronjob needs spec.schedule")
     labels = {**_labels(ref), LABEL_SCHEDULED: "true"}
@@ -339,7 +388,9 @@ def build_cronjob(
                 "spec": {
                     "backoffLimit": spec.backoff_limit,
                     "activeDeadlineSeconds": spec.active_deadline_seconds,
-                    "template": _pod_template(ref, spec, config, ingest=None, labels=labels),
+                    "template": _pod_template(
+                        ref, spec, config, ingest=None, labels=labels, loaded=loaded
+                    ),
                 },
             },
         },

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import re
 from collections.abc import Collection, Mapping
 from typing import Any
 
@@ -38,14 +39,18 @@ CONTRACT_COLUMNS = (
 )
 
 
+RELEASE = re.compile(r"[A-Za-z0-9._-]{1,100}")
+
+
 class Mode(enum.StrEnum):
     UPSERT = "upsert"
     INSERT_ONLY = "insertOnly"
+    MIRROR = "mirror"
 
     @property
     def cli(self) -> str:
-        """The fetcher's spelling: ``--mode upsert|insert-only``."""
-        return "insert-only" if self is Mode.INSERT_ONLY else "upsert"
+        """The fetcher's spelling: ``--mode upsert|insert-only|mirror``."""
+        return "insert-only" if self is Mode.INSERT_ONLY else self.value
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -105,6 +110,7 @@ class IngestRequestSpec:
     null_tokens: tuple[str, ...] = ()
     member: str | None = None
     columns: tuple[tuple[str, str], ...] = ()
+    release: str | None = None  # spec.release, e.g. chembl_35: provenance
 
     @classmethod
     def parse(
@@ -132,7 +138,7 @@ class IngestRequestSpec:
         try:
             mode = Mode(raw_mode)
         except ValueError:
-            raise InvalidSpecError("spec.mode", "must be upsert or insertOnly") from None
+            raise InvalidSpecError("spec.mode", "must be upsert, insertOnly or mirror") from None
 
         suspend = spec.get("suspend", False)
         if not isinstance(suspend, bool):
@@ -152,7 +158,17 @@ class IngestRequestSpec:
             null_tokens=null_tokens,
             member=member,
             columns=_columns(spec.get("columns")),
+            release=_release(spec.get("release")),
         )
+
+
+def _release(raw: Any) -> str | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, str) or not RELEASE.fullmatch(raw):
+        raise InvalidSpecError("spec.release", "must be 1 to 100 letters, digits, '.', '_' or "
+                               "'-' (e.g. chembl_35)")
+    return raw
 
 
 def _format(raw: Any) -> tuple[str | None, tuple[str, ...], str | None]:

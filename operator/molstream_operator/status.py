@@ -47,6 +47,9 @@ __all__ = [
     "set_ready",
 ]
 
+# A mirror run's figures (molstream.mirror), as status.mirror shows them.
+MIRROR_FIGURES = ("added", "changed", "retired", "restored")
+
 #: Events stamped this long before the run's startTime still count (clock skew between nodes).
 SKEW_SECONDS = 5.0
 _MESSAGE_MAX = 1000
@@ -86,9 +89,22 @@ _RUN_FIELDS = (
     "progress",
     "report",
     "reportPath",
+    "mirror",
     "completionTime",
     "message",
+    "runSource",
 )
+#: How many loaded files status.loadedSources remembers (the most recent last).
+LOADED_MAX = 20
+#: A source's identity: the fetcher's event fields -> the status's.
+_IDENTITY_FIELDS = {
+    "source": "url",
+    "etag": "etag",
+    "last_modified": "lastModified",
+    "size": "size",
+    "sha256": "sha256",
+    "release": "release",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,6 +173,7 @@ def _conditions(
     ready: tuple[bool, str, str] | None,
     generation: int,
     now: str,
+    complete_reason: str | None = None,
 ) -> list[dict[str, Any]]:
     def cond(kind: str, value: bool, reason: str, text: str) -> dict[str, Any]:
         old = _condition(status, kind)
@@ -187,7 +204,7 @@ def _conditions(
         cond(
             "Complete",
             phase is Phase.SUCCEEDED,
-            phase.value,
+            (complete_reason or phase.value) if phase is Phase.SUCCEEDED else phase.value,
             message if phase is Phase.SUCCEEDED else "",
         ),
         cond(
@@ -208,6 +225,7 @@ def _with_phase(
     failure_reason: str | None = None,
     ready: tuple[bool, str, str] | None = None,
     generation: int | None = None,
+    complete_reason: str | None = None,
 ) -> dict[str, Any]:
     new = dict(status)
     message = _clip(message)
@@ -217,6 +235,9 @@ def _with_phase(
         new["observedGeneration"] = generation
     if failure_reason is None and phase is Phase.FAILED:
         failure_reason = _condition(status, "Failed").get("reason") or "Failed"
+    if complete_reason is None and phase is Phase.SUCCEEDED:
+        old = _condition(status, "Complete")  # Succeeded or Unchanged, as the run ended
+        complete_reason = old.get("reason") if old.get("status") == "True" else None
     new["conditions"] = _conditions(
         status,
         phase=phase,
@@ -225,6 +246,7 @@ def _with_phase(
         ready=ready,
         generation=int(new.get("observedGeneration") or 0),
         now=now,
+        complete_reason=complete_reason,
     )
     return new
 
@@ -446,6 +468,32 @@ def _set_counts(new: dict[str, Any], event: IngestEvent, **fields: str) -> None:
             new[status_key] = value
 
 
+def _identity(event: IngestEvent) -> dict[str, Any]:
+    """A source's identity from an ``identified`` or ``unchanged`` event, as status shows it."""
+    found: dict[str, Any] = {}
+    for field, key in _IDENTITY_FIELDS.items():
+        value = event.int_field(field) if field == "size" else event.str_field(field)
+        if value is not None and value != "":
+            found[key] = redact(value) if key == "url" else value
+    return found if "url" in found else {}
+
+
+def _loaded(new: dict[str, Any]) -> None:
+    """The run completed: the file it identified becomes status.source, and joins
+    status.loadedSources (one entry per URL, the most recent last, at most LOADED_MAX)."""
+    identity = new.get("runSource")
+    if not isinstance(identity, Mapping) or not identity.get("url"):
+        return
+    source = {**identity, "ingestId": new.get("ingestId")}
+    new["source"] = {k: v for k, v in source.items() if v is not None}
+    history = [
+        dict(item)
+        for item in new.get("loadedSources") or []
+        if isinstance(item, Mapping) and item.get("url") != identity["url"]
+    ]
+    new["loadedSources"] = (history + [dict(identity)])[-LOADED_MAX:]
+
+
 def apply_event(status: Mapping[str, Any], event: IngestEvent, *, now: str) -> Change | None:
     """Apply one fetcher or worker event of the current run (others return None)."""
     if status.get("ingestId") != event.ingest_id:
@@ -515,7 +563,28 @@ def apply_event(status: Mapping[str, Any], event: IngestEvent, *, now: str) -> C
             new = _with_phase(
                 new, Phase.INGESTING, message="the worker is applying batches", now=now
             )
+    elif kind == "identified":
+        identity = _identity(event)
+        if not identity:
+            return None
+        new["runSource"] = identity  # recorded as loaded once the run completes
+    elif kind == "unchanged":
+        identity = _identity(event)
+        matched = event.str_field("matched") or "the source's identity"
+        where = identity.get("url", "the source")
+        new["completionTime"] = format_time(event.ts)
+        new["progress"] = "unchanged: nothing to ingest"
+        new = _with_phase(
+            new,
+            Phase.SUCCEEDED,
+            message=f"{where} is unchanged since it was last loaded ({matched}); "
+            "nothing was published",
+            now=now,
+            complete_reason="Unchanged",
+        )
+        return _change(status, new, kind="Unchanged")
     elif kind == "completed":
+        _loaded(new)
         _set_counts(
             new,
             event,
@@ -536,6 +605,10 @@ def apply_event(status: Mapping[str, Any], event: IngestEvent, *, now: str) -> C
         report_path = event.str_field("report_path")
         if report_path:
             new["reportPath"] = report_path
+        mirrored = event.data.get("mirror")
+        if isinstance(mirrored, Mapping):  # a mirror run: what its release changed
+            new["mirror"] = {k: int(mirrored[k]) for k in MIRROR_FIGURES
+                             if isinstance(mirrored.get(k), int)}
         new["completionTime"] = format_time(event.ts)
         written, rejected = new.get("rowsWritten", 0), new.get("rowsRejected", 0)
         new["progress"] = f"done: rows written {written}, rejected {rejected}"

@@ -22,6 +22,8 @@ class Transaction:
     # within one transaction: nobody else can change those rows before it commits.
     written: dict[str, dict[int, tuple]] = field(
         default_factory=lambda: {"molecule": {}, "target": {}})
+    # The number (db.IngestRun.number) of each ingest whose batches it applies: provenance.
+    runs: dict[str, int] = field(default_factory=dict)
     # Dimension ids this transaction has read back from their tables (molstream.dimensions):
     # no need to check them again before it ends.
     verified: dict[str, dict] = field(default_factory=dict)
@@ -31,7 +33,7 @@ class Transaction:
         """Rows of `table` already written by this transaction. Only upserts write what they
         send: an insert-only batch kept existing rows, so it remembers nothing (a later upsert
         of the same tuple in the transaction must still be sent)."""
-        return self.written[table] if mode is Mode.UPSERT else {}
+        return self.written[table] if mode.upserts else {}
 
     @property
     def stamps(self) -> tuple[str, ...]:
@@ -50,6 +52,8 @@ class Applied:
     rows: int
     written: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TABLES, 0))
     inactive: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KEYED, 0))
+    inserted: int = 0  # activities inserted (counted in mirror mode)
+    restored: int = 0  # activities a mirror had retired, active again (mirror mode)
     new_ids: dict[str, dict] = field(default_factory=dict)
     rejected: list[Rejection] = field(default_factory=list)
 
@@ -59,6 +63,8 @@ class Applied:
 
     def add(self, part: Applied) -> None:
         self.add_counts(part.written, part.inactive)
+        self.inserted += part.inserted
+        self.restored += part.restored
         for dimension, ids in part.new_ids.items():
             self.new_ids.setdefault(dimension, {}).update(ids)
 

@@ -35,12 +35,12 @@ from contextlib import contextmanager
 
 import numpy as np
 import pyarrow as pa
-from sqlalchemy import Engine, Table, delete, false, func, select, update
+from sqlalchemy import Engine, Table, delete, false, func, null, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
-from . import metrics, pgmerge
+from . import metrics, mirror, pgmerge
 from .applied import KEYED, Applied, Outcome, Refused, Transaction
 from .cache import IdCache
 from .config import Mode
@@ -194,7 +194,9 @@ class Applier:
             self._ensure_run(conn, end.ingest_id, end.mode, end.fetch_started_at)
             conn.execute(update(_RUN).where(_RUN.c.id == end.ingest_id).values(
                 source=end.source, batches_expected=end.batches, rows_total=end.rows_total,
-                rows_published=end.rows_published, rows_rejected=end.rows_rejected))
+                rows_published=end.rows_published, rows_rejected=end.rows_rejected,
+                release=end.release, source_identity=end.source_identity,
+                mirror_key=(end.mirror_key or end.source) if end.mode is Mode.MIRROR else None))
 
     # -- one transaction ------------------------------------------------------------------
 
@@ -283,9 +285,11 @@ class Applier:
             # The format is the columns' default (db.py), so stamps compare as text.
             tx.stamp = conn.exec_driver_sql(
                 "SELECT strftime('%Y-%m-%d %H:%M:%f', 'now')").scalar_one()
-        if conn.execute(select(_RUN.c.status).where(
-                _RUN.c.id == batch.ingest_id)).scalar_one() == "failed":
+        run = conn.execute(select(_RUN.c.status, _RUN.c.number).where(
+            _RUN.c.id == batch.ingest_id)).one()
+        if run.status == "failed":
             return False
+        tx.runs[batch.ingest_id] = run.number
         done = conn.execute(select(_APPLIED.c.seq).where(
             _APPLIED.c.ingest_id == batch.ingest_id, _APPLIED.c.seq == batch.seq)).first()
         return done is None
@@ -299,9 +303,14 @@ class Applier:
             ).returning(_PART.c.written, _PART.c.inactive)).first()
             if part is not None:
                 result.add_counts(part.written, part.inactive)
+        mirrored = {}
+        if batch.mode is Mode.MIRROR:  # which activities the file holds (molstream.mirror)
+            mirrored = {"ids": mirror.batch_ids(int64s(batch.rows.column("activity_id"))),
+                        "inserted": result.inserted, "restored": result.restored}
         recorded = conn.execute(self._insert(_APPLIED).values(
             ingest_id=batch.ingest_id, seq=batch.seq, rows=result.rows,
             written=result.written, inactive=result.inactive, rejected=len(result.rejected),
+            **mirrored,
         ).on_conflict_do_nothing(index_elements=["ingest_id", "seq"])
             .returning(_APPLIED.c.seq)).first()
         if recorded is None:  # another worker applied it meanwhile (a redelivery raced us)
@@ -362,7 +371,8 @@ class Applier:
                 part = parts.pop()
                 savepoint = conn.begin_nested()
                 try:
-                    done = self._apply_rows(conn, batch, part, Transaction(stamp=tx.stamp),
+                    done = self._apply_rows(conn, batch, part,
+                                            Transaction(stamp=tx.stamp, runs=tx.runs),
                                             parents=parents)
                 except DBAPIError as e:
                     savepoint.rollback()
@@ -388,6 +398,9 @@ class Applier:
 
     def _ensure_run(self, conn: Connection, ingest_id: str, mode: Mode, t0: float) -> None:
         stmt = self._insert(_RUN).values(id=ingest_id, mode=mode.value, fetch_started_at=t0)
+        if self._sqlite:  # (PostgreSQL numbers its runs itself: an identity column)
+            stmt = stmt.values(number=select(func.coalesce(func.max(_RUN.c.number), 0) + 1)
+                               .scalar_subquery())
         conn.execute(stmt.on_conflict_do_nothing(index_elements=["id"]))
 
     def _apply_rows(self, conn: Connection, batch: RowBatch, rows: pa.Table,
@@ -420,6 +433,9 @@ class Applier:
         columns, values = table_values(_ACTIVITY_SOURCES, rows, ids,
                                        key_order(rows.column("activity_id")))
         keys = int64s(values[0])
+        # provenance: the run that writes them (its number, db.IngestRun.number)
+        columns += ("written_by",)
+        values.append(arrow(np.full(len(keys), tx.runs[batch.ingest_id], dtype=np.int64)))
         # None of these activities exists (the usual case: new rows, ids in order)? Then a
         # plain INSERT on SQLite, which runs without the statement journal an upsert needs
         # (~35% faster; nobody can add one before the commit: the write lock is ours), and a
@@ -434,44 +450,64 @@ class Applier:
         """Write the rows of `table` whose `columns` hold `values` (Arrow arrays, rows in key
         order; `new`: none is in the table, and no key is there twice), counting in `result`
         the rows written (inserted or changed): active ones, and apart the soft-deleted ones,
-        which stay so."""
+        which stay so, unless a mirror retired them and this is a mirror: those are active
+        again (`restored`)."""
         if len(values[0]) == 0:
             return
-        inactive = None if new else _inactive(conn, table, int64s(values[0]))
-        if inactive is not None:  # written apart, and counted apart
+        held = {} if new else _soft_deleted(conn, table, int64s(values[0]))
+        if held and mode is Mode.MIRROR and table is _ACTIVITY:
+            back = [i for i, by in held.items() if by is not None]
+            if back:
+                result.restored += mirror.restore_retired(conn, back)
+                held = {i: by for i, by in held.items() if by is None}
+        if held:  # written apart, and counted apart
+            inactive = np.isin(int64s(values[0]), np.fromiter(held, dtype=np.int64))
             result.inactive[table.name] += self._write_rows(
                 conn, table, mode, columns,
-                [v.take(arrow(np.flatnonzero(inactive))) for v in values], tx)
+                [v.take(arrow(np.flatnonzero(inactive))) for v in values], tx)[0]
             values = [v.take(arrow(np.flatnonzero(~inactive))) for v in values]
-        result.written[table.name] += self._write_rows(
-            conn, table, mode, columns, values, tx, new=new)
+        written, inserted = self._write_rows(conn, table, mode, columns, values, tx, new=new)
+        result.written[table.name] += written
+        if table is _ACTIVITY and inserted is not None:
+            result.inserted += inserted
 
     def _write_rows(self, conn: Connection, table: Table, mode: Mode, columns: tuple[str, ...],
-                    values: list, tx: Transaction, *, new: bool = False) -> int:
+                    values: list, tx: Transaction, *, new: bool = False
+                    ) -> tuple[int, int | None]:
+        """Rows written (inserted or changed), and of them those inserted (None: not
+        counted; counted in mirror mode, and when all are new)."""
         if len(values[0]) == 0:
-            return 0
+            return 0, 0
         if not self._sqlite:  # COPY (and a merge), straight from Arrow
             return pgmerge.merge(conn, table, mode, columns, values, new=new)
         rows = tuples(*values, ends=tx.stamps)
         if table.name in tx.written:  # molecules and targets this transaction wrote
             rows = not_written(rows, tx.remembered(table.name, mode))
-        return self._inserts.execute_many(conn, table, "new-rows" if new else mode, columns, rows,
-                                          stamped=tx.stamp is not None)
+        stamped = tx.stamp is not None
+        if new:
+            n = self._inserts.execute_many(conn, table, "new-rows", columns, rows, stamped=stamped)
+            return n, n
+        inserted = None
+        if mode is Mode.MIRROR:  # the new ones first, counted; then the others' changes
+            inserted = self._inserts.execute_many(conn, table, "insert-new", columns, rows,
+                                                  stamped=stamped)
+        written = self._inserts.execute_many(conn, table, mode, columns, rows, stamped=stamped)
+        return written + (inserted or 0), inserted
 
 
-def _inactive(conn: Connection, table: Table, keys: np.ndarray) -> np.ndarray | None:
-    """Which of `keys` (in order) name soft-deleted rows of `table`; None when none does (the
-    usual case). One range scan of the table's partial index of inactive rows (db.py): a few
-    rows, or none."""
+def _soft_deleted(conn: Connection, table: Table, keys: np.ndarray) -> dict[int, int | None]:
+    """The soft-deleted rows of `table` among `keys` (in order), each with the mirror run
+    that retired it (None: a person did); empty, the usual case. One range scan of the table's
+    partial index of inactive rows (db.py): a few rows, or none."""
     if table.name not in KEYED:
-        return None
-    found = conn.execute(select(table.c.id).where(
-        table.c.active == false(), table.c.id.between(int(keys[0]), int(keys[-1])))).scalars()
-    held = np.fromiter(found, dtype=np.int64)
-    if len(held) == 0:
-        return None
-    mask = np.isin(keys, held)
-    return mask if mask.any() else None
+        return {}
+    by = table.c.retired_by if "retired_by" in table.c else null()
+    found = dict(conn.execute(select(table.c.id, by).where(
+        table.c.active == false(), table.c.id.between(int(keys[0]), int(keys[-1])))).all())
+    if not found:
+        return {}
+    wanted = set(np.intersect1d(keys, np.fromiter(found, dtype=np.int64)).tolist())
+    return {i: b for i, b in found.items() if i in wanted}
 
 
 @contextmanager

@@ -124,6 +124,11 @@ def main(verbose: bool) -> None:
               callback=lambda _c, _p, v: _checked(_column_map, v) if v else None,
               help="A header of the file read as a column of the contract (repeatable: "
                    "--column pref_name=molecule_name) [env MOLSTREAM_COLUMNS, comma-separated].")
+@click.option("--release", help="The release the file is (e.g. chembl_35), recorded with the "
+                                "ingest: provenance [env MOLSTREAM_RELEASE].")
+@click.option("--mirror-key", help="Mirror mode: the source this mirrors; the previous mirror "
+                                   "under the same key is what rows are retired against "
+                                   "(default: the URL) [env MOLSTREAM_MIRROR_KEY].")
 @click.option("--loaded", envvar="MOLSTREAM_SOURCE_LOADED", metavar="JSON",
               help="The files loaded before: a JSON list of {url, etag, lastModified, size, "
                    "sha256}, oldest first. A source they prove unchanged ends the run at once, "
@@ -139,8 +144,9 @@ def main(verbose: bool) -> None:
 def fetch(url: str, ingest_id: str | None, batch_size: int | None, mode: str | None,
           kafka_bootstrap: str | None, work_dir: Path | None, progress: bool | None,
           delimiter: str | None, null_tokens: tuple[str, ...], member: str | None,
-          columns: tuple[tuple[str, str], ...] | None, loaded: str | None, force: bool,
-          metrics_port: int | None, metrics_linger: float) -> None:
+          columns: tuple[tuple[str, str], ...] | None, release: str | None,
+          mirror_key: str | None, loaded: str | None, force: bool, metrics_port: int | None,
+          metrics_linger: float) -> None:
     """Download a CSV, validate its rows and publish them to Kafka."""
     from . import metrics
     from .fetch import credentials_from_env
@@ -149,7 +155,8 @@ def fetch(url: str, ingest_id: str | None, batch_size: int | None, mode: str | N
 
     settings = _settings(kafka_bootstrap=kafka_bootstrap, work_dir=work_dir,
                          delimiter=delimiter, null_tokens=null_tokens or None,
-                         zip_member=member, columns=columns)
+                         zip_member=member, columns=columns, release=release,
+                         mirror_key=mirror_key)
     ingest_id = ingest_id or f"ingest-{time.strftime('%Y%m%dT%H%M%S')}"
     show = sys.stderr.isatty() if progress is None else progress
     try:

@@ -36,7 +36,8 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine, and_, delete, func, or_, select, update
 
-from . import report
+from . import mirror, report
+from .config import Mode
 from .db import AppliedBatch, AppliedPart, IngestRun, epoch_now, utcnow
 
 _RUN = IngestRun.__table__
@@ -81,7 +82,8 @@ class Completion:
         """Complete the ingest if it is whole; return what this worker must announce, if it
         won the claim to (then call `announced` once the event is acknowledged)."""
         with self.engine.connect() as conn:  # a read first: nothing to do, most of the time
-            run = conn.execute(select(_RUN.c.status, _RUN.c.batches_expected, _RUN.c.announced)
+            run = conn.execute(select(_RUN.c.status, _RUN.c.batches_expected, _RUN.c.announced,
+                                      _RUN.c.mode)
                                .where(_RUN.c.id == ingest_id)).first()
         if run is None or run.announced or (run.status == "running"
                                             and run.batches_expected is None):
@@ -92,7 +94,10 @@ class Completion:
                 applied = conn.execute(select(func.count()).select_from(_APPLIED).where(
                     _APPLIED.c.ingest_id == ingest_id)).scalar_one()
                 if applied >= run.batches_expected:
-                    rep = report.build(conn, ingest_id)
+                    # a mirror retires what its release dropped in this same transaction
+                    mirrored = (mirror.complete(conn, ingest_id)
+                                if run.mode == Mode.MIRROR.value else None)
+                    rep = report.build(conn, ingest_id, mirror=mirrored)
                     conn.execute(update(_RUN).where(
                         _RUN.c.id == ingest_id, _RUN.c.status == "running").values(
                         status="completed", finished_on=utcnow(), report=rep,

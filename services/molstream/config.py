@@ -21,6 +21,9 @@ class Mode(StrEnum):
 
     UPSERT = "upsert"
     INSERT_ONLY = "insert-only"
+    # An upsert that then retires the activities the previous mirror of the same source held and
+    # this file lacks, and brings back those it retired that come back (molstream.mirror).
+    MIRROR = "mirror"
 
     @classmethod
     def parse(cls, value: str) -> Mode:
@@ -30,7 +33,13 @@ class Mode(StrEnum):
         try:
             return cls(normalized)
         except ValueError:
-            raise ValueError(f"mode must be 'upsert' or 'insert-only', not {value!r}") from None
+            raise ValueError(f"mode must be 'upsert', 'insert-only' or 'mirror', not {value!r}"
+                             ) from None
+
+    @property
+    def upserts(self) -> bool:
+        """Existing rows are updated where a value differs (upsert and mirror)."""
+        return self is not Mode.INSERT_ONLY
 
 
 def _env(name: str, default: str) -> str:
@@ -77,6 +86,10 @@ class Settings:
     reports_dir: Path = Path("reports")
     work_dir: Path = Path(".molstream-work")
     mode: Mode = Mode.UPSERT
+    # Provenance: the release a file is (e.g. chembl_35), recorded with its ingest; and, in
+    # mirror mode, the source it mirrors (empty: the URL; the operator gives the IngestRequest).
+    release: str = ""
+    mirror_key: str = ""
     batch_size: int = 10_000
     # Limits that protect the fetcher from hostile or broken sources.
     max_download_bytes: int = 20 * 1024**3
@@ -92,6 +105,11 @@ class Settings:
     columns: tuple[tuple[str, str], ...] = ()
     retries: int = 5
     source_ca_file: Path | None = None
+    # sftp:// sources: known_hosts lines the server's host key must match
+    # (MOLSTREAM_SOURCE_KNOWN_HOSTS, and the file MOLSTREAM_SOURCE_KNOWN_HOSTS_FILE names), and
+    # the operator's administrator's (MOLSTREAM_KNOWN_HOSTS), which win for the hosts they name.
+    source_known_hosts: str = ""
+    known_hosts: str = ""
     # Hosts the fetcher may download from, redirects included (the operator's own list,
     # handed to its Jobs); empty: any.
     allowed_hosts: tuple[str, ...] = ()
@@ -121,6 +139,8 @@ class Settings:
             reports_dir=Path(_env("REPORTS_DIR", str(cls.reports_dir))),
             work_dir=Path(_env("WORK_DIR", str(cls.work_dir))),
             mode=Mode.parse(_env("MODE", cls.mode.value)),
+            release=_env("RELEASE", cls.release),
+            mirror_key=_env("MIRROR_KEY", cls.mirror_key),
             batch_size=_env_int("BATCH_SIZE", cls.batch_size),
             max_download_bytes=_env_int("MAX_DOWNLOAD_BYTES", cls.max_download_bytes),
             max_decompressed_bytes=_env_int("MAX_DECOMPRESSED_BYTES", cls.max_decompressed_bytes),
@@ -132,6 +152,8 @@ class Settings:
             columns=parse_column_pairs(_env_list("COLUMNS")),
             retries=_env_int("RETRIES", cls.retries),
             source_ca_file=Path(_env("SOURCE_CA_FILE", "")) if _env("SOURCE_CA_FILE", "") else None,
+            source_known_hosts=_known_hosts(),
+            known_hosts=_env("KNOWN_HOSTS", ""),
             scratch_limit=_env("SCRATCH_LIMIT", cls.scratch_limit),
             rows_partitions=_env_int("ROWS_PARTITIONS", cls.rows_partitions),
             allowed_hosts=parse_hosts(_env("ALLOWED_HOSTS", "")),
@@ -140,6 +162,19 @@ class Settings:
             worker_group=_env("WORKER_GROUP", cls.worker_group),
             worker_instance_id=_env("WORKER_INSTANCE_ID", cls.worker_instance_id),
         )
+
+
+def _known_hosts() -> str:
+    """MOLSTREAM_SOURCE_KNOWN_HOSTS and the lines of MOLSTREAM_SOURCE_KNOWN_HOSTS_FILE."""
+    text = _env("SOURCE_KNOWN_HOSTS", "")
+    path = _env("SOURCE_KNOWN_HOSTS_FILE", "")
+    if path:
+        try:
+            text += "\n" + Path(path).read_text()
+        except OSError as e:
+            raise ValueError(f"MOLSTREAM_SOURCE_KNOWN_HOSTS_FILE: cannot read {path}: "
+                             f"{e.strerror or e}") from None
+    return text.strip()
 
 
 def parse_delimiter(value: str) -> str:

@@ -25,8 +25,10 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     Select,
+    Sequence,
     String,
     Table,
     Text,
@@ -162,6 +164,12 @@ class Activity(_Audited, Base):
     unit_id: Mapped[int | None] = mapped_column(ForeignKey("unit.id"))
     relation_id: Mapped[int | None] = mapped_column(ForeignKey("relation.id"))
     value: Mapped[float | None] = mapped_column(Float)
+    # Provenance: the ingest (ingest_run.number) that last inserted or changed the row. Not a
+    # foreign key: nothing to check per row, and a run's record may be pruned.
+    written_by: Mapped[int | None] = mapped_column(Integer)
+    # The mirror run (ingest_run.number) that soft-deleted the row because its release lacked
+    # it; NULL for a row a person soft-deleted (molstream.mirror).
+    retired_by: Mapped[int | None] = mapped_column(Integer)
 
 
 # The rows a person soft-deleted, a few or none: found at once when a file brings them again
@@ -183,8 +191,18 @@ class IngestRun(Base):
 
     __tablename__ = "ingest_run"
     id: Mapped[str] = mapped_column(String(300), primary_key=True)
-    source: Mapped[str | None] = mapped_column(Text)
+    # A small number for the run, which each activity carries (activity.written_by): from a
+    # sequence on PostgreSQL, from the one writer (max + 1) on SQLite (which has none).
+    number: Mapped[int | None] = mapped_column(Integer, Sequence("ingest_run_number_seq"),
+                                               unique=True)
+    source: Mapped[str | None] = mapped_column(Text)  # the URL, redacted
+    release: Mapped[str | None] = mapped_column(String(200))  # e.g. chembl_35 (spec.release)
+    source_identity: Mapped[dict | None] = mapped_column(JSON)  # ETag, MDTM, size, sha256
     mode: Mapped[str] = mapped_column(String(20))
+    # mirror mode: the source it mirrors, and the activity ids its file held (a serialized
+    # roaring bitmap), set when it completes
+    mirror_key: Mapped[str | None] = mapped_column(Text)
+    mirror_ids: Mapped[bytes | None] = mapped_column(LargeBinary)
     status: Mapped[str] = mapped_column(String(20), server_default="running")
     started_on: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=utcnow())
     fetch_started_at: Mapped[float | None] = mapped_column(Float)  # unix time, from the fetcher
@@ -216,6 +234,12 @@ class AppliedBatch(Base):
     # rows of the batch that are soft-deleted in the database and stay so, per table
     inactive: Mapped[dict | None] = mapped_column(JSON)
     rejected: Mapped[int] = mapped_column(Integer, server_default="0")  # refused by the database
+    # mirror mode: activities of the batch a mirror had retired, active again; activities it
+    # inserted (the rest of those written were changed); its activity ids (a roaring bitmap,
+    # until the ingest completes)
+    restored: Mapped[int | None] = mapped_column(Integer)
+    inserted: Mapped[int | None] = mapped_column(Integer)
+    ids: Mapped[bytes | None] = mapped_column(LargeBinary)
     applied_on: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=utcnow())
 
 
@@ -410,6 +434,7 @@ def soft_delete(conn: Connection, table: Table, ids: list[int]) -> int:
 
 def restore(conn: Connection, table: Table, ids: list[int]) -> int:
     """Make the rows of `ids` that are soft-deleted active again; how many changed."""
+    values = {"retired_by": None} if "retired_by" in table.c else {}
     result = conn.execute(update(table).where(
-        table.c.id.in_(ids), table.c.active == false()).values(active=True))
+        table.c.id.in_(ids), table.c.active == false()).values(active=True, **values))
     return result.rowcount

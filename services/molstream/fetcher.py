@@ -191,6 +191,8 @@ def run(url: str, *, ingest_id: str, settings: Settings, credentials: Credential
         limits = Limits(max_bytes=settings.max_download_bytes,
                         timeout_s=settings.download_timeout_s, retries=settings.retries,
                         ca_file=settings.source_ca_file, allowed_hosts=settings.allowed_hosts,
+                        known_hosts=settings.source_known_hosts,
+                        pinned_known_hosts=settings.known_hosts,
                         room=lambda n: scratch.require(n + HEADROOM_BYTES, "the download and "
                                                        "its conversion"))
         known = () if force else tuple(loaded)
@@ -258,8 +260,10 @@ def run(url: str, *, ingest_id: str, settings: Settings, credentials: Credential
                                     rows_published=published, rows_rejected=rejected)
             if late := converter.take_rejections():  # not UTF-8, in the file's last rows
                 rejected += _rejected(publisher, ingest_id, late)
-            publisher.send_end(EndOfIngest(ingest_id, mode, redact(url), seq, rows_total,
-                                           published, rejected, started))
+            publisher.send_end(EndOfIngest(
+                ingest_id, mode, redact(url), seq, rows_total, published, rejected, started,
+                release=settings.release or None, mirror_key=settings.mirror_key or None,
+                source_identity=identity.to_dict()))
         seconds["publish"] = time.time() - t
         metrics.STAGE_SECONDS.labels("publish").set(seconds["publish"])
         publisher.event("published", ingest_id, rows_total=rows_total, rows_published=published,

@@ -16,6 +16,9 @@ from sqlalchemy.engine import Connection
 from .config import Mode
 
 STAMPS = ("created_on", "last_modified_on")
+# Written with a row's values, never compared: a row whose values are the same is not written
+# again just to say which ingest brought it last.
+PROVENANCE = ("written_by",)
 
 
 class Inserts:
@@ -28,7 +31,8 @@ class Inserts:
                      columns: tuple[str, ...], rows: list[tuple], *, stamped: bool) -> int:
         """Write `rows`, which hold the values of `columns` (then, when `stamped`, the two
         timestamps); the number of rows written. `mode`: a `Mode` (an upsert that changes only
-        what differs, or insert-only), "new-rows" (known not to exist: a plain INSERT) or
+        what differs, or insert-only), "new-rows" (known not to exist: a plain INSERT),
+        "insert-new" (those that do not exist: what a mirror counts as inserted) or
         "new-values" (dimension values, whose unique value is the key)."""
         if not rows:
             return 0
@@ -53,15 +57,17 @@ class Inserts:
                 stmt = stmt.on_conflict_do_nothing(index_elements=["value"])
             elif mode == "new-rows":  # known not to exist
                 pass
-            elif mode is Mode.INSERT_ONLY or not (
-                    updated := [c for c in columns if c not in ("id", *STAMPS)]):
+            elif mode is Mode.INSERT_ONLY or mode == "insert-new" or not (
+                    compared := [c for c in columns if c not in ("id", *STAMPS, *PROVENANCE)]):
                 # (or the file has none of the table's optional columns: nothing to update)
                 stmt = stmt.on_conflict_do_nothing(index_elements=["id"])
-            else:
+            else:  # provenance follows a change, and is no change by itself
+                updated = [c for c in columns if c not in ("id", *STAMPS)]
                 stmt = stmt.on_conflict_do_update(
                     index_elements=["id"],
                     set_={c: stmt.excluded[c] for c in updated},
-                    where=or_(*[table.c[c].is_distinct_from(stmt.excluded[c]) for c in updated]),
+                    where=or_(*[table.c[c].is_distinct_from(stmt.excluded[c])
+                                for c in compared]),
                 )
             compiled = stmt.compile(dialect=self.dialect, column_keys=list(columns))
             order = tuple(compiled.positiontup) if compiled.positional else None

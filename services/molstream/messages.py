@@ -71,6 +71,10 @@ class EndOfIngest:
     rows_published: int
     rows_rejected: int
     fetch_started_at: float
+    # (newer fields have defaults: an end marker of an older fetcher still decodes)
+    release: str | None = None  # e.g. chembl_35 (spec.release): provenance
+    mirror_key: str | None = None  # mirror mode: which earlier mirrors are "the previous one"
+    source_identity: dict | None = None  # ETag, Last-Modified/MDTM, size, sha256, as known
 
     @property
     def key(self) -> bytes:

@@ -32,6 +32,7 @@ from sqlalchemy.schema import CreateTable
 
 from .config import Mode
 from .db import Activity, Molecule, Target
+from .inserts import PROVENANCE
 from .rows import arrow, int64s
 
 STAMPS = ("created_on", "last_modified_on")
@@ -77,29 +78,36 @@ def _merge_sql(engine: Engine, table: Table, mode: Mode, columns: tuple[str, ...
         stage = STAGE[table.name]
         have = table.alias("have")
         updated = [c for c in columns if c != "id"]
+        compared = [c for c in updated if c not in PROVENANCE]
         proposed = (select(*[stage.c[c] for c in columns])
                     .select_from(stage.outerjoin(have, have.c.id == stage.c.id))
                     .order_by(stage.c.id))  # rows locked in key order by every worker
-        if mode is Mode.INSERT_ONLY or not updated:
+        if mode is Mode.INSERT_ONLY or not compared:
             proposed = proposed.where(have.c.id.is_(None))
         else:
             proposed = proposed.where(or_(have.c.id.is_(None), *[
-                have.c[c].is_distinct_from(stage.c[c]) for c in updated]))
+                have.c[c].is_distinct_from(stage.c[c]) for c in compared]))
         stmt = postgresql.insert(table).from_select(list(columns), proposed)
-        if mode is Mode.INSERT_ONLY or not updated:
+        if mode is Mode.INSERT_ONLY or not compared:
             stmt = stmt.on_conflict_do_nothing(index_elements=["id"])
         else:  # inserted by another worker since the read above
             stmt = stmt.on_conflict_do_update(
                 index_elements=["id"], set_={c: stmt.excluded[c] for c in updated},
-                where=or_(*[table.c[c].is_distinct_from(stmt.excluded[c]) for c in updated]))
-        _statements[key] = str(stmt.compile(dialect=engine.dialect))
+                where=or_(*[table.c[c].is_distinct_from(stmt.excluded[c]) for c in compared]))
+        sql = str(stmt.compile(dialect=engine.dialect))
+        if mode is Mode.MIRROR:  # rows written, and how many of them were inserted
+            sql = (f"WITH w AS ({sql} RETURNING (xmax = 0) AS inserted) "  # noqa: S608
+                   "SELECT count(*), count(*) FILTER (WHERE inserted) FROM w")
+        _statements[key] = sql
     return _statements[key]
 
 
 def merge(conn: Connection, table: Table, mode: Mode, columns: tuple[str, ...],
-          values: list[pa.Array | pa.ChunkedArray], *, new: bool = False) -> int:
+          values: list[pa.Array | pa.ChunkedArray], *, new: bool = False
+          ) -> tuple[int, int | None]:
     """Write the rows whose `columns` hold `values` (Arrow arrays, `id` first, rows in id
-    order) to `table`; the number of rows inserted or changed. `new`: none of their ids was in
+    order) to `table`; the number of rows inserted or changed, and of those inserted (known in
+    mirror mode, or when all are new; None otherwise). `new`: none of their ids was in
     the table when the caller looked (apply.py), and none is there twice, so they are COPY'd
     into it straight away, in a savepoint: a plain COPY runs ~4× faster than staging and
     merging. Should another transaction have inserted one of them since (an overlapping file
@@ -117,12 +125,12 @@ def merge(conn: Connection, table: Table, mode: Mode, columns: tuple[str, ...],
                 raise
         else:
             savepoint.commit()
-            return rows.num_rows
+            return rows.num_rows, rows.num_rows
     keys = int64s(rows.column(0))
     if len(keys) > 1 and not bool(np.all(keys[1:] > keys[:-1])):
         # A batch from another producer may repeat an id. As on SQLite: an upsert's last row
         # wins, an insert's first (the rows are in a stable id order).
-        if mode is Mode.UPSERT:
+        if mode.upserts:
             _, from_end = np.unique(keys[::-1], return_index=True)
             rows = rows.take(arrow(len(keys) - 1 - from_end))
         else:
@@ -131,7 +139,11 @@ def merge(conn: Connection, table: Table, mode: Mode, columns: tuple[str, ...],
     # Empty unless a savepoint's earlier part of the batch left rows (a commit empties it).
     conn.exec_driver_sql(f"DELETE FROM {stage}")  # noqa: S608 - our own table's name
     _copy(conn, stage, rows)
-    return conn.exec_driver_sql(_merge_sql(conn.engine, table, mode, columns)).rowcount
+    result = conn.exec_driver_sql(_merge_sql(conn.engine, table, mode, columns))
+    if mode is Mode.MIRROR:
+        written, inserted = result.one()
+        return written, inserted
+    return result.rowcount, None
 
 
 _CSV = pa_csv.WriteOptions(include_header=False, quoting_style="needed")

@@ -22,12 +22,13 @@ _RUN = IngestRun.__table__
 _APPLIED = AppliedBatch.__table__
 
 
-def build(conn: Connection | Engine, ingest_id: str) -> dict:
+def build(conn: Connection | Engine, ingest_id: str, *, mirror: dict | None = None) -> dict:
     """The ingest's figures, from its run and the record of its batches (what the batches
-    wrote, applied and the database refused add up there, one row per batch)."""
+    wrote, applied and the database refused add up there, one row per batch); `mirror`: what
+    a mirror run's completion did (molstream.mirror)."""
     if isinstance(conn, Engine):
         with conn.connect() as c:
-            return build(c, ingest_id)
+            return build(c, ingest_id, mirror=mirror)
     run = conn.execute(select(_RUN).where(_RUN.c.id == ingest_id)).mappings().one()
     written = dict.fromkeys(TABLES, 0)
     inactive = dict.fromkeys(KEYED, 0)
@@ -50,6 +51,11 @@ def build(conn: Connection | Engine, ingest_id: str) -> dict:
         DATA_TABLES[name]).where(DATA_TABLES[name].c.active == false())).scalar_one()
         for name in KEYED}
     started = run["fetch_started_at"] or time.time()
+    extra = {}
+    if mirror is not None:  # the activities a release added, changed, dropped, brought back
+        extra["mirror"] = {"previous": mirror["previous"], "added": mirror["added"],
+                           "changed": written["activity"] - mirror["added"],
+                           "retired": mirror["retired"], "restored": mirror["restored"]}
     return {
         "ingest_id": ingest_id,
         "source": run["source"],
@@ -69,6 +75,10 @@ def build(conn: Connection | Engine, ingest_id: str) -> dict:
         "tables_inactive": inactive,
         "table_totals": {name: totals[name] for name in TABLES},
         "table_inactive_totals": inactive_totals,
+        # provenance: which release and which file (molstream.db.IngestRun)
+        "release": run["release"],
+        "source_identity": run["source_identity"],
+        **extra,
     }
 
 
@@ -79,7 +89,7 @@ def write_csv(report: dict, reports_dir: Path) -> Path:
     with open(tmp, "w", newline="") as f:
         out = csv.writer(f)
         out.writerow(["section", "name", "value"])
-        for key in ("ingest_id", "source", "mode", "rows_total", "rows_published",
+        for key in ("ingest_id", "source", "release", "mode", "rows_total", "rows_published",
                     "rows_written", "rows_rejected", "rows_refused_by_database", "batches",
                     "duration_s"):
             out.writerow(["summary", key, _cell(report.get(key))])
@@ -93,6 +103,8 @@ def write_csv(report: dict, reports_dir: Path) -> Path:
         for table in KEYED:
             out.writerow(["rows_inactive_in_table", table,
                           report.get("table_inactive_totals", {}).get(table, 0)])
+        for key, value in (report.get("mirror") or {}).items():
+            out.writerow(["mirror", key, _cell(value)])
     tmp.replace(path)
     return path
 

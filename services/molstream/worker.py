@@ -273,7 +273,8 @@ class Worker:
             self._send_event("completed", a.ingest_id, rows_published=rep["rows_published"],
                              rows_written=rep["rows_written"], rows_rejected=rep["rows_rejected"],
                              duration_s=rep["duration_s"], tables=rep["tables"],
-                             report_path=str(path))
+                             report_path=str(path),
+                             **({"mirror": rep["mirror"]} if "mirror" in rep else {}))
             log.info("ingest %s completed: %s rows written, %s rejected, report %s",
                      a.ingest_id, rep["rows_written"], rep["rows_rejected"], path)
         else:
