@@ -37,6 +37,28 @@ def sample(rows: int, seed: int = 0, shape: str = "chembl") -> Path:
     return path
 
 
+def tsv_zstd(csv_gz: Path) -> Path:
+    """The same rows as `csv_gz`, tab-separated and zstd-compressed (cached beside it): what
+    ChEMBL's deposition files and many mirrors serve."""
+    import csv
+    import gzip
+
+    import zstandard
+
+    path = csv_gz.with_name(csv_gz.name.replace(".csv.gz", ".tsv.zst"))
+    if not path.exists():
+        tmp = path.with_name(f"tmp-{os.getpid()}-{path.name}")
+        with gzip.open(csv_gz, "rt", newline="", encoding="utf-8") as src, open(tmp, "wb") as raw, \
+                zstandard.ZstdCompressor(level=3).stream_writer(raw) as zst:
+            import io
+            out = io.TextIOWrapper(zst, encoding="utf-8", newline="")
+            csv.writer(out, delimiter="\t", lineterminator="\n").writerows(csv.reader(src))
+            out.flush()
+            out.detach()
+        tmp.replace(path)
+    return path
+
+
 def read_rows(path: Path, limit: int | None = None) -> pa.Table:
     """Typed columns of the file (empty field → null), optionally only its first `limit` rows."""
     reader = pacsv.open_csv(

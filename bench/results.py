@@ -131,6 +131,9 @@ def table(f: dict) -> str:
         f"{'end to end (FTP→SQLite)':<34}{f['e2e_rows_per_s']:>11,.0f} r/s  "
         f"{mark('e2e_rows_per_s')}   ({f['e2e_seconds']:.1f} s)",
     ]
+    if tsv := f["meta"].get("tsv_zstd"):
+        lines.append(f"{'  the same rows as TSV, zstd':<34}{tsv['rows_per_s']:>11,.0f} r/s  "
+                     f"{'':>12}   ({tsv['seconds']:.1f} s)")
     for stage in STAGES:
         rate = f[f"{stage}_rows_per_s"]
         lines.append(f"{'  ' + STAGE_LABELS[stage]:<34}{rate:>11,.0f} r/s  "

@@ -100,11 +100,14 @@ def main(argv: list[str] | None = None) -> int:
                           batch_size=args.batch_size)
             _log(f"end to end, {n:,} rows")
             at_n = e2e.run(sample, n, **common)
-            _log(f"  {at_n['rows_per_s']:,.0f} rows/s; end to end, {n2:,} rows (memory growth)")
+            _log(f"  {at_n['rows_per_s']:,.0f} rows/s; the same rows as TSV, zstd")
+            at_tsv = e2e.run(data.tsv_zstd(sample), n, **common)
+            meta["tsv_zstd"] = {k: at_tsv[k] for k in ("rows_per_s", "seconds")}
+            _log(f"  {at_tsv['rows_per_s']:,.0f} rows/s; end to end, {n2:,} rows (memory growth)")
             at_2n = e2e.run(sample_2n, n2, **common)
             _log(f"  {at_2n['rows_per_s']:,.0f} rows/s")
             if not args.keep:
-                for run in (at_n, at_2n):
+                for run in (at_n, at_tsv, at_2n):
                     shutil.rmtree(run["dir"], ignore_errors=True)
             with PostgresServer() as server:
                 # Before the rows are read into this process: a child's peak RSS counts the

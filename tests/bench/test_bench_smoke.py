@@ -44,3 +44,4 @@ def test_bench_runs_and_reports_every_figure(tmp_path: Path) -> None:
     assert len(latest["pg_lock_wait_s_per_worker"]) == 2
     assert all(w >= 0 for w in latest["pg_lock_wait_s_per_worker"])
     assert "PostgreSQL end to end, 2 workers" in done.stdout
+    assert latest["meta"]["tsv_zstd"]["rows_per_s"] > 0 and "as TSV, zstd" in done.stdout
