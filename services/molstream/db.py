@@ -359,6 +359,11 @@ def _create_schema(engine: Engine) -> str:
             conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{int(LOCK_TIMEOUT_S * 1000)}ms'")
         Base.metadata.create_all(conn)
         _add_missing_columns(conn)
+        if engine.dialect.name == "postgresql":  # the sequences of columns added since
+            for table in Base.metadata.sorted_tables:
+                for column in table.columns:
+                    if isinstance(column.default, Sequence):
+                        column.default.create(conn, checkfirst=True)
         # create_all leaves tables that exist alone, indexes included: bring back any index a
         # worker dropped for a large ingest and did not live to rebuild (molstream.apply).
         for table in Base.metadata.sorted_tables:

@@ -402,7 +402,11 @@ def test_a_database_made_by_an_older_molstream_is_brought_up_to_date(postgres_ur
         with engine.begin() as conn:
             conn.exec_driver_sql("ALTER TABLE activity_type ALTER COLUMN value TYPE varchar(200)")
             conn.exec_driver_sql("ALTER TABLE applied_batch DROP COLUMN rejected")
+            conn.exec_driver_sql("ALTER TABLE ingest_run DROP COLUMN number")  # and its sequence
+            conn.exec_driver_sql("DROP SEQUENCE ingest_run_number_seq")
+            conn.exec_driver_sql("ALTER TABLE activity DROP COLUMN written_by")
         create_schema(engine)
+        Applier(engine, IdCache(None, namespace="t")).apply(make_batch([ROW]))
         with engine.connect() as conn:
             width = conn.exec_driver_sql(
                 "SELECT character_maximum_length FROM information_schema.columns "
@@ -411,6 +415,9 @@ def test_a_database_made_by_an_older_molstream_is_brought_up_to_date(postgres_ur
                 "SELECT column_name FROM information_schema.columns "
                 "WHERE table_name = 'applied_batch'")}
         assert width == 250 and "rejected" in cols
+        with engine.connect() as conn:  # runs are numbered again, and activities carry theirs
+            assert conn.execute(text("SELECT a.written_by = r.number FROM activity a "
+                                     "JOIN ingest_run r ON r.id = 'i1'")).scalar_one()
     finally:
         engine.dispose()
 
