@@ -23,6 +23,7 @@ from .manifests import (
     build_job,
     cronjob_name,
     ingest_id,
+    is_forced,
     job_name,
     parse_ingest_id,
     run_ingest_id,
@@ -106,7 +107,7 @@ class IngestService:
 
         try:
             if spec.schedule:
-                self._ensure_cronjob(ref, spec)
+                self._ensure_cronjob(ref, spec, _status(body).get("loadedSources"))
             else:
                 self._remove_cronjob(ref, body)
         except ApiError as exc:
@@ -231,7 +232,15 @@ class IngestService:
                 return  # the run went on and its Job is gone (deleted by a person or a TTL)
             # The id the status recorded when the run started (an operator of an older
             # version may have chosen it).
-            manifest = build_job(ref, spec, self.config, run=run, ingest=current.get("ingestId"))
+            manifest = build_job(
+                ref,
+                spec,
+                self.config,
+                run=run,
+                ingest=current.get("ingestId"),
+                loaded=current.get("loadedSources") or (),
+                force=is_forced(current.get("rerunToken")),
+            )
             try:
                 created = self.kube.create(manifest)
             except ApiError as exc:
@@ -266,8 +275,10 @@ class IngestService:
                 "suspended" if spec.suspend else "resumed",
             )
 
-    def _ensure_cronjob(self, ref: IngestRequestRef, spec: IngestRequestSpec) -> None:
-        manifest = build_cronjob(ref, spec, self.config)
+    def _ensure_cronjob(
+        self, ref: IngestRequestRef, spec: IngestRequestSpec, loaded: Any = None
+    ) -> None:
+        manifest = build_cronjob(ref, spec, self.config, loaded=loaded or ())
         name = manifest["metadata"]["name"]
         existing = self.kube.get_cronjob(ref.namespace, name)
         if existing is None:
@@ -372,4 +383,26 @@ class IngestService:
             raise
         if read is None:
             return "ignored: no such IngestRequest"
+        if change and change.status.get("loadedSources") != _status(read).get("loadedSources"):
+            self._loaded_changed(read, change.status)
         return "applied" if change else "ignored: stale or no change"
+
+    def _loaded_changed(self, body: Mapping[str, Any], status: Mapping[str, Any]) -> None:
+        """A run loaded a file: the CronJob's next runs must know it (its template carries
+        status.loadedSources). Counter runs read the status when their Job is made."""
+        if not (body.get("spec") or {}).get("schedule"):
+            return
+        ref = IngestRequestRef.from_body(body)
+        try:
+            spec = IngestRequestSpec.parse(
+                body.get("spec"), allowed_hosts=self.config.allowed_hosts
+            )
+            self._ensure_cronjob(ref, spec, status.get("loadedSources"))
+        except (InvalidSpecError, ApiError, RetryLater) as exc:
+            # The next reconcile (spec change, operator restart) tries again.
+            logger.warning(
+                "IngestRequest %s/%s: CronJob not updated with the loaded file: %s",
+                ref.namespace,
+                ref.name,
+                redact(str(exc)),
+            )

@@ -19,6 +19,7 @@ __all__ = ["ALLOWED_SCHEMES", "InvalidSpecError", "check_source_url", "host_allo
 ALLOWED_SCHEMES = ("ftp", "ftps", "http", "https")
 
 _CONTROL_OR_SPACE = re.compile(r"[\x00-\x20\x7f]")
+_HTTP_GLOB = re.compile(r"[*\[]")  # (? starts an http URL's query)
 _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/\s@]*@")
 _SECRET_ASSIGNMENT = re.compile(
     r"(?i)\b(password|passwd|pwd|secret|token|authorization)(\s*[=:]\s*)(\"[^\"]*\"|'[^']*'|\S+)"
@@ -62,6 +63,12 @@ def check_source_url(url: object, *, allowed_hosts: Collection[str] = ()) -> str
         shown = scheme if scheme.isascii() and scheme.isalnum() and len(scheme) <= 16 else "?"
         raise InvalidSpecError(
             field, f"scheme {shown!r} is not allowed; use one of {', '.join(ALLOWED_SCHEMES)}"
+        )
+    if scheme in ("http", "https") and _HTTP_GLOB.search(parts.path):
+        raise InvalidSpecError(
+            field,
+            "globs (*, ?, [...]) are supported in ftp and ftps URLs only: name one file "
+            "(a literal * is written %2A, [ is %5B)",
         )
     if "@" in parts.netloc:
         raise InvalidSpecError(
