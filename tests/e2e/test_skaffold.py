@@ -59,8 +59,10 @@ def test_skaffold_run_upgrades_the_release_of_make_run_and_back(cluster, ran, tm
     assert _claim_uid(cluster) == claim
 
     # The pipeline works on what skaffold deployed: the sample, run again, ends Succeeded.
+    # Forced: the demo FTP server's file has not changed, and a plain rerun would end at once
+    # as Unchanged, publishing nothing.
     before = cluster.ir_status(SAMPLE)
-    cluster.k("annotate", "ir", SAMPLE, "molstream.io/rerun=skaffold", "--overwrite")
+    cluster.k("annotate", "ir", SAMPLE, "molstream.io/rerun=force-skaffold", "--overwrite")
     after = cluster.wait_for(
         lambda: (s := cluster.ir_status(SAMPLE)).get("run", 0) > before.get("run", 0)
         and s.get("phase") in ("Succeeded", "Failed") and s,
