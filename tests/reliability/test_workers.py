@@ -11,6 +11,7 @@ ids are handed out in another order), bookkeeping and report included.
 
 from __future__ import annotations
 
+import csv
 import os
 import random
 import signal
@@ -69,23 +70,24 @@ def _env(s: Settings, ftp: FtpServer, **extra: str) -> dict[str, str]:
                        MOLSTREAM_ROWS_PARTITIONS=str(PARTITIONS), **extra)
 
 
-def _worker(s: Settings, env: dict[str, str], root: Path, slot: int) -> Proc:
+def _worker(s: Settings, env: dict[str, str], root: Path, slot: int,
+            ingest: str = INGEST) -> Proc:
     # Static membership per slot: a restarted worker takes its partitions back at once.
-    return Proc(f"worker{slot}", ["worker", "--until-complete", INGEST, "--idle-timeout", "300",
+    return Proc(f"worker{slot}", ["worker", "--until-complete", ingest, "--idle-timeout", "300",
                                   "--no-progress"],
                 {**env, "MOLSTREAM_WORKER_INSTANCE_ID": f"{s.worker_group}-{slot}"},
                 root / "logs")
 
 
-def _state(engine: Engine) -> tuple[int, str | None, bool]:
+def _state(engine: Engine, ingest: str = INGEST) -> tuple[int, str | None, bool]:
     """(batches recorded, the ingest's status, announced) as the database has them now."""
     with engine.connect() as conn:
         try:
             applied = conn.execute(text(
-                "SELECT count(*) FROM applied_batch WHERE ingest_id = :i"), {"i": INGEST}
+                "SELECT count(*) FROM applied_batch WHERE ingest_id = :i"), {"i": ingest}
             ).scalar_one()
             run = conn.execute(text("SELECT status, announced FROM ingest_run WHERE id = :i"),
-                               {"i": INGEST}).first()
+                               {"i": ingest}).first()
         except Exception:  # the schema is not there yet
             conn.rollback()
             return 0, None, False
@@ -109,33 +111,34 @@ def _bookkeeping(engine: Engine) -> dict:
     return {"ingest_run": [run], "applied_batch": batches}
 
 
-def _completed(watch: TopicWatch) -> list[dict]:
-    return [e for e in watch.json() if e["type"] == "completed" and e["ingest_id"] == INGEST]
+def _completed(watch: TopicWatch, ingest: str = INGEST) -> list[dict]:
+    return [e for e in watch.json() if e["type"] == "completed" and e["ingest_id"] == ingest]
 
 
 def _run(tmp_path: Path, name: str, ftp: FtpServer, kafka_bootstrap: str, redis_url: str,
-         database_url: str, *, kills: list[int] | None) -> tuple[Settings, Engine, list[Proc]]:
+         database_url: str, *, kills: list[int] | None, ingest: str = INGEST, file: str = FILE,
+         **env_extra: str) -> tuple[Settings, Engine, list[Proc]]:
     """Fetch the file onto topics of this run's own, then apply it with WORKERS workers; with
     `kills`, kill a worker each time the recorded batches reach the next figure of the list."""
     root = tmp_path / name
     s = _settings(root, kafka_bootstrap, redis_url, database_url)
-    env = _env(s, ftp)
-    Proc("fetcher", fetch_args(ftp.url(FILE, with_credentials=False), INGEST), env,
+    env = _env(s, ftp, **env_extra)
+    Proc("fetcher", fetch_args(ftp.url(file, with_credentials=False), ingest), env,
          root / "logs").expect_success(300)
     engine = make_engine(database_url)
-    workers = [_worker(s, env, root, i) for i in range(WORKERS)]
+    workers = [_worker(s, env, root, i, ingest) for i in range(WORKERS)]
     started = list(workers)
     rng = random.Random(7)
     for at in kills or []:
-        wait_for(lambda at=at: _state(engine)[0] >= at or _state(engine)[2], timeout_s=300,
-                 what=f"{at} batches recorded", watch=workers, poll_s=0.01)
-        if _state(engine)[2]:
+        wait_for(lambda at=at: _state(engine, ingest)[0] >= at or _state(engine, ingest)[2],
+                 timeout_s=300, what=f"{at} batches recorded", watch=workers, poll_s=0.01)
+        if _state(engine, ingest)[2]:
             break  # announced already: nothing left to interrupt
         slot = rng.randrange(WORKERS)
         assert workers[slot].kill() == -signal.SIGKILL
-        workers[slot] = _worker(s, env, root, slot)
+        workers[slot] = _worker(s, env, root, slot, ingest)
         started.append(workers[slot])
-    wait_for(lambda: _state(engine)[2], timeout_s=300, what="the ingest announced",
+    wait_for(lambda: _state(engine, ingest)[2], timeout_s=300, what="the ingest announced",
              watch=workers)
     for w in workers:
         w.expect_success(120)  # each sees the ingest finished and exits
@@ -177,3 +180,43 @@ def test_many_workers_killed_at_random_complete_the_ingest_once(
     finally:
         engine.dispose()
         clean.dispose()
+
+
+def test_a_mirror_across_workers_killed_at_random_retires_exactly_what_its_release_dropped(
+        ftp, source, kafka_bootstrap, redis_url, postgres_url, tmp_path):
+    """Release 1 is the generated file; release 2 drops every 20th activity and adds 600. Each
+    is mirrored by 3 workers on 4 partitions; release 2's workers are killed at random. The
+    dropped activities, and only they, are retired, once; the new ones are added."""
+    with open(source / FILE, newline="") as f:
+        header, *rows = csv.reader(f)
+    dropped = {int(r[0]) for r in rows[::20]}
+    top = max(int(r[0]) for r in rows)
+    new = [[str(top + 1 + i), *r[1:]] for i, r in enumerate(rows[:600])]
+    with open(source / "release-2.csv", "w", newline="") as f:
+        csv.writer(f).writerows([header, *[r for r in rows if int(r[0]) not in dropped], *new])
+    mirror = {"MOLSTREAM_MODE": "mirror", "MOLSTREAM_MIRROR_KEY": "releases"}
+    _, engine, _ = _run(tmp_path, "r1", ftp, kafka_bootstrap, redis_url, postgres_url,
+                        kills=None, ingest="mirror-1", **mirror)
+    engine.dispose()
+    batches = (len(rows) - len(dropped) + len(new)) // BATCH
+    kills = sorted(random.Random(5).sample(range(2, batches - 1), 4)) + [batches]
+    s, engine, started = _run(tmp_path, "r2", ftp, kafka_bootstrap, redis_url, postgres_url,
+                              kills=kills, ingest="mirror-2", file="release-2.csv", **mirror)
+    try:
+        assert len(started) > WORKERS, "no worker was killed"
+        watch = TopicWatch(s.kafka_bootstrap, s.topics.events)
+        try:
+            (completed,) = _completed(watch, "mirror-2")
+        finally:
+            watch.close()
+        assert {k: completed["mirror"][k] for k in ("added", "changed", "retired",
+                                                    "restored")} == {
+            "added": len(new), "changed": 0, "retired": len(dropped), "restored": 0}
+        with engine.connect() as conn:
+            inactive = set(conn.execute(text(
+                "SELECT a.id FROM activity a JOIN ingest_run r ON r.number = a.retired_by "
+                "WHERE NOT a.active AND r.id = 'mirror-2'")).scalars())
+            active = conn.execute(text("SELECT count(*) FROM activity WHERE active")).scalar_one()
+        assert inactive == dropped and active == len(rows) - len(dropped) + len(new)
+    finally:
+        engine.dispose()
