@@ -1,7 +1,8 @@
 """pytest plugin: the real services the pipeline tests use, started on 127.0.0.1.
 
 Session-wide: a Kafka broker, a Redis server, a PostgreSQL cluster (each test gets its own
-empty database). Per test: FTP/FTPS and HTTP(S) servers over a directory of the test's choosing.
+empty database). Per test: FTP/FTPS, HTTP(S) and SFTP servers over a directory of the test's
+choosing.
 Set MOLSTREAM_TEST_KAFKA (bootstrap), MOLSTREAM_TEST_REDIS (URL) or MOLSTREAM_TEST_POSTGRES
 (SQLAlchemy URL of a server where databases may be created) to use services already running;
 the handle fixtures (kafka_broker, redis_server, postgres_server) are then None.
@@ -25,6 +26,7 @@ from .http import HttpServer
 from .kafka import KafkaServer
 from .postgres import PostgresServer, create_database, drop_database
 from .redis import RedisServer
+from .sftp import SftpServer
 
 
 def _start(factory: Callable[[], object]):
@@ -139,3 +141,20 @@ def http_server() -> Iterator[Callable[..., HttpServer]]:
     yield start
     for server in started:
         server.stop()
+
+
+@pytest.fixture
+def sftp_server() -> Iterator[Callable[..., SftpServer]]:
+    """Factory: sftp_server(root, user=..., password=..., authorized_keys=[public key line],
+    cut_after_bytes=0) -> a running SftpServer (paramiko's SSH server), stopped after the
+    test; its `known_hosts` line is what a client must be given."""
+    started: list[SftpServer] = []
+
+    def start(root: Path, **options) -> SftpServer:
+        server = SftpServer(root, **options)
+        started.append(server)
+        return _start(server.start)
+
+    yield start
+    for server in started:
+        server.close()

@@ -1,8 +1,10 @@
-"""Download a source file to local disk: ftp, ftps (explicit TLS), http, https and file URLs.
+"""Download a source file to local disk: ftp, ftps (explicit TLS), http, https, sftp and file
+URLs.
 
 Transient failures (connection reset, timeout, 5xx) are retried with exponential backoff, and
-each retry resumes where the partial file ends (FTP `REST`, HTTP `Range`) when the server proves
-the file is the one the partial file began (molstream.fetch.ftp, molstream.fetch.http), and
+each retry resumes where the partial file ends (FTP `REST`, HTTP `Range`, an SFTP read from an
+offset) when the server proves the file is the one the partial file began (molstream.fetch.ftp,
+molstream.fetch.http, molstream.fetch.sftp, whose host keys come from known_hosts lines), and
 starts over otherwise. Permanent failures (wrong password, missing file, bad URL) end at once with a
 `FetchError` that names the problem. Credentials come from the URL, the environment
 (MOLSTREAM_SOURCE_USERNAME / MOLSTREAM_SOURCE_PASSWORD) or files named by
@@ -34,6 +36,7 @@ from .common import (
 )
 from .ftp import ftp_fetch
 from .http import http_fetch
+from .sftp import sftp_fetch
 
 __all__ = ["SCHEMES", "Credentials", "FetchError", "Limits", "check_url",
            "credentials_from_env", "download", "redact"]
@@ -56,8 +59,11 @@ def download(url: str, dest: Path, *, credentials: Credentials | None = None,
         return path
     check_host(url, limits)
     creds = Credentials(unquote(parts.username) if parts.username else credentials.username,
-                        unquote(parts.password) if parts.password else credentials.password)
+                        unquote(parts.password) if parts.password else credentials.password,
+                        credentials.private_key, credentials.passphrase)
     fetch_once = ftp_fetch if parts.scheme in ("ftp", "ftps") else http_fetch
+    if parts.scheme == "sftp":
+        fetch_once = sftp_fetch
     deadline = time.monotonic() + limits.timeout_s
     dest.parent.mkdir(parents=True, exist_ok=True)
     for attempt in range(limits.retries + 1):

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from ..hosts import host_allowed
 
-SCHEMES = ("ftp", "ftps", "http", "https", "file")
+SCHEMES = ("ftp", "ftps", "http", "https", "sftp", "file")
 CHUNK = 1 << 20
 Progress = Callable[[int, int | None], None]  # (bytes so far, total or None)
 
@@ -32,10 +32,14 @@ class Transient(Exception):
 class Credentials:
     username: str | None = None
     password: str | None = None
+    # sftp:// only: an SSH private key (OpenSSH or PEM text) and the passphrase that opens it.
+    private_key: str | None = None
+    passphrase: str | None = None
 
     def __repr__(self) -> str:  # never print a password, even by accident
         hidden = "***" if self.password else None
-        return f"Credentials(username={self.username!r}, password={hidden})"
+        key = "***" if self.private_key else None
+        return f"Credentials(username={self.username!r}, password={hidden}, private_key={key})"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -52,6 +56,11 @@ class Limits:
     # Source hosts the fetcher may be sent to, by the URL or by any redirect on the way
     # (MOLSTREAM_ALLOWED_HOSTS, the operator's own list); empty: any.
     allowed_hosts: Collection[str] = ()
+    # sftp:// sources: the server's host key must be one of these known_hosts lines
+    # (molstream.known_hosts); the pinned ones (the operator's administrator's) win for the
+    # hosts they name. An unknown or different key is refused, never trusted on first use.
+    known_hosts: str = ""
+    pinned_known_hosts: str = ""
 
 
 def credentials_from_env(env: dict[str, str] | None = None) -> Credentials:
@@ -63,7 +72,14 @@ def credentials_from_env(env: dict[str, str] | None = None) -> Credentials:
             return Path(path).read_text().strip()
         return env.get(f"MOLSTREAM_SOURCE_{name}") or None
 
-    return Credentials(read("USERNAME"), read("PASSWORD"))
+    def read_if_there(name: str) -> str | None:
+        # The operator mounts a Secret's optional keys as files that may be absent.
+        path = env.get(f"MOLSTREAM_SOURCE_{name}_FILE")
+        return Path(path).read_text() if path and Path(path).is_file() else None
+
+    passphrase = read_if_there("SSH_PASSPHRASE")
+    return Credentials(read("USERNAME"), read("PASSWORD"), read_if_there("SSH_KEY"),
+                       passphrase.strip() if passphrase else None)
 
 
 def redact(url: str) -> str:
