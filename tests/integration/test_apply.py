@@ -26,6 +26,7 @@ from molstream.db import (
     utcnow,
 )
 from molstream.messages import EndOfIngest, RowBatch, decode, encode_batch
+from molstream.writes import RowWriter
 from molstream_dev.postgres import create_database
 from sqlalchemy import event, func, select, text
 from waits import EVENT_TIMEOUT_S, wait_for
@@ -443,7 +444,7 @@ def test_a_batch_interrupted_between_its_two_steps_counts_each_row_once(postgres
         raise RuntimeError("the worker died here")
 
     with monkeypatch.context() as m:
-        m.setattr(Applier, "_write_activities", dies)
+        m.setattr(RowWriter, "write_activities", dies)
         with pytest.raises(RuntimeError):
             applier.apply(make_batch(rows))
     assert count(engine, "molecule") == 2 and count(engine, "activity") == 0

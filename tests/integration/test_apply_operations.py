@@ -23,6 +23,7 @@ from molstream.db import (
     soft_delete,
 )
 from molstream.messages import EndOfIngest
+from molstream.writes import RowWriter
 from sqlalchemy import make_url, select, text
 from waits import EVENT_TIMEOUT_S
 
@@ -126,7 +127,7 @@ def test_a_value_deleted_between_the_check_and_the_insert_is_retried_once(postgr
     applier.apply(make_batch([{**ROW, "activity_units": "uM"}]))
     with engine.begin() as conn:
         conn.execute(text("DELETE FROM activity"))
-    original = Applier._write_activities
+    original = RowWriter.write_activities
     deleted = []
 
     def delete_first(self, conn, *args):
@@ -136,7 +137,7 @@ def test_a_value_deleted_between_the_check_and_the_insert_is_retried_once(postgr
             deleted.append(True)
         return original(self, conn, *args)
 
-    monkeypatch.setattr(Applier, "_write_activities", delete_first)
+    monkeypatch.setattr(RowWriter, "write_activities", delete_first)
     again = applier.apply(make_batch([{**ROW, "activity_id": "7", "activity_units": "uM"}],
                                      seq=1))
     assert deleted and again.rejected == [] and count(engine, "activity") == 1
@@ -156,7 +157,7 @@ def test_a_late_second_copy_of_a_batch_never_overwrites_a_newer_ingest(postgres_
     create_schema(engine)
     old = make_batch([{**ROW, "molecule_name": "OLD NAME"}], ingest="old")
     a_step_one, go_a, b_at_parents, go_b = (threading.Event() for _ in range(4))
-    write_activities, write_parents = Applier._write_activities, Applier._write_parents
+    write_activities, write_parents = RowWriter.write_activities, RowWriter.write_parents
 
     def a_stalls(self, *args):
         if threading.current_thread().name == "A":
@@ -170,8 +171,8 @@ def test_a_late_second_copy_of_a_batch_never_overwrites_a_newer_ingest(postgres_
             go_b.wait(EVENT_TIMEOUT_S)
         return write_parents(self, *args)
 
-    monkeypatch.setattr(Applier, "_write_activities", a_stalls)
-    monkeypatch.setattr(Applier, "_write_parents", b_stalls)
+    monkeypatch.setattr(RowWriter, "write_activities", a_stalls)
+    monkeypatch.setattr(RowWriter, "write_parents", b_stalls)
     outcomes: dict[str, object] = {}
 
     def copy(name: str) -> threading.Thread:
@@ -222,7 +223,7 @@ def test_a_batch_isolated_after_its_first_step_leaves_a_newer_ingest_s_values(po
         raise RuntimeError("the worker died here")
 
     with monkeypatch.context() as m:
-        m.setattr(Applier, "_write_activities", dies)
+        m.setattr(RowWriter, "write_activities", dies)
         with pytest.raises(RuntimeError):
             Applier(engine, IdCache(None, namespace="a")).apply(make_batch(rows, ingest="old"))
     Applier(engine, IdCache(None, namespace="n")).apply(make_batch(
