@@ -263,7 +263,7 @@ def run(url: str, *, ingest_id: str, settings: Settings, credentials: Credential
             publisher.send_end(EndOfIngest(
                 ingest_id, mode, redact(url), seq, rows_total, published, rejected, started,
                 release=settings.release or None, mirror_key=settings.mirror_key or None,
-                source_identity=identity.to_dict()))
+                source_identity=identity.event_fields()))  # (its URL redacted)
         seconds["publish"] = time.time() - t
         metrics.STAGE_SECONDS.labels("publish").set(seconds["publish"])
         publisher.event("published", ingest_id, rows_total=rows_total, rows_published=published,

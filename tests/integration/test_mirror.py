@@ -5,6 +5,7 @@ Through the real pipeline (FTP → fetcher → Kafka → worker) into SQLite and
 from __future__ import annotations
 
 import csv
+import json
 import gzip
 import io
 import time
@@ -120,9 +121,12 @@ def test_a_mirror_follows_releases_of_the_real_rows(database, make_pipeline, ftp
             unchanged = next(i for i in state if i not in touched["changed"] | touched["new"]
                              | touched["dropped"])
             assert rows[unchanged] == "chembl_35"  # not written again: still release 35's
-            source = conn.execute(text(
-                "SELECT source FROM ingest_run WHERE id = 'r2'")).scalar_one()
-            assert source.endswith("r2/activities.csv.gz")
+            source, identity = conn.execute(text(
+                "SELECT source, source_identity FROM ingest_run WHERE id = 'r2'")).one()
+            assert source.endswith("r2/activities.csv.gz") and ":***@" in source  # redacted
+            identity = identity if isinstance(identity, dict) else json.loads(identity)
+            assert len(identity["sha256"]) == 64 and identity["size"] > 0
+            assert ":***@" in identity["source"] or "@" not in identity["source"]  # redacted
 
         p = make_pipeline(database_url=p.settings.database_url, batch_size=5000,
                           rows_partitions=3, mirror_key="chembl-activities", release="r3")
