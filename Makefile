@@ -130,11 +130,12 @@ deploy: ## helm upgrade --install the chart into the kind cluster and wait for i
 .PHONY: run
 run: cluster image deploy ## Everything on kind: cluster, image, chart, the sample IngestRequest followed to its report.
 	@# Already there from an earlier run: ask the operator for a new run of it, and follow that
-	@# run, not the earlier one's result (still in the status until the operator acts).
+	@# run, not the earlier one's result (still in the status until the operator acts). Forced:
+	@# the demo server's file is the one loaded before, which would end the run as Unchanged.
 	@before=0; \
 	if $(K) get ir $(SAMPLE_NAME) >/dev/null 2>&1; then \
 	  before=$$($(K) get ir $(SAMPLE_NAME) -o jsonpath='{.status.run}'); \
-	  $(K) annotate ir $(SAMPLE_NAME) molstream.io/rerun="$$(date +%s)" --overwrite >/dev/null; fi; \
+	  $(K) annotate ir $(SAMPLE_NAME) molstream.io/rerun="force-$$(date +%s)" --overwrite >/dev/null; fi; \
 	echo "$(K) apply -f $(SAMPLE_IR)"; $(K) apply -f $(SAMPLE_IR) || exit 1; \
 	deadline=$$((SECONDS + $(RUN_TIMEOUT_S))); \
 	while :; do \
