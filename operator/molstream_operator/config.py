@@ -6,6 +6,9 @@
   (default ``molstream``);
 * ``MOLSTREAM_ALLOWED_HOSTS``: comma-separated source hosts allowed, ``*.example.org`` too
   (empty: any host);
+* ``MOLSTREAM_KNOWN_HOSTS``: known_hosts lines of sftp:// servers (the chart's
+  ``operator.sftp.knownHosts``), handed to every fetcher; they win over an IngestRequest's
+  ``spec.sftp.knownHosts`` for the hosts they name;
 * ``MOLSTREAM_FETCHER_TEMPLATE``: YAML file with the fetcher Job settings (``FetcherTemplate``;
   unset: built-in defaults);
 * ``MOLSTREAM_OPERATOR_GROUP_ID``: Kafka consumer group (default ``molstream-operator``);
@@ -135,6 +138,13 @@ def _port(env: Mapping[str, str], var: str) -> int | None:
     return int(value)
 
 
+def _known_hosts(env: Mapping[str, str]) -> str:
+    from molstream.known_hosts import check_lines
+
+    return "\n".join(check_lines(env.get("MOLSTREAM_KNOWN_HOSTS", ""),
+                                 where="MOLSTREAM_KNOWN_HOSTS"))
+
+
 def _seconds(env: Mapping[str, str], var: str, default: float) -> float:
     value = env.get(var, "").strip()
     if not value:
@@ -153,6 +163,8 @@ class OperatorConfig:
     kafka_bootstrap: str | None = None
     topic_prefix: str = "molstream"
     allowed_hosts: tuple[str, ...] = ()
+    #: known_hosts lines of sftp:// servers, checked (molstream.known_hosts).
+    known_hosts: str = ""
     group_id: str = "molstream-operator"
     namespaces: tuple[str, ...] = ()
     fetcher: FetcherTemplate = dataclasses.field(
@@ -182,6 +194,7 @@ class OperatorConfig:
             kafka_bootstrap=env.get("MOLSTREAM_KAFKA_BOOTSTRAP", "").strip() or None,
             topic_prefix=env.get("MOLSTREAM_TOPIC_PREFIX", "").strip() or "molstream",
             allowed_hosts=_split(env.get("MOLSTREAM_ALLOWED_HOSTS")),
+            known_hosts=_known_hosts(env),
             group_id=env.get("MOLSTREAM_OPERATOR_GROUP_ID", "").strip() or "molstream-operator",
             namespaces=(
                 namespaces

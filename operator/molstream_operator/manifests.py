@@ -11,7 +11,9 @@ Kafka, is ``<namespace>.<name>.<run>``:
   expands ``MOLSTREAM_INGEST_ID`` = ``<namespace>.<name>.$(MOLSTREAM_JOB_NAME)``.
 
 Credentials never appear here: the container receives ``MOLSTREAM_SOURCE_USERNAME`` and
-``MOLSTREAM_SOURCE_PASSWORD`` through ``secretKeyRef``.
+``MOLSTREAM_SOURCE_PASSWORD`` through ``secretKeyRef``. For an sftp:// source the password is
+optional, and the Secret's ``ssh-privatekey`` and ``passphrase`` (both optional, the
+kubernetes.io/ssh-auth type's key) are mounted as files, read-only, never put in the environment.
 """
 
 from __future__ import annotations
@@ -64,6 +66,16 @@ ENV_JOB_NAME = "MOLSTREAM_JOB_NAME"
 ENV_USERNAME = "MOLSTREAM_SOURCE_USERNAME"
 ENV_PASSWORD = "MOLSTREAM_SOURCE_PASSWORD"
 ENV_METRICS_PORT = "MOLSTREAM_METRICS_PORT"
+#: sftp:// sources: the request's known_hosts lines, the operator's own (they win for the hosts
+#: they name), and the files of the private key and its passphrase.
+ENV_SOURCE_KNOWN_HOSTS = "MOLSTREAM_SOURCE_KNOWN_HOSTS"
+ENV_KNOWN_HOSTS = "MOLSTREAM_KNOWN_HOSTS"
+ENV_SSH_KEY_FILE = "MOLSTREAM_SOURCE_SSH_KEY_FILE"
+ENV_SSH_PASSPHRASE_FILE = "MOLSTREAM_SOURCE_SSH_PASSPHRASE_FILE"
+SSH_VOLUME = "source-ssh"
+SSH_DIR = "/var/run/molstream/source-ssh"
+SSH_KEY = "ssh-privatekey"  # the key of a kubernetes.io/ssh-auth Secret
+SSH_PASSPHRASE = "passphrase"
 ENV_METRICS_LINGER = "MOLSTREAM_METRICS_LINGER_S"
 #: The files the IngestRequest loaded before (status.loadedSources, JSON): the fetcher ends a
 #: run whose source is one of them as Unchanged. MOLSTREAM_FORCE: a forced rerun's Job.
@@ -79,6 +91,13 @@ _RESERVED_ENV = frozenset(
         ENV_JOB_NAME,
         ENV_USERNAME,
         ENV_PASSWORD,
+        ENV_SOURCE_KNOWN_HOSTS,
+        "MOLSTREAM_SOURCE_KNOWN_HOSTS_FILE",
+        ENV_KNOWN_HOSTS,
+        ENV_SSH_KEY_FILE,
+        ENV_SSH_PASSPHRASE_FILE,
+        "MOLSTREAM_SOURCE_USERNAME_FILE",
+        "MOLSTREAM_SOURCE_PASSWORD_FILE",
         ENV_LOADED,
         ENV_FORCE,
         "MOLSTREAM_KAFKA_BOOTSTRAP",
@@ -214,11 +233,19 @@ def _env(
                         "secretKeyRef": {
                             "name": spec.credentials_secret,
                             "key": key,
-                            "optional": False,
+                            # sftp: a private key may stand in for the password
+                            "optional": spec.sftp and key == "password",
                         }
                     },
                 }
             )
+        if spec.sftp:
+            env.append({"name": ENV_SSH_KEY_FILE, "value": f"{SSH_DIR}/{SSH_KEY}"})
+            env.append({"name": ENV_SSH_PASSPHRASE_FILE, "value": f"{SSH_DIR}/{SSH_PASSPHRASE}"})
+    if spec.sftp and spec.known_hosts:
+        env.append({"name": ENV_SOURCE_KNOWN_HOSTS, "value": _escape(spec.known_hosts)})
+    if spec.sftp and config.known_hosts:
+        env.append({"name": ENV_KNOWN_HOSTS, "value": _escape(config.known_hosts)})
     if loaded_json := loaded_sources(loaded):
         env.append({"name": ENV_LOADED, "value": _escape(loaded_json)})
     if force:
@@ -304,6 +331,11 @@ def _pod_template(
         container["securityContext"] = copy.deepcopy(template.securityContext)
     if template.volumeMounts:
         container["volumeMounts"] = copy.deepcopy(template.volumeMounts)
+    ssh = spec.sftp and spec.credentials_secret
+    if ssh:
+        container.setdefault("volumeMounts", []).append(
+            {"name": SSH_VOLUME, "mountPath": SSH_DIR, "readOnly": True}
+        )
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "automountServiceAccountToken": False,
@@ -315,6 +347,20 @@ def _pod_template(
         pod_spec["securityContext"] = copy.deepcopy(template.podSecurityContext)
     if template.volumes:
         pod_spec["volumes"] = copy.deepcopy(template.volumes)
+    if ssh:
+        # Optional keys: a Secret with a password only mounts nothing (its username is still
+        # required, through the environment above). Readable by the Pod's group (fsGroup) only.
+        pod_spec.setdefault("volumes", []).append(
+            {
+                "name": SSH_VOLUME,
+                "secret": {
+                    "secretName": spec.credentials_secret,
+                    "optional": True,
+                    "defaultMode": 0o440,
+                    "items": [{"key": k, "path": k} for k in (SSH_KEY, SSH_PASSPHRASE)],
+                },
+            }
+        )
     return {"metadata": {"labels": dict(labels)}, "spec": pod_spec}
 
 

@@ -7,6 +7,9 @@ import enum
 import re
 from collections.abc import Collection, Mapping
 from typing import Any
+from urllib.parse import urlsplit
+
+from molstream import known_hosts
 
 from .urls import InvalidSpecError, check_source_url
 
@@ -111,13 +114,23 @@ class IngestRequestSpec:
     member: str | None = None
     columns: tuple[tuple[str, str], ...] = ()
     release: str | None = None  # spec.release, e.g. chembl_35: provenance
+    # spec.sftp.knownHosts: the sftp:// server's host key(s), known_hosts lines.
+    known_hosts: str = ""
+
+    @property
+    def sftp(self) -> bool:
+        return urlsplit(self.url).scheme.lower() == "sftp"
 
     @classmethod
     def parse(
-        cls, spec: Mapping[str, Any] | None, *, allowed_hosts: Collection[str] = ()
+        cls, spec: Mapping[str, Any] | None, *, allowed_hosts: Collection[str] = (),
+        pinned_known_hosts: str = "",
     ) -> IngestRequestSpec:
+        """``pinned_known_hosts``: the operator's own (MOLSTREAM_KNOWN_HOSTS), enough for an
+        sftp:// server they name."""
         spec = spec or {}
         url = check_source_url(spec.get("url"), allowed_hosts=allowed_hosts)
+        known_hosts = _sftp(spec.get("sftp"), url, pinned_known_hosts)
 
         secret = spec.get("credentialsSecret")
         secret_name: str | None = None
@@ -159,7 +172,42 @@ class IngestRequestSpec:
             member=member,
             columns=_columns(spec.get("columns")),
             release=_release(spec.get("release")),
+            known_hosts=known_hosts,
         )
+
+
+def _sftp(raw: Any, url: str, pinned: str) -> str:
+    """``spec.sftp.knownHosts`` (a list of known_hosts lines, or one text of them), checked;
+    an sftp:// URL needs an entry naming its server, here or in the operator's own."""
+    parts = urlsplit(url)
+    if raw is not None and parts.scheme.lower() != "sftp":
+        raise InvalidSpecError("spec.sftp", "is for sftp:// URLs only")
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise InvalidSpecError("spec.sftp", "must be an object")
+    lines = raw.get("knownHosts") or []
+    if isinstance(lines, str):
+        lines = [lines]
+    if not isinstance(lines, list) or not all(isinstance(line, str) for line in lines):
+        raise InvalidSpecError("spec.sftp.knownHosts", "must be a list of known_hosts lines")
+    text = "\n".join(line.strip() for line in lines)
+    try:
+        known_hosts.check_lines(text, where="known hosts")
+    except ValueError as e:
+        raise InvalidSpecError("spec.sftp.knownHosts", str(e)) from None
+    if parts.scheme.lower() == "sftp" and not (
+            known_hosts.names_host(text, parts.hostname or "", parts.port)
+            or known_hosts.names_host(pinned, parts.hostname or "", parts.port)):
+        name = known_hosts.host_key_name(parts.hostname or "", parts.port)
+        port = f"-p {parts.port} " if parts.port not in (None, 22) else ""
+        raise InvalidSpecError(
+            "spec.sftp.knownHosts",
+            f"an sftp:// source needs its server's host key: no entry names {name} (here or "
+            f"in the operator's MOLSTREAM_KNOWN_HOSTS); `ssh-keyscan {port}{parts.hostname}` "
+            "prints it, to be checked with the server's administrator (an unknown key is "
+            "never trusted)")
+    return text
 
 
 def _release(raw: Any) -> str | None:

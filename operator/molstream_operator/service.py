@@ -90,7 +90,8 @@ class IngestService:
         ref = IngestRequestRef.from_body(body)
         try:
             spec = IngestRequestSpec.parse(
-                body.get("spec"), allowed_hosts=self.config.allowed_hosts
+                body.get("spec"), allowed_hosts=self.config.allowed_hosts,
+                pinned_known_hosts=self.config.known_hosts,
             )
         except InvalidSpecError as exc:
             error = str(exc)
@@ -395,7 +396,8 @@ class IngestService:
         ref = IngestRequestRef.from_body(body)
         try:
             spec = IngestRequestSpec.parse(
-                body.get("spec"), allowed_hosts=self.config.allowed_hosts
+                body.get("spec"), allowed_hosts=self.config.allowed_hosts,
+                pinned_known_hosts=self.config.known_hosts,
             )
             self._ensure_cronjob(ref, spec, status.get("loadedSources"))
         except (InvalidSpecError, ApiError, RetryLater) as exc:

@@ -16,7 +16,7 @@ from molstream.hosts import host_allowed
 
 __all__ = ["ALLOWED_SCHEMES", "InvalidSpecError", "check_source_url", "host_allowed", "redact"]
 
-ALLOWED_SCHEMES = ("ftp", "ftps", "http", "https")
+ALLOWED_SCHEMES = ("ftp", "ftps", "http", "https", "sftp")
 
 _CONTROL_OR_SPACE = re.compile(r"[\x00-\x20\x7f]")
 _HTTP_GLOB = re.compile(r"[*\[]")  # (? starts an http URL's query)
@@ -40,13 +40,13 @@ class InvalidSpecError(ValueError):
 def check_source_url(url: object, *, allowed_hosts: Collection[str] = ()) -> str:
     """Return ``url`` if the fetcher may be pointed at it in the cluster, else raise.
 
-    Refused: anything but ftp, ftps, http and https (``file://`` above all: in a Pod it would
+    Refused: anything but ftp, ftps, http, https and sftp (``file://`` above all: in a Pod it would
     read the container's own files), credentials embedded in the URL, a missing host, an invalid
     port, whitespace or control characters, and hosts outside a non-empty allow-list.
     """
     field = "spec.url"
     if not isinstance(url, str) or not url:
-        raise InvalidSpecError(field, "is required (an ftp, ftps, http or https URL)")
+        raise InvalidSpecError(field, "is required (an ftp, ftps, http, https or sftp URL)")
     if _CONTROL_OR_SPACE.search(url):
         raise InvalidSpecError(field, "must not contain spaces or control characters")
     try:
@@ -64,7 +64,7 @@ def check_source_url(url: object, *, allowed_hosts: Collection[str] = ()) -> str
         raise InvalidSpecError(
             field, f"scheme {shown!r} is not allowed; use one of {', '.join(ALLOWED_SCHEMES)}"
         )
-    if scheme in ("http", "https") and _HTTP_GLOB.search(parts.path):
+    if scheme in ("http", "https", "sftp") and _HTTP_GLOB.search(parts.path):
         raise InvalidSpecError(
             field,
             "globs (*, ?, [...]) are supported in ftp and ftps URLs only: name one file "
