@@ -213,9 +213,10 @@ def test_sftp_resumes_after_a_cut_connection(source, sftp_server, tmp_path):
                    credentials=Credentials("molstream", PASSWORD),
                    limits=_limits(sftp.known_hosts))
     assert out.read_bytes() == (source / "data.bin").read_bytes()
-    assert (sftp.cuts, len(sftp.reads)) == (1, 2), sftp.reads
-    first, second = sftp.reads
-    assert first == 0 and 0 < second <= 300_000  # read on from where the cut left the file
+    # Read on from where the cut left the file. (Not how many times the file was opened: that
+    # depends on how much of the pipelined reads a loaded machine had taken before the cut.)
+    assert sftp.cuts == 1 and sftp.reads[0] == 0, sftp.reads
+    assert 0 < sftp.reads[-1] <= 300_000, sftp.reads
 
 
 def test_sftp_starts_over_when_the_file_changed_between_attempts(source, sftp_server,

@@ -5,9 +5,9 @@ Through the real pipeline (FTP → fetcher → Kafka → worker) into SQLite and
 from __future__ import annotations
 
 import csv
-import json
 import gzip
 import io
+import json
 import time
 from pathlib import Path
 
