@@ -54,7 +54,7 @@ class RowWriter:
         self._inserts = Inserts(engine)
 
     def apply_rows(self, conn: Connection, batch: RowBatch, rows: pa.Table,
-                    tx: Transaction, *, parents: bool = True) -> Applied:
+                   tx: Transaction, *, parents: bool = True) -> Applied:
         result = Applied(batch.ingest_id, batch.seq, rows.num_rows)
         ids = self.resolve_dimensions(conn, rows, result, tx)
         if parents:
@@ -63,15 +63,15 @@ class RowWriter:
         return result
 
     def resolve_dimensions(self, conn: Connection, rows: pa.Table, result: Applied,
-                            tx: Transaction) -> dict[str, pa.Array]:
+                           tx: Transaction) -> dict[str, pa.Array]:
         """Dimension values → ids, as columns: the per-row work stays in Arrow and NumPy."""
         present = set(rows.column_names)
         return {d: dimension_ids(rows.column(c), resolve(conn, self._inserts, self.cache, d,
-                                                          rows.column(c), result, tx))
+                                                         rows.column(c), result, tx))
                 for d, c in DIMENSION_COLUMNS.items() if c in present}
 
     def write_parents(self, conn: Connection, batch: RowBatch, rows: pa.Table,
-                       ids: dict[str, pa.Array], result: Applied, tx: Transaction) -> None:
+                      ids: dict[str, pa.Array], result: Applied, tx: Transaction) -> None:
         """Molecules and targets: one row per key, the last occurrence winning, in key order."""
         for table, sources, key in ((_MOLECULE, _MOLECULE_SOURCES, "molecule_id"),
                                     (_TARGET, _TARGET_SOURCES, "target_id")):
@@ -79,7 +79,7 @@ class RowWriter:
             self._write(conn, table, batch.mode, columns, values, result, tx)
 
     def write_activities(self, conn: Connection, batch: RowBatch, rows: pa.Table,
-                          ids: dict[str, pa.Array], result: Applied, tx: Transaction) -> None:
+                         ids: dict[str, pa.Array], result: Applied, tx: Transaction) -> None:
         columns, values = table_values(_ACTIVITY_SOURCES, rows, ids,
                                        key_order(rows.column("activity_id")))
         keys = int64s(values[0])
