@@ -183,8 +183,9 @@ def bookkeeping(engine: Engine) -> dict[str, object]:
     for run in runs:
         report = run.pop("report")
         report = json.loads(report) if isinstance(report, str) else report
+        # (the source's URL differs between the runs' servers: their ports)
         run["report"] = report and {k: v for k, v in report.items()
-                                    if k not in ("duration_s", "source")}
+                                    if k not in ("duration_s", "source", "source_identity")}
     return {"ingest_run": runs, "applied_batch": batches}
 
 

@@ -214,6 +214,8 @@ ALLOWED_INTERPOLATIONS = {
     ("molstream/pgschema.py", "checks"): "SQL made above from REFERENCES only",
     ("molstream/pgschema.py", "schema"):
         "the activity table's schema, quoted by the server (quote_ident)",
+    ("molstream/pgmerge.py", "sql"):
+        "the merge statement compiled from SQLAlchemy Core (_merge_sql), wrapped in a CTE",
     ("molstream/pgmerge.py", "', '.join(rows.column_names)"):
         "column names of our own metadata (apply.py's *_SOURCES, given to pa.table by merge),"
         " never a file's header",

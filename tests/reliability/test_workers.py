@@ -107,7 +107,8 @@ def _bookkeeping(engine: Engine) -> dict:
                        "SELECT seq, rows, written, rejected FROM applied_batch "
                        "WHERE ingest_id = :i ORDER BY seq"), {"i": INGEST})]
     report = run.pop("report")
-    run["report"] = {k: v for k, v in report.items() if k not in ("duration_s", "source")}
+    run["report"] = {k: v for k, v in report.items()
+                     if k not in ("duration_s", "source", "source_identity")}
     return {"ingest_run": [run], "applied_batch": batches}
 
 
