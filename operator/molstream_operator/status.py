@@ -48,7 +48,8 @@ __all__ = [
 ]
 
 # A mirror run's figures (molstream.mirror), as status.mirror shows them.
-MIRROR_FIGURES = ("added", "changed", "retired", "restored")
+MIRROR_FIGURES = {"added": "added", "changed": "changed", "retired": "retired",
+                  "restored": "restored", "held_back": "heldBack"}
 
 #: Events stamped this long before the run's startTime still count (clock skew between nodes).
 SKEW_SECONDS = 5.0
@@ -607,8 +608,10 @@ def apply_event(status: Mapping[str, Any], event: IngestEvent, *, now: str) -> C
             new["reportPath"] = report_path
         mirrored = event.data.get("mirror")
         if isinstance(mirrored, Mapping):  # a mirror run: what its release changed
-            new["mirror"] = {k: int(mirrored[k]) for k in MIRROR_FIGURES
+            new["mirror"] = {name: int(mirrored[k]) for k, name in MIRROR_FIGURES.items()
                              if isinstance(mirrored.get(k), int)}
+            if mirrored.get("held_back_reason"):
+                new["mirror"]["heldBackReason"] = str(mirrored["held_back_reason"])[:500]
         new["completionTime"] = format_time(event.ts)
         written, rejected = new.get("rowsWritten", 0), new.get("rowsRejected", 0)
         new["progress"] = f"done: rows written {written}, rejected {rejected}"

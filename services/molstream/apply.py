@@ -283,10 +283,10 @@ class Applier:
             ).returning(_PART.c.written, _PART.c.inactive)).first()
             if part is not None:
                 result.add_counts(part.written, part.inactive)
-        mirrored = {}
+        mirrored = {"restored": result.restored}  # activities a mirror had retired, back
         if batch.mode is Mode.MIRROR:  # which activities the file holds (molstream.mirror)
-            mirrored = {"ids": mirror.batch_ids(int64s(batch.rows.column("activity_id"))),
-                        "inserted": result.inserted, "restored": result.restored}
+            mirrored.update(ids=mirror.batch_ids(int64s(batch.rows.column("activity_id"))),
+                            inserted=result.inserted)
         recorded = conn.execute(self._insert(_APPLIED).values(
             ingest_id=batch.ingest_id, seq=batch.seq, rows=result.rows,
             written=result.written, inactive=result.inactive, rejected=len(result.rejected),

@@ -73,10 +73,12 @@ def claimer_id() -> str:
 
 class Completion:
     def __init__(self, engine: Engine, *, claimer: str | None = None,
-                 lease_s: float = LEASE_S) -> None:
+                 lease_s: float = LEASE_S, mirror_max_retire: float = mirror.MAX_RETIRE
+                 ) -> None:
         self.engine = engine
         self.claimer = claimer or claimer_id()
         self.lease_s = lease_s
+        self.mirror_max_retire = mirror_max_retire
 
     def settle(self, ingest_id: str) -> Announcement | None:
         """Complete the ingest if it is whole; return what this worker must announce, if it
@@ -95,7 +97,8 @@ class Completion:
                     _APPLIED.c.ingest_id == ingest_id)).scalar_one()
                 if applied >= run.batches_expected:
                     # a mirror retires what its release dropped in this same transaction
-                    mirrored = (mirror.complete(conn, ingest_id)
+                    mirrored = (mirror.complete(conn, ingest_id,
+                                                max_retire=self.mirror_max_retire)
                                 if run.mode == Mode.MIRROR.value else None)
                     rep = report.build(conn, ingest_id, mirror=mirrored)
                     conn.execute(update(_RUN).where(
@@ -104,9 +107,13 @@ class Completion:
                         batches_applied=rep["batches"], rows_applied=rep["rows_applied"],
                         rows_written=rep["rows_written"]))
             # (a finished ingest's batches are all recorded or never will be: their claims go)
-            conn.execute(delete(_PART).where(_PART.c.ingest_id == ingest_id, select(_RUN.c.id)
-                                             .where(_RUN.c.id == ingest_id,
-                                                    _RUN.c.status.in_(_DONE)).exists()))
+            finished = select(_RUN.c.id).where(_RUN.c.id == ingest_id,
+                                               _RUN.c.status.in_(_DONE)).exists()
+            conn.execute(delete(_PART).where(_PART.c.ingest_id == ingest_id, finished))
+            # (a failed mirror's batches' ids: nobody will compare with them)
+            conn.execute(update(_APPLIED).where(_APPLIED.c.ingest_id == ingest_id,
+                                                _APPLIED.c.ids.is_not(None), finished)
+                         .values(ids=None))
             claimed = conn.execute(update(_RUN).where(and_(
                 _RUN.c.id == ingest_id, _RUN.c.status.in_(_DONE), _RUN.c.announced.is_(False),
                 or_(_RUN.c.announced_by.is_(None), _RUN.c.announced_by == self.claimer,

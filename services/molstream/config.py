@@ -90,6 +90,9 @@ class Settings:
     # mirror mode, the source it mirrors (empty: the URL; the operator gives the IngestRequest).
     release: str = ""
     mirror_key: str = ""
+    # The worker's: a mirror retires at most this share of its previous release's activities,
+    # or nothing (molstream.mirror).
+    mirror_max_retire: float = 0.25
     batch_size: int = 10_000
     # Limits that protect the fetcher from hostile or broken sources.
     max_download_bytes: int = 20 * 1024**3
@@ -141,6 +144,7 @@ class Settings:
             mode=Mode.parse(_env("MODE", cls.mode.value)),
             release=_env("RELEASE", cls.release),
             mirror_key=_env("MIRROR_KEY", cls.mirror_key),
+            mirror_max_retire=float(_env("MIRROR_MAX_RETIRE", str(cls.mirror_max_retire))),
             batch_size=_env_int("BATCH_SIZE", cls.batch_size),
             max_download_bytes=_env_int("MAX_DOWNLOAD_BYTES", cls.max_download_bytes),
             max_decompressed_bytes=_env_int("MAX_DECOMPRESSED_BYTES", cls.max_decompressed_bytes),

@@ -36,6 +36,7 @@ from sqlalchemy import (
     event,
     false,
     inspect,
+    or_,
     select,
     true,
     update,
@@ -432,6 +433,10 @@ def soft_delete(conn: Connection, table: Table, ids: list[int]) -> int:
     """Soft-delete the rows of `ids` that are active; how many changed. A row already inactive
     is left alone (its `last_modified_on` too). A file that brings it again updates its values
     and leaves it inactive (molstream.apply)."""
+    if "retired_by" in table.c:  # a person's, now: no file brings it back (molstream.mirror)
+        return conn.execute(update(table).where(
+            table.c.id.in_(ids), or_(table.c.active == true(), table.c.retired_by.is_not(None)),
+        ).values(active=False, retired_by=None)).rowcount
     result = conn.execute(update(table).where(
         table.c.id.in_(ids), table.c.active == true()).values(active=False))
     return result.rowcount

@@ -262,7 +262,10 @@ def run(url: str, *, ingest_id: str, settings: Settings, credentials: Credential
                 rejected += _rejected(publisher, ingest_id, late)
             publisher.send_end(EndOfIngest(
                 ingest_id, mode, redact(url), seq, rows_total, published, rejected, started,
-                release=settings.release or None, mirror_key=settings.mirror_key or None,
+                # a glob's match names its release when spec.release does not; a mirror's
+                # source is the URL as given (a glob's pattern: every release one source)
+                release=settings.release or identity.release or None,
+                mirror_key=settings.mirror_key or redact(pattern),
                 source_identity=identity.event_fields()))  # (its URL redacted)
         seconds["publish"] = time.time() - t
         metrics.STAGE_SECONDS.labels("publish").set(seconds["publish"])

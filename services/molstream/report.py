@@ -55,7 +55,11 @@ def build(conn: Connection | Engine, ingest_id: str, *, mirror: dict | None = No
     if mirror is not None:  # the activities a release added, changed, dropped, brought back
         extra["mirror"] = {"previous": mirror["previous"], "added": mirror["added"],
                            "changed": written["activity"] - mirror["added"],
-                           "retired": mirror["retired"], "restored": mirror["restored"]}
+                           "retired": mirror["retired"], "restored": mirror["restored"],
+                           # what it would have retired, had it not held back, and why
+                           "held_back": mirror["held_back"],
+                           **({"held_back_reason": mirror["held_back_reason"]}
+                              if mirror.get("held_back_reason") else {})}
     return {
         "ingest_id": ingest_id,
         "source": run["source"],

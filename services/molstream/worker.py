@@ -79,7 +79,8 @@ class Worker:
         self._lag_partitions: set[int] = set()
         self.completion = Completion(
             self.engine, claimer=settings.worker_instance_id or None,
-            lease_s=lease_for(settings.kafka_outage_s))
+            lease_s=lease_for(settings.kafka_outage_s),
+            mirror_max_retire=settings.mirror_max_retire)
         self._group_rows = GROUP_ROWS if self.engine.dialect.name == "sqlite" else 1
         ensure_topics(settings.kafka_bootstrap, settings.topics,
                       rows_partitions=settings.rows_partitions)

@@ -100,12 +100,12 @@ class RowWriter:
         """Write the rows of `table` whose `columns` hold `values` (Arrow arrays, rows in key
         order; `new`: none is in the table, and no key is there twice), counting in `result`
         the rows written (inserted or changed): active ones, and apart the soft-deleted ones,
-        which stay so, unless a mirror retired them and this is a mirror: those are active
-        again (`restored`)."""
+        which stay so, unless a mirror retired them: a file that brings them (upsert or
+        mirror) makes them active again (`restored`)."""
         if len(values[0]) == 0:
             return
         held = {} if new else _soft_deleted(conn, table, int64s(values[0]))
-        if held and mode is Mode.MIRROR and table is _ACTIVITY:
+        if held and mode.upserts and table is _ACTIVITY:  # a file that brings it back
             back = [i for i, by in held.items() if by is not None]
             if back:
                 result.restored += mirror.restore_retired(conn, back)

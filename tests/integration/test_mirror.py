@@ -82,7 +82,7 @@ def test_a_mirror_follows_releases_of_the_real_rows(database, make_pipeline, ftp
                       mirror_key="chembl-activities", release="chembl_35")
     first = p.ingest(urls["r1"], "r1", mode=Mode.MIRROR)
     assert first["mirror"] == {"previous": None, "added": n1, "changed": 0, "retired": 0,
-                               "restored": 0}
+                               "restored": 0, "held_back": 0}
     engine = make_engine(p.settings.database_url)
     try:
         with engine.begin() as conn:  # a person hides one activity release 2 still has
@@ -95,7 +95,8 @@ def test_a_mirror_follows_releases_of_the_real_rows(database, make_pipeline, ftp
         # the person's hidden row is changed too, but counted apart and kept hidden
         assert second["mirror"] == {"previous": "r1", "added": len(touched["new"]),
                                     "changed": len(touched["changed"]) - 1,
-                                    "retired": len(touched["dropped"]), "restored": 0}
+                                    "retired": len(touched["dropped"]), "restored": 0,
+                                    "held_back": 0}
         assert second["tables_inactive"]["activity"] == 1
         state = _state(engine)
         number = {r: _number(engine, r) for r in ("r1", "r2")}
@@ -134,7 +135,7 @@ def test_a_mirror_follows_releases_of_the_real_rows(database, make_pipeline, ftp
         assert third["mirror"] == {"previous": "r2", "added": 0,
                                    "changed": len(touched["changed"]) - 1,
                                    "retired": len(touched["new"]),
-                                   "restored": len(touched["dropped"])}
+                                   "restored": len(touched["dropped"]), "held_back": 0}
         state = _state(engine)
         assert {i for i, s in state.items() if not s[0]} == touched["new"] | {kept_hidden}
     finally:
@@ -169,4 +170,63 @@ def test_a_mirror_that_does_not_complete_retires_nothing(engine):
     # the next mirror compares itself with the last one that completed (m1): 2 and 3 go
     applier.apply(make_batch(rows[:1], ingest="m3", mode=Mode.MIRROR))
     end("m3", 1)
-    assert Completion(engine).settle("m3").report["mirror"]["retired"] == 2
+    assert Completion(engine, mirror_max_retire=1).settle("m3").report["mirror"]["retired"] == 2
+
+
+def _mirror(applier: Applier, ingest: str, ids: list[int], *, batches: int | None = None):
+    """A mirror run of the activities `ids` (one batch), ended; its settlement."""
+    if ids:
+        applier.apply(make_batch([{**ROW, "activity_id": str(i)} for i in ids], ingest=ingest,
+                                 mode=Mode.MIRROR))
+    applier.record_end(EndOfIngest(ingest, Mode.MIRROR, "file:///r", 1 if ids else 0,
+                                   len(ids), len(ids), 0, time.time(), mirror_key="k"))
+
+
+def test_a_mirror_that_would_retire_too_much_retires_nothing(engine):
+    """A file cut short, or mostly rejected (a decimal comma, a wrong delimiter), or empty: the
+    mirror holds back, says why, and the next one compares itself with the last good one."""
+    applier = Applier(engine, IdCache(None, namespace="t"))
+    completion = Completion(engine, mirror_max_retire=0.25)
+    _mirror(applier, "m1", list(range(1, 11)))
+    assert completion.settle("m1").report["mirror"]["added"] == 10
+    _mirror(applier, "m2", [1])  # 9 of 10 gone: over the limit
+    mirrored = completion.settle("m2").report["mirror"]
+    assert (mirrored["retired"], mirrored["held_back"]) == (0, 9)
+    assert "more than MOLSTREAM_MIRROR_MAX_RETIRE=0.25" in mirrored["held_back_reason"]
+    _mirror(applier, "m3", [])  # an empty file
+    mirrored = completion.settle("m3").report["mirror"]
+    assert mirrored["retired"] == 0 and mirrored["held_back_reason"] == (
+        "its file held no activity")
+    assert all(s[0] for s in _state(engine).values())
+    _mirror(applier, "m4", list(range(1, 10)))  # against m1, the last good one: 10 goes
+    mirrored = completion.settle("m4").report["mirror"]
+    assert (mirrored["previous"], mirrored["retired"], mirrored["held_back"]) == ("m1", 1, 0)
+
+
+def test_what_a_mirror_still_running_holds_is_not_retired(engine):
+    """Two runs of one source overlap (a rerun, a schedule): the one that completes first does
+    not retire what the other, still running, holds."""
+    applier = Applier(engine, IdCache(None, namespace="t"))
+    completion = Completion(engine)
+    _mirror(applier, "m1", [1, 2, 3, 4])
+    completion.settle("m1")
+    applier.apply(make_batch([{**ROW, "activity_id": "4"}], ingest="m3", mode=Mode.MIRROR))
+    _mirror(applier, "m2", [1, 2, 3])  # lacks 4, which m3 (running) holds
+    assert completion.settle("m2").report["mirror"]["retired"] == 0
+    assert _state(engine)[4][0]
+
+
+def test_a_retired_activity_comes_back_with_any_file_but_a_person_s_stays_deleted(engine):
+    applier = Applier(engine, IdCache(None, namespace="t"))
+    completion = Completion(engine)
+    _mirror(applier, "m1", [1, 2, 3, 4, 5, 6, 7, 8])
+    completion.settle("m1")
+    _mirror(applier, "m2", [1, 2, 3, 4, 5, 6])
+    assert completion.settle("m2").report["mirror"]["retired"] == 2
+    with engine.begin() as conn:  # a person takes the mirror's retirement of 8 over
+        assert soft_delete(conn, Activity.__table__, [8]) == 1
+    back = applier.apply(make_batch([{**ROW, "activity_id": "7"}, {**ROW, "activity_id": "8"}],
+                                    ingest="u1"))  # an upsert bringing both
+    assert back.restored == 1 and back.inactive["activity"] == 0
+    state = _state(engine)
+    assert state[7][:2] == (True, None) and state[8][:2] == (False, None)

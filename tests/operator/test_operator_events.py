@@ -155,11 +155,13 @@ def test_a_mirror_run_s_figures_reach_the_status(
     ns: Namespace, operator_with_kafka: Any, publish: Publisher
 ) -> None:
     ingest = _run_to_fetching(ns, publish, "mirror")
-    figures = {"previous": "x", "added": 3, "changed": 2, "retired": 5, "restored": 1}
+    figures = {"previous": "x", "added": 3, "changed": 2, "retired": 0, "restored": 1,
+               "held_back": 9, "held_back_reason": "it would retire 9 of 10"}
     publish("completed", ingest, rows_published=10, rows_written=5, rows_rejected=0,
             duration_s=1.0, tables=TABLES, report_path="/r.csv", mirror=figures)
     status = ns.wait_phase("mirror", "Succeeded")
-    assert status["mirror"] == {"added": 3, "changed": 2, "retired": 5, "restored": 1}
+    assert status["mirror"] == {"added": 3, "changed": 2, "retired": 0, "restored": 1,
+                                "heldBack": 9, "heldBackReason": "it would retire 9 of 10"}
 
 
 def test_a_failed_event_fails_the_request_with_its_reason(
