@@ -11,10 +11,12 @@ and read back.
 
 from __future__ import annotations
 
+import functools
 import logging
 
 import pyarrow as pa
-from sqlalchemy import select
+from sqlalchemy import Integer, any_, bindparam, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection
 
 from .applied import Applied, Transaction
@@ -34,6 +36,21 @@ DIMENSION_COLUMNS = {
 }
 
 
+@functools.cache
+def _held_statement(dimension: str, postgresql: bool):
+    table = DIMENSIONS[dimension]
+    if postgresql:  # one array parameter: the statement is the same whatever the count
+        ids = bindparam("ids", type_=ARRAY(Integer))
+        return select(table.c.id, table.c.value).where(table.c.id == any_(ids))
+    return select(table.c.id, table.c.value).where(
+        table.c.id.in_(bindparam("ids", expanding=True)))
+
+
+def _held(conn: Connection, dimension: str):
+    """The statement that reads back the rows of `dimension` whose ids it is given."""
+    return _held_statement(dimension, conn.dialect.name == "postgresql")
+
+
 def resolve(conn: Connection, inserts: Inserts, cache: IdCache, dimension: str,
             column: pa.ChunkedArray, result: Applied, tx: Transaction) -> dict:
     """Each value of `column` → its id in `dimension`'s table, as this transaction sees it.
@@ -45,8 +62,8 @@ def resolve(conn: Connection, inserts: Inserts, cache: IdCache, dimension: str,
     verified = tx.verified.setdefault(dimension, {})
     unverified = {v: i for v, i in found.items() if verified.get(v) != i}
     if unverified:
-        held = dict(conn.execute(select(table.c.id, table.c.value).where(
-            table.c.id.in_(sorted(set(unverified.values()))))).all())
+        held = dict(conn.execute(_held(conn, dimension),
+                                 {"ids": sorted(set(unverified.values()))}).all())
         stale = [v for v, i in unverified.items() if i not in held or held[i] != v]
         if stale:
             log.warning("%s: %d cached id(s) no longer mean their value in the database "
