@@ -101,29 +101,24 @@ VARIANTS = {
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_the_real_rows_land_the_same_in_every_dialect_and_compression(
         variant, make_pipeline, ftp_server, tmp_path):
-    make, settings = VARIANTS[variant]
-    src = tmp_path / "srv"
-    src.mkdir()
-    (src / "activities").write_bytes(make())
-    p = make_pipeline(batch_size=5000, **settings)
-    report = p.ingest(ftp_server(src).url("activities"), variant)
-    assert (report["rows_written"], report["rows_rejected"]) == (44_077, 0)
-    engine = make_engine(p.settings.database_url)
-    try:
-        assert actual_tables(engine) == _expected()
-    finally:
-        engine.dispose()
+    _lands_the_same(variant, make_pipeline, ftp_server, tmp_path)
 
 
 @pytest.mark.postgres
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_the_real_rows_land_the_same_on_postgresql(variant, make_pipeline, ftp_server,
                                                     postgres_url, tmp_path):
+    _lands_the_same(variant, make_pipeline, ftp_server, tmp_path, database_url=postgres_url)
+
+
+def _lands_the_same(variant: str, make_pipeline, ftp_server, tmp_path, **db) -> None:
+    """The variant's file, served by FTP under a name without a hint of its format, ingested:
+    every real row written, none rejected, the tables the plain CSV gives."""
     make, settings = VARIANTS[variant]
     src = tmp_path / "srv"
     src.mkdir()
     (src / "activities").write_bytes(make())
-    p = make_pipeline(batch_size=5000, database_url=postgres_url, **settings)
+    p = make_pipeline(batch_size=5000, **db, **settings)
     report = p.ingest(ftp_server(src).url("activities"), variant)
     assert (report["rows_written"], report["rows_rejected"]) == (44_077, 0)
     engine = make_engine(p.settings.database_url)

@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 import yaml
+from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.errors import TopicAlreadyExistsError
 from molstream_operator.kube import Kube
 from operator_harness import (
     ALLOWED_HOSTS,
@@ -26,7 +28,9 @@ from operator_harness import (
     RBAC_RULES,
     Namespace,
     OperatorProcess,
+    Publisher,
     free_port,
+    wait_for,
 )
 
 
@@ -163,3 +167,33 @@ def start_operator(
 @pytest.fixture
 def ns(kube_namespace: str, admin: Kube, kubectl: Any, ir_crd: Path) -> Namespace:
     return Namespace(kube_namespace, admin, kubectl)
+
+
+# -- playing the fetcher and the worker: their events, published to Kafka -----------------
+
+
+@pytest.fixture
+def publish(kafka_bootstrap: str, topic_prefix: str) -> Iterator[Publisher]:
+    topic = f"{topic_prefix}.events"
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    try:
+        admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)])
+    except TopicAlreadyExistsError:
+        pass
+    finally:
+        admin.close()
+    publisher = Publisher(kafka_bootstrap, topic)
+    yield publisher
+    publisher.close()
+
+
+@pytest.fixture
+def operator_with_kafka(ns: Namespace, start_operator: Any, kafka_bootstrap: str) -> Any:
+    op = start_operator(kafka=kafka_bootstrap)
+    ns.context = op.tail
+    wait_for(
+        lambda: (op.healthy() or {}).get("events", {}).get("connected"),
+        what="the event consumer connected",
+        context=op.tail,
+    )
+    return op

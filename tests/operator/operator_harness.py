@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import pytest
 import yaml
+from kafka import KafkaProducer
 from molstream_operator.kube import Kube
 from molstream_operator.status import format_time
 
@@ -263,3 +264,23 @@ def secret(password: str, name: str = "molstream-ftp-credentials") -> dict[str, 
         "type": "Opaque",
         "stringData": {"username": "molstream", "password": password},
     }
+
+
+class Publisher:
+    """Publish pipeline events the way the fetcher and the worker do (key = ingest id)."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.topic = topic
+        self.producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+
+    def raw(self, key: bytes | None, value: bytes) -> None:
+        self.producer.send(self.topic, key=key, value=value).get(timeout=30)
+
+    def __call__(
+        self, kind: str, ingest_id: str, *, ts: float | None = None, **fields: Any
+    ) -> None:
+        event = {"type": kind, "ingest_id": ingest_id, "ts": ts or time.time(), **fields}
+        self.raw(ingest_id.encode(), json.dumps(event).encode())
+
+    def close(self) -> None:
+        self.producer.close(timeout=10)

@@ -8,14 +8,10 @@ import json
 import secrets
 import signal
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from kafka import KafkaProducer
-from kafka.admin import KafkaAdminClient, NewTopic
-from kafka.errors import TopicAlreadyExistsError
-from operator_harness import Namespace, ingestrequest, secret, wait_for
+from operator_harness import Namespace, Publisher, ingestrequest, secret, wait_for
 
 pytestmark = [pytest.mark.kube, pytest.mark.kafka]
 
@@ -29,53 +25,6 @@ TABLES = {
     "target": 45,
     "activity": 975,
 }
-
-
-class Publisher:
-    """Publish pipeline events the way the fetcher and the worker do (key = ingest id)."""
-
-    def __init__(self, bootstrap: str, topic: str) -> None:
-        self.topic = topic
-        self.producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
-
-    def raw(self, key: bytes | None, value: bytes) -> None:
-        self.producer.send(self.topic, key=key, value=value).get(timeout=30)
-
-    def __call__(
-        self, kind: str, ingest_id: str, *, ts: float | None = None, **fields: Any
-    ) -> None:
-        event = {"type": kind, "ingest_id": ingest_id, "ts": ts or time.time(), **fields}
-        self.raw(ingest_id.encode(), json.dumps(event).encode())
-
-    def close(self) -> None:
-        self.producer.close(timeout=10)
-
-
-@pytest.fixture
-def publish(kafka_bootstrap: str, topic_prefix: str) -> Iterator[Publisher]:
-    topic = f"{topic_prefix}.events"
-    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
-    try:
-        admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)])
-    except TopicAlreadyExistsError:
-        pass
-    finally:
-        admin.close()
-    publisher = Publisher(kafka_bootstrap, topic)
-    yield publisher
-    publisher.close()
-
-
-@pytest.fixture
-def operator_with_kafka(ns: Namespace, start_operator: Any, kafka_bootstrap: str) -> Any:
-    op = start_operator(kafka=kafka_bootstrap)
-    ns.context = op.tail
-    wait_for(
-        lambda: (op.healthy() or {}).get("events", {}).get("connected"),
-        what="the event consumer connected",
-        context=op.tail,
-    )
-    return op
 
 
 def _run_to_fetching(ns: Namespace, publish: Publisher, name: str) -> str:

@@ -8,14 +8,10 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from kafka import KafkaProducer
-from kafka.admin import KafkaAdminClient, NewTopic
-from kafka.errors import TopicAlreadyExistsError
-from operator_harness import Namespace, ingestrequest, secret, wait_for
+from operator_harness import Namespace, Publisher, ingestrequest, secret, wait_for
 
 pytestmark = [pytest.mark.kube, pytest.mark.kafka]
 
@@ -29,48 +25,6 @@ IDENTITY = {
     "release": None,
 }
 RECORDED = {"url": URL, "lastModified": "20240501120000", "size": 123456, "sha256": "ab" * 32}
-
-
-class Publisher:
-    def __init__(self, bootstrap: str, topic: str) -> None:
-        self.topic = topic
-        self.producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
-
-    def __call__(self, kind: str, ingest_id: str, **fields: Any) -> None:
-        event = {"type": kind, "ingest_id": ingest_id, "ts": time.time(), **fields}
-        self.producer.send(
-            self.topic, key=ingest_id.encode(), value=json.dumps(event).encode()
-        ).get(timeout=30)
-
-    def close(self) -> None:
-        self.producer.close(timeout=10)
-
-
-@pytest.fixture
-def publish(kafka_bootstrap: str, topic_prefix: str) -> Iterator[Publisher]:
-    topic = f"{topic_prefix}.events"
-    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
-    try:
-        admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)])
-    except TopicAlreadyExistsError:
-        pass
-    finally:
-        admin.close()
-    publisher = Publisher(kafka_bootstrap, topic)
-    yield publisher
-    publisher.close()
-
-
-@pytest.fixture
-def operator(ns: Namespace, start_operator: Any, kafka_bootstrap: str) -> Any:
-    op = start_operator(kafka=kafka_bootstrap)
-    ns.context = op.tail
-    wait_for(
-        lambda: (op.healthy() or {}).get("events", {}).get("connected"),
-        what="the event consumer connected",
-        context=op.tail,
-    )
-    return op
 
 
 def _env(job: dict[str, Any]) -> dict[str, str]:
@@ -104,7 +58,7 @@ def _load(publish: Publisher, ingest: str, identity: dict[str, Any]) -> None:
 
 
 def test_a_rerun_of_an_unchanged_source_ends_succeeded_unchanged(
-    ns: Namespace, operator: Any, publish: Publisher, kubectl: Any
+    ns: Namespace, operator_with_kafka: Any, publish: Publisher, kubectl: Any
 ) -> None:
     ns.apply([secret("pw"), ingestrequest("same")])
     first = _job(ns, "same-run-1")
@@ -167,7 +121,7 @@ def test_a_rerun_of_an_unchanged_source_ends_succeeded_unchanged(
 
 
 def test_a_scheduled_ingest_s_cronjob_learns_what_was_loaded(
-    ns: Namespace, operator: Any, publish: Publisher, admin: Any
+    ns: Namespace, operator_with_kafka: Any, publish: Publisher, admin: Any
 ) -> None:
     pattern = "ftp://molstream-ftp:2121/releases/chembl_*/activities.csv.gz"
     ns.apply([secret("pw"), ingestrequest("nightly", url=pattern, schedule="0 3 * * *")])
