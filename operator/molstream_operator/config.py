@@ -35,6 +35,7 @@ import yaml
 
 DEFAULT_SCRATCH_SIZE = "8Gi"
 DEFAULT_METRICS_LINGER_S = 60.0
+DEFAULT_TTL_SECONDS = 3600
 __all__ = ["DEFAULT_TEMPLATE", "FetcherTemplate", "OperatorConfig"]
 
 logger = logging.getLogger(__name__)
@@ -70,10 +71,19 @@ DEFAULT_TEMPLATE: dict[str, Any] = {
             {"name": "MOLSTREAM_SCRATCH_LIMIT", "value": DEFAULT_SCRATCH_SIZE}],
     "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": DEFAULT_SCRATCH_SIZE}}],
     "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+    # Where and how the Pod runs: the Pod spec's own fields, copied as given.
+    "imagePullSecrets": [],
+    "nodeSelector": {},
+    "tolerations": [],
+    "affinity": {},
+    "priorityClassName": "",
+    # A finished Job of a one-off run (and its Pods) is deleted this long after it ends, by
+    # the TTL controller; scheduled runs keep spec.*JobsHistoryLimit Jobs instead.
+    "ttlSecondsAfterFinished": DEFAULT_TTL_SECONDS,
 }
 
-_LIST_KEYS = ("env", "volumes", "volumeMounts")
-_MAP_KEYS = ("resources", "securityContext", "podSecurityContext")
+_LIST_KEYS = ("env", "volumes", "volumeMounts", "tolerations")
+_MAP_KEYS = ("resources", "securityContext", "podSecurityContext", "nodeSelector", "affinity")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -93,6 +103,12 @@ class FetcherTemplate:
     env: list[dict[str, Any]]
     volumes: list[dict[str, Any]]
     volumeMounts: list[dict[str, Any]]  # noqa: N815
+    imagePullSecrets: list[dict[str, str]]  # noqa: N815
+    nodeSelector: dict[str, str]  # noqa: N815
+    tolerations: list[dict[str, Any]]
+    affinity: dict[str, Any]
+    priorityClassName: str  # noqa: N815
+    ttlSecondsAfterFinished: int  # noqa: N815
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any] | None) -> FetcherTemplate:
@@ -113,6 +129,13 @@ class FetcherTemplate:
             if not isinstance(values[key], dict):
                 raise ValueError(f"fetcher template: {key} must be a mapping")
         values["serviceAccountName"] = str(values["serviceAccountName"] or "")
+        values["priorityClassName"] = str(values["priorityClassName"] or "")
+        values["imagePullSecrets"] = _pull_secrets(values["imagePullSecrets"])
+        if not all(isinstance(v, str) for v in values["nodeSelector"].values()):
+            raise ValueError("fetcher template: nodeSelector values must be strings")
+        ttl = values["ttlSecondsAfterFinished"]
+        if isinstance(ttl, bool) or not isinstance(ttl, int) or ttl < 0:
+            raise ValueError("fetcher template: ttlSecondsAfterFinished must be an integer >= 0")
         return cls(**values)
 
     @classmethod
@@ -122,6 +145,19 @@ class FetcherTemplate:
         if data is not None and not isinstance(data, dict):
             raise ValueError(f"fetcher template {path}: expected a mapping at the top level")
         return cls.from_mapping(data)
+
+
+def _pull_secrets(value: Any) -> list[dict[str, str]]:
+    """imagePullSecrets as the Pod spec wants them: [{name}]; a bare name is read as one."""
+    if not isinstance(value, list):
+        raise ValueError("fetcher template: imagePullSecrets must be a list")
+    out = []
+    for item in value:
+        name = item.get("name") if isinstance(item, dict) else item
+        if not isinstance(name, str) or not name:
+            raise ValueError("fetcher template: imagePullSecrets entries are {name: SECRET}")
+        out.append({"name": name})
+    return out
 
 
 def _split(value: str | None) -> tuple[str, ...]:

@@ -35,9 +35,12 @@ __all__ = [
     "ANNOTATION_IR",
     "ANNOTATION_RERUN",
     "ANNOTATION_SCHEDULED_AT",
+    "FAILED_JOBS_HISTORY_LIMIT",
+    "FETCHER_EXIT_PERMANENT",
     "LABEL_IR",
     "LABEL_RUN",
     "LABEL_SCHEDULED",
+    "SUCCESSFUL_JOBS_HISTORY_LIMIT",
     "build_cronjob",
     "build_job",
     "cronjob_name",
@@ -47,6 +50,7 @@ __all__ = [
     "label_value",
     "loaded_sources",
     "parse_ingest_id",
+    "pod_failure_policy",
     "run_ingest_id",
 ]
 
@@ -108,6 +112,14 @@ _RESERVED_ENV = frozenset(
 # Reserved as well when the operator sets them (OperatorConfig.fetcher_metrics_port): the
 # port must be the container port the PodMonitor scrapes.
 _METRICS_ENV = frozenset({ENV_METRICS_PORT, ENV_METRICS_LINGER})
+
+#: The fetcher's exit status for a permanent error (molstream.cli.EXIT_PERMANENT: a wrong
+#: password, no such file, an address refused, an invalid file...): the Job fails at once.
+FETCHER_EXIT_PERMANENT = 3
+#: Finished Jobs of scheduled runs kept per IngestRequest when the spec says nothing (CronJob's
+#: own defaults): older ones are deleted.
+SUCCESSFUL_JOBS_HISTORY_LIMIT = 3
+FAILED_JOBS_HISTORY_LIMIT = 1
 
 _JOB_NAME_MAX = 63  # the Job's name is also the value of the Pod label job-name
 _CRONJOB_NAME_MAX = 52  # the CronJob controller appends -<11 digits>
@@ -322,6 +334,9 @@ def _pod_template(
         "args": args,
         "env": _env(ref, spec, config, ingest=ingest, loaded=loaded, force=force),
         "resources": copy.deepcopy(template.resources),
+        # Its last lines (the fetcher's "error: ..." line) when it fails: the Pod's status says
+        # why the run failed, for the operator and for `kubectl describe`.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
     }
     if config.fetcher_metrics_port is not None:
         container["ports"] = [
@@ -345,6 +360,11 @@ def _pod_template(
         pod_spec["serviceAccountName"] = template.serviceAccountName
     if template.podSecurityContext:
         pod_spec["securityContext"] = copy.deepcopy(template.podSecurityContext)
+    for key in ("imagePullSecrets", "nodeSelector", "tolerations", "affinity"):
+        if value := getattr(template, key):
+            pod_spec[key] = copy.deepcopy(value)
+    if template.priorityClassName:
+        pod_spec["priorityClassName"] = template.priorityClassName
     if template.volumes:
         pod_spec["volumes"] = copy.deepcopy(template.volumes)
     if ssh:
@@ -361,7 +381,32 @@ def _pod_template(
                 },
             }
         )
-    return {"metadata": {"labels": dict(labels)}, "spec": pod_spec}
+    # The annotation names the IngestRequest exactly (the label may be shortened): the operator
+    # follows the Pods to say why one cannot start (molstream_operator.pod_health).
+    return {
+        "metadata": {"labels": dict(labels), "annotations": {ANNOTATION_IR: ref.name}},
+        "spec": pod_spec,
+    }
+
+
+def pod_failure_policy() -> dict[str, Any]:
+    """The fetcher Job's podFailurePolicy: a permanent error fails the Job at once, without
+    its retries; a Pod evicted or preempted (DisruptionTarget) is retried without counting
+    against backoffLimit. (Needs the Pod's restartPolicy Never.)"""
+    return {
+        "rules": [
+            {
+                "action": "FailJob",
+                "onExitCodes": {
+                    "containerName": "fetcher",
+                    "operator": "In",
+                    "values": [FETCHER_EXIT_PERMANENT],
+                },
+            },
+            {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget",
+                                                      "status": "True"}]},
+        ]
+    }
 
 
 def build_job(
@@ -392,6 +437,8 @@ def build_job(
             "backoffLimit": spec.backoff_limit,
             "activeDeadlineSeconds": spec.active_deadline_seconds,
             "suspend": spec.suspend,
+            "ttlSecondsAfterFinished": config.fetcher.ttlSecondsAfterFinished,
+            "podFailurePolicy": pod_failure_policy(),
             "template": _pod_template(
                 ref, spec, config, ingest=ingest, labels=labels, loaded=loaded, force=force
             ),
@@ -407,9 +454,12 @@ def build_cronjob(
     config: OperatorConfig,
     *,
     loaded: Sequence[Mapping[str, Any]] = (),
+    history: tuple[int, int] = (SUCCESSFUL_JOBS_HISTORY_LIMIT, FAILED_JOBS_HISTORY_LIMIT),
 ) -> dict[str, Any]:
     """The batch/v1 CronJob for ``spec.schedule``, owned by the IngestRequest; its runs are
-    given ``loaded`` (status.loadedSources: the operator updates it after each success)."""
+    given ``loaded`` (status.loadedSources: the operator updates it after each success).
+    ``history``: the finished Jobs kept, (successful, failed); the operator prunes to the same
+    limits (molstream_operator.history), the TTL does not apply to these Jobs."""
     if not spec.schedule:
         raise ValueError("build_cronjob needs spec.schedule")
     labels = {**_labels(ref), LABEL_SCHEDULED: "true"}
@@ -427,13 +477,14 @@ def build_cronjob(
             "suspend": spec.suspend,
             "concurrencyPolicy": "Forbid",
             "startingDeadlineSeconds": 300,
-            "successfulJobsHistoryLimit": 3,
-            "failedJobsHistoryLimit": 3,
+            "successfulJobsHistoryLimit": history[0],
+            "failedJobsHistoryLimit": history[1],
             "jobTemplate": {
                 "metadata": {"labels": dict(labels), "annotations": {ANNOTATION_IR: ref.name}},
                 "spec": {
                     "backoffLimit": spec.backoff_limit,
                     "activeDeadlineSeconds": spec.active_deadline_seconds,
+                    "podFailurePolicy": pod_failure_policy(),
                     "template": _pod_template(
                         ref, spec, config, ingest=None, labels=labels, loaded=loaded
                     ),

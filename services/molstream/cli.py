@@ -60,9 +60,36 @@ def _settings(**overrides) -> Settings:
     return dataclasses.replace(base, **changes)
 
 
-def _fail(message: str) -> NoReturn:
+#: Exit statuses. A failure a retry may overcome (Kafka unreachable, a download that gave up
+#: after its retries or ran out of time, an unexpected error) exits 2 (1 for a crash); a
+#: permanent one exits EXIT_PERMANENT: running again gives the same answer (a wrong password,
+#: no such file (404), access refused, an address or host refused, a TLS certificate refused,
+#: an invalid or too large file, a missing column, a bad --loaded). The operator's fetcher Job
+#: fails at once on EXIT_PERMANENT (its podFailurePolicy), without its retries.
+EXIT_FAILED = 2
+EXIT_PERMANENT = 3
+
+
+def _fail(message: str, status: int = EXIT_FAILED) -> NoReturn:
     click.echo(f"error: {message}", err=True)
-    sys.exit(2)
+    sys.exit(status)
+
+
+def _exit_status(error: BaseException) -> int:
+    """EXIT_PERMANENT when the cause of a failed ingest (the exception `IngestFailed` was raised
+    from, kept as its __context__) will fail the same way again, else EXIT_FAILED."""
+    from .contract import ContractError
+    from .fetch.common import FetchError, Transient
+    from .read import ReadError
+
+    cause = error.__context__
+    if isinstance(cause, ReadError | ContractError):
+        return EXIT_PERMANENT
+    if isinstance(cause, FetchError):
+        gave_up = isinstance(cause.__context__, Transient)  # retried, then gave up
+        timed_out = "MOLSTREAM_DOWNLOAD_TIMEOUT_S" in str(cause)
+        return EXIT_FAILED if gave_up or timed_out else EXIT_PERMANENT
+    return EXIT_FAILED
 
 
 def _hide_password(url: str) -> str:
@@ -147,7 +174,11 @@ def fetch(url: str, ingest_id: str | None, batch_size: int | None, mode: str | N
           columns: tuple[tuple[str, str], ...] | None, release: str | None,
           mirror_key: str | None, loaded: str | None, force: bool, metrics_port: int | None,
           metrics_linger: float) -> None:
-    """Download a CSV, validate its rows and publish them to Kafka."""
+    """Download a CSV, validate its rows and publish them to Kafka.
+
+    Exit status: 0 done (or unchanged); 2 failed, a retry may succeed (Kafka, a download that
+    gave up or timed out); 3 a permanent error (wrong password, no such file, refused address
+    or certificate, invalid file, missing column): the Job is not retried."""
     from . import metrics
     from .fetch import credentials_from_env
     from .fetch.identity import parse_loaded
@@ -162,7 +193,7 @@ def fetch(url: str, ingest_id: str | None, batch_size: int | None, mode: str | N
     try:
         known = parse_loaded(loaded)
     except ValueError as e:
-        _fail(str(e))
+        _fail(str(e), EXIT_PERMANENT)
     server = _serve(metrics.FETCHER, metrics_port)
     try:
         result = run(url, ingest_id=ingest_id, settings=settings,
@@ -171,7 +202,7 @@ def fetch(url: str, ingest_id: str | None, batch_size: int | None, mode: str | N
                      show_progress=show, loaded=known, force=force)
     except IngestFailed as e:
         _linger(server, metrics_linger)
-        _fail(str(e))
+        _fail(str(e), _exit_status(e))
     _linger(server, metrics_linger)
     click.echo(json.dumps(dataclasses.asdict(result)))
 

@@ -310,3 +310,91 @@ def test_config_fetcher_metrics_from_env() -> None:
 def test_config_fetcher_metrics_refused(var: str, value: str) -> None:
     with pytest.raises(ValueError, match=var):
         OperatorConfig.from_env({var: value})
+
+
+# --- where and how the fetcher runs (issue 19, point 5) ------------------------------------------
+
+PLACED = FetcherTemplate.from_mapping(
+    {
+        "image": "registry.example/molstream:1.2.3",
+        "imagePullSecrets": [{"name": "regcred"}, "other-regcred"],
+        "nodeSelector": {"kubernetes.io/arch": "amd64"},
+        "tolerations": [{"key": "batch", "operator": "Exists", "effect": "NoSchedule"}],
+        "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+            "nodeSelectorTerms": [{"matchExpressions": [
+                {"key": "pool", "operator": "In", "values": ["ingest"]}]}]}}},
+        "priorityClassName": "batch-low",
+        "ttlSecondsAfterFinished": 600,
+    }
+)
+
+
+def test_the_template_places_the_fetcher_pod() -> None:
+    config = dataclasses.replace(CONFIG, fetcher=PLACED)
+    for job in (
+        build_job(REF, _spec(), config, run=1),
+        build_cronjob(REF, _spec(schedule="0 3 * * *"), config)["spec"]["jobTemplate"],
+    ):
+        pod = job["spec"]["template"]["spec"]
+        assert pod["imagePullSecrets"] == [{"name": "regcred"}, {"name": "other-regcred"}]
+        assert pod["nodeSelector"] == {"kubernetes.io/arch": "amd64"}
+        assert pod["tolerations"] == PLACED.tolerations
+        assert pod["affinity"] == PLACED.affinity
+        assert pod["priorityClassName"] == "batch-low"
+        assert pod["restartPolicy"] == "Never"  # what a podFailurePolicy needs
+    assert build_job(REF, _spec(), config, run=1)["spec"]["ttlSecondsAfterFinished"] == 600
+
+
+def test_default_template_sets_no_placement_and_a_ttl_of_an_hour() -> None:
+    job = build_job(REF, _spec(), CONFIG, run=1)
+    pod = job["spec"]["template"]["spec"]
+    for key in ("imagePullSecrets", "nodeSelector", "tolerations", "affinity",
+                "priorityClassName"):
+        assert key not in pod
+    assert job["spec"]["ttlSecondsAfterFinished"] == 3600
+    # scheduled runs keep a history instead (the CronJob's limits, the operator's pruning)
+    cron = build_cronjob(REF, _spec(schedule="0 3 * * *"), CONFIG)
+    assert "ttlSecondsAfterFinished" not in cron["spec"]["jobTemplate"]["spec"]
+    assert (cron["spec"]["successfulJobsHistoryLimit"], cron["spec"]["failedJobsHistoryLimit"]) \
+        == (3, 1)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"imagePullSecrets": "regcred"},
+        {"imagePullSecrets": [{"nom": "regcred"}]},
+        {"nodeSelector": ["a"]},
+        {"nodeSelector": {"zone": 1}},
+        {"tolerations": {"key": "x"}},
+        {"affinity": []},
+        {"ttlSecondsAfterFinished": -1},
+        {"ttlSecondsAfterFinished": "3600"},
+    ],
+)
+def test_bad_placement_keys_are_refused(bad: dict) -> None:
+    with pytest.raises(ValueError, match="fetcher template"):
+        FetcherTemplate.from_mapping(bad)
+
+
+def test_job_fails_at_once_on_the_fetchers_permanent_error() -> None:
+    from molstream.cli import EXIT_PERMANENT
+
+    for job in (
+        build_job(REF, _spec(), CONFIG, run=1),
+        build_cronjob(REF, _spec(schedule="0 3 * * *"), CONFIG)["spec"]["jobTemplate"],
+    ):
+        fail, ignore = job["spec"]["podFailurePolicy"]["rules"]
+        assert fail == {
+            "action": "FailJob",
+            "onExitCodes": {"containerName": "fetcher", "operator": "In",
+                            "values": [EXIT_PERMANENT]},
+        }
+        assert ignore == {"action": "Ignore",
+                          "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}
+        pod = job["spec"]["template"]["spec"]
+        assert _container(pod)["name"] == "fetcher"
+        assert _container(pod)["terminationMessagePolicy"] == "FallbackToLogsOnError"
+        assert job["spec"]["template"]["metadata"]["annotations"] == {
+            "molstream.io/ingestrequest-name": "chembl-34"
+        }
