@@ -74,6 +74,9 @@ def run(sample: Path, rows: int, *, kafka_bootstrap: str, redis_url: str, ftp, w
         "MOLSTREAM_WORK_DIR": str(run_dir / "work"),
         "MOLSTREAM_SOURCE_USERNAME": ftp.user,
         "MOLSTREAM_SOURCE_PASSWORD": ftp.password,
+        # the bench's own FTP server on 127.0.0.1 (refused by default: not a public address)
+        "MOLSTREAM_ALLOWED_NETWORKS": "127.0.0.0/8,::1/128",
+        "MOLSTREAM_ALLOW_INSECURE_CREDENTIALS": "true",
     }
     if batch_size:
         env["MOLSTREAM_BATCH_SIZE"] = str(batch_size)

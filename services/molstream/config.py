@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
+from .addresses import parse_networks
 from .hosts import parse_hosts
 
 
@@ -116,6 +117,19 @@ class Settings:
     # Hosts the fetcher may download from, redirects included (the operator's own list,
     # handed to its Jobs); empty: any.
     allowed_hosts: tuple[str, ...] = ()
+    # Which addresses the fetcher may connect to (molstream.addresses): every non-public one
+    # (loopback, link-local, private, CGNAT, ...) is refused unless one of these allows it.
+    # MOLSTREAM_ALLOWED_NETWORKS: CIDRs that may be reached although not public (a local run:
+    # 127.0.0.0/8,::1/128); MOLSTREAM_INTERNAL_HOSTS: host names (*.example.org too) that may
+    # resolve to non-public addresses; MOLSTREAM_DENIED_NETWORKS: CIDRs always refused (denied
+    # wins over allowed). The operator hands its own values to every fetcher Job.
+    allowed_networks: tuple[str, ...] = ()
+    internal_hosts: tuple[str, ...] = ()
+    denied_networks: tuple[str, ...] = ()
+    # Whether credentials may go over plain ftp:// or http:// (MOLSTREAM_ALLOW_INSECURE_
+    # CREDENTIALS=true; the operator sets it only when both the IngestRequest and its
+    # administrator allow it).
+    allow_insecure_credentials: bool = False
     # A limit of the scratch space that its file system does not show (an emptyDir's
     # sizeLimit), as bytes or a Kubernetes quantity ("8Gi"); empty: none.
     scratch_limit: str = ""
@@ -161,11 +175,33 @@ class Settings:
             scratch_limit=_env("SCRATCH_LIMIT", cls.scratch_limit),
             rows_partitions=_env_int("ROWS_PARTITIONS", cls.rows_partitions),
             allowed_hosts=parse_hosts(_env("ALLOWED_HOSTS", "")),
+            allowed_networks=_networks("ALLOWED_NETWORKS"),
+            internal_hosts=parse_hosts(_env("INTERNAL_HOSTS", "")),
+            denied_networks=_networks("DENIED_NETWORKS"),
+            allow_insecure_credentials=_env_bool("ALLOW_INSECURE_CREDENTIALS", False),
             kafka_outage_s=_env_int("KAFKA_OUTAGE_S", cls.kafka_outage_s),
             db_busy_timeout_s=_env_int("DB_BUSY_TIMEOUT_S", cls.db_busy_timeout_s),
             worker_group=_env("WORKER_GROUP", cls.worker_group),
             worker_instance_id=_env("WORKER_INSTANCE_ID", cls.worker_instance_id),
         )
+
+
+def _networks(name: str) -> tuple[str, ...]:
+    """A comma-separated list of CIDRs, each checked (ValueError naming the variable)."""
+    items = _env_list(name)
+    parse_networks(items, name=f"MOLSTREAM_{name}")
+    return items
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    raw = _env(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"MOLSTREAM_{name} must be true or false, not {raw!r}")
 
 
 def _known_hosts() -> str:

@@ -29,6 +29,7 @@ import numpy as np
 import pyarrow as pa
 
 from . import metrics
+from .addresses import AddressPolicy
 from .config import Mode, Settings
 from .contract import LINE, ContractError, Rejection, reason_class, validate
 from .fetch import Credentials, FetchError, Limits, download, redact
@@ -193,6 +194,11 @@ def run(url: str, *, ingest_id: str, settings: Settings, credentials: Credential
                         ca_file=settings.source_ca_file, allowed_hosts=settings.allowed_hosts,
                         known_hosts=settings.source_known_hosts,
                         pinned_known_hosts=settings.known_hosts,
+                        addresses=AddressPolicy.parse(
+                            allowed_networks=settings.allowed_networks,
+                            internal_hosts=settings.internal_hosts,
+                            denied_networks=settings.denied_networks),
+                        insecure_credentials=settings.allow_insecure_credentials,
                         room=lambda n: scratch.require(n + HEADROOM_BYTES, "the download and "
                                                        "its conversion"))
         known = () if force else tuple(loaded)

@@ -13,6 +13,9 @@ from molstream.db import create_schema, make_engine
 from molstream.fetch import Credentials
 from molstream.worker import Worker
 
+#: The test servers listen on 127.0.0.1: the fetcher refuses it unless allowed.
+LOOPBACK = ("127.0.0.0/8", "::1/128")
+
 
 class Pipeline:
     def __init__(self, settings: Settings) -> None:
@@ -63,6 +66,8 @@ def make_pipeline(tmp_path: Path, kafka_bootstrap: str, redis_url: str):
             database_url=database_url or f"sqlite:///{tmp_path / f'{prefix}.sqlite'}",
             redis_url=redis_url if redis else "", reports_dir=tmp_path / "reports",
             work_dir=tmp_path / "work", worker_group=f"{prefix}-worker",
-            batch_size=batch_size, retries=1, **overrides)
+            batch_size=batch_size, retries=1,
+            # the test servers are on 127.0.0.1 (refused by default), plain ftp:// with a password
+            **{"allowed_networks": LOOPBACK, "allow_insecure_credentials": True, **overrides})
         return Pipeline(settings)
     return make

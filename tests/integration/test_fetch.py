@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import pytest
+from molstream.addresses import AddressPolicy
 from molstream.fetch import Credentials, FetchError, Limits, download, redact
 
 pytestmark = pytest.mark.ftp
 
-LIMITS = Limits(max_bytes=10**9, timeout_s=60, retries=3, backoff_s=0.1)
+#: The test servers listen on 127.0.0.1 (refused by default) and serve plain ftp:// and http://.
+LOOPBACK = AddressPolicy.parse(allowed_networks="127.0.0.0/8,::1/128")
+
+
+def _local(**kw) -> Limits:
+    return Limits(addresses=LOOPBACK, insecure_credentials=True, **kw)
+
+
+LIMITS = _local(max_bytes=10**9, timeout_s=60, retries=3, backoff_s=0.1)
 
 
 @pytest.fixture
@@ -37,10 +46,10 @@ def test_http_resumes_with_range_after_a_cut_connection(source, http_server, tmp
 def test_tls_sources_verify_the_server(source, ftp_server, http_server, tmp_path, tls_ca_file):
     ftps = ftp_server(source, tls=True)
     https = http_server(source, tls=True)
-    trusted = Limits(max_bytes=10**9, timeout_s=60, retries=0, ca_file=tls_ca_file)
+    trusted = _local(max_bytes=10**9, timeout_s=60, retries=0, ca_file=tls_ca_file)
     assert download(ftps.url("data.bin"), tmp_path / "a", limits=trusted).stat().st_size == 2**21
     assert download(https.url("data.bin"), tmp_path / "b", limits=trusted).stat().st_size == 2**21
-    untrusted = Limits(max_bytes=10**9, timeout_s=60, retries=0)
+    untrusted = _local(max_bytes=10**9, timeout_s=60, retries=0)
     with pytest.raises(FetchError, match="TLS failed"):
         download(https.url("data.bin"), tmp_path / "c", limits=untrusted)
 
@@ -57,7 +66,7 @@ def test_http_errors_are_named(source, http_server, tmp_path):
 
 def test_download_size_cap(source, ftp_server, tmp_path):
     ftp = ftp_server(source)
-    small = Limits(max_bytes=1000, timeout_s=60, retries=0)
+    small = _local(max_bytes=1000, timeout_s=60, retries=0)
     with pytest.raises(FetchError, match="over the download limit of 1000 bytes"):
         download(ftp.url("data.bin"), tmp_path / "a", limits=small)
 
@@ -98,7 +107,7 @@ def test_a_redirect_within_the_origin_keeps_the_password(source, http_server, tm
 def test_a_redirect_from_https_to_http_is_refused(source, http_server, tmp_path, tls_ca_file):
     plain = http_server(source)
     https = http_server(source, tls=True, redirects={"/data.bin": plain.url("data.bin")})
-    limits = Limits(max_bytes=10**9, timeout_s=60, retries=0, ca_file=tls_ca_file)
+    limits = _local(max_bytes=10**9, timeout_s=60, retries=0, ca_file=tls_ca_file)
     with pytest.raises(FetchError, match="redirected from https to http .* a downgrade, refused"):
         download(https.url("data.bin"), tmp_path / "out", credentials=Credentials("u", "pw"),
                  limits=limits)
@@ -116,14 +125,14 @@ def test_a_redirect_to_a_host_off_the_allow_list_is_refused(source, http_server,
     other = http_server(source)
     off_list = other.url("data.bin").replace("127.0.0.1", "localhost")
     http = http_server(source, user="u", password="pw", redirects={"/data.bin": off_list})
-    limits = Limits(max_bytes=10**9, timeout_s=60, retries=0, allowed_hosts=("127.0.0.1",))
+    limits = _local(max_bytes=10**9, timeout_s=60, retries=0, allowed_hosts=("127.0.0.1",))
     with pytest.raises(FetchError, match="host 'localhost' is not on the allow-list"):
         download(http.url("data.bin"), tmp_path / "out", credentials=Credentials("u", "pw"),
                  limits=limits)
     assert other.requests == []
     with pytest.raises(FetchError, match="host '127.0.0.1' is not on the allow-list"):
         download(http.url("data.bin"), tmp_path / "out2",
-                 limits=Limits(max_bytes=10**9, timeout_s=60, allowed_hosts=("*.example.org",)))
+                 limits=_local(max_bytes=10**9, timeout_s=60, allowed_hosts=("*.example.org",)))
 
 
 # -- resume only what the server proves the same ---------------------------------------------
@@ -138,7 +147,7 @@ def _change(path) -> bytes:
 def test_http_starts_over_when_the_resource_changed_between_attempts(source, http_server,
                                                                     tmp_path):
     http = http_server(source, cut_after_bytes=300_000)
-    once = Limits(max_bytes=10**9, timeout_s=60, retries=0)
+    once = _local(max_bytes=10**9, timeout_s=60, retries=0)
     with pytest.raises(FetchError, match="giving up after 1 attempt"):
         download(http.url("data.bin"), tmp_path / "out", limits=once)
     assert (tmp_path / "out").stat().st_size == 300_000  # kept, to resume
@@ -161,7 +170,7 @@ def test_http_resumes_only_with_a_validator(source, http_server, tmp_path):
 
 def test_ftp_starts_over_when_the_file_changed_between_attempts(source, ftp_server, tmp_path):
     ftp = ftp_server(source, cut_after_bytes=300_000)
-    once = Limits(max_bytes=10**9, timeout_s=60, retries=0)
+    once = _local(max_bytes=10**9, timeout_s=60, retries=0)
     with pytest.raises(FetchError, match="giving up after 1 attempt"):
         download(ftp.url("data.bin"), tmp_path / "out", limits=once)
     assert 0 < (tmp_path / "out").stat().st_size < 2**21

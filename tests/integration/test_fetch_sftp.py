@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from expected import actual_tables, expected_tables
 from molstream import known_hosts as kh
+from molstream.addresses import AddressPolicy
 from molstream.db import make_engine
 from molstream.fetch import Credentials, FetchError, Limits, credentials_from_env, download
 from molstream.fetcher import IngestFailed
@@ -22,14 +23,16 @@ from molstream_dev.sftp import new_key
 pytestmark = pytest.mark.sftp
 
 PASSWORD = "s3cret-sftp"
+#: The test server listens on 127.0.0.1 (refused by default).
+LOOPBACK = AddressPolicy.parse(allowed_networks="127.0.0.0/8,::1/128")
 REAL_FILE = Path(os.environ.get("MOLSTREAM_TEST_CHEMBL_REAL",
                                 Path(__file__).parents[1] / "data" / "chembl-real")
                  ) / "activities.csv.gz"
 
 
 def _limits(known_hosts: str = "", **kw) -> Limits:
-    return Limits(max_bytes=10**9, timeout_s=60, retries=kw.pop("retries", 3), backoff_s=0.1,
-                  known_hosts=known_hosts, **kw)
+    return Limits(addresses=LOOPBACK, max_bytes=10**9, timeout_s=60,
+                  retries=kw.pop("retries", 3), backoff_s=0.1, known_hosts=known_hosts, **kw)
 
 
 @pytest.fixture
@@ -241,7 +244,8 @@ def test_sftp_size_cap_and_allow_list(source, sftp_server, tmp_path):
     creds = Credentials("molstream", PASSWORD)
     with pytest.raises(FetchError, match="over the download limit of 1000 bytes"):
         download(sftp.url("data.bin"), tmp_path / "a", credentials=creds,
-                 limits=Limits(max_bytes=1000, timeout_s=60, known_hosts=sftp.known_hosts))
+                 limits=Limits(addresses=LOOPBACK, max_bytes=1000, timeout_s=60,
+                               known_hosts=sftp.known_hosts))
     with pytest.raises(FetchError, match="host '127.0.0.1' is not on the allow-list"):
         download(sftp.url("data.bin"), tmp_path / "b", credentials=creds,
                  limits=_limits(sftp.known_hosts, allowed_hosts=("*.example.org",)))

@@ -42,6 +42,9 @@ def service_env(settings: Settings, **extra: str) -> dict[str, str]:
         "MOLSTREAM_BATCH_SIZE": str(settings.batch_size),
         "MOLSTREAM_MODE": settings.mode.value,
         "MOLSTREAM_RETRIES": str(settings.retries),
+        # The test servers listen on 127.0.0.1 (refused by default) and serve plain ftp://.
+        "MOLSTREAM_ALLOWED_NETWORKS": "127.0.0.0/8,::1/128",
+        "MOLSTREAM_ALLOW_INSECURE_CREDENTIALS": "true",
     })
     env.update(extra)
     return env

@@ -84,6 +84,12 @@ def main(argv: list[str] | None = None) -> int:
             "MOLSTREAM_WORK_DIR": str(base / "work"),
         }
         if ftp is not None:
+            # Our own FTP server on 127.0.0.1: loopback allowed for this run only (the
+            # fetcher refuses every non-public address by default), and its password over
+            # plain ftp:// (a local run: nothing crosses a network).
+            env["MOLSTREAM_ALLOWED_NETWORKS"] = "127.0.0.0/8,::1/128"
+            env["MOLSTREAM_ALLOW_INSECURE_CREDENTIALS"] = "true"
+        if ftp is not None:
             env["MOLSTREAM_SOURCE_USERNAME"] = ftp.user
             env["MOLSTREAM_SOURCE_PASSWORD"] = ftp.password
         url = args.url or ftp.url(sample.name, with_credentials=False)

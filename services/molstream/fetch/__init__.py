@@ -9,7 +9,13 @@ starts over otherwise. Permanent failures (wrong password, missing file, bad URL
 `FetchError` that names the problem. Credentials come from the URL, the environment
 (MOLSTREAM_SOURCE_USERNAME / MOLSTREAM_SOURCE_PASSWORD) or files named by
 MOLSTREAM_SOURCE_USERNAME_FILE / MOLSTREAM_SOURCE_PASSWORD_FILE, and never appear in messages:
-every URL shown is passed through `redact` first.
+every URL shown is passed through `redact` first (which hides secret query parameters too:
+molstream.redaction). Credentials never go over plain ftp:// or http:// unless
+`Limits.insecure_credentials` (MOLSTREAM_ALLOW_INSECURE_CREDENTIALS).
+
+Every connection goes to an address `Limits.addresses` allows (molstream.addresses: no
+loopback, link-local, private... address unless MOLSTREAM_ALLOWED_NETWORKS or
+MOLSTREAM_INTERNAL_HOSTS allow it), the very address that was checked.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from .common import (
     Limits,
     Progress,
     Transient,
+    check_credentials,
     check_host,
     check_url,
     credentials_from_env,
@@ -61,6 +68,7 @@ def download(url: str, dest: Path, *, credentials: Credentials | None = None,
     creds = Credentials(unquote(parts.username) if parts.username else credentials.username,
                         unquote(parts.password) if parts.password else credentials.password,
                         credentials.private_key, credentials.passphrase)
+    check_credentials(url, creds, limits)
     fetch_once = ftp_fetch if parts.scheme in ("ftp", "ftps") else http_fetch
     if parts.scheme == "sftp":
         fetch_once = sftp_fetch

@@ -19,7 +19,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from .common import Credentials, FetchError, Limits, Transient, check_host, redact
+from .common import (
+    Credentials,
+    FetchError,
+    Limits,
+    Transient,
+    check_credentials,
+    check_host,
+    redact,
+)
 from .ftp import FtpSession
 from .glob import LISTERS, choose, expand, has_glob, refuse_glob
 from .http import http_probe
@@ -86,8 +94,10 @@ def probe(url: str, *, credentials: Credentials | None = None,
     if ask is None:
         return None
     check_host(url, limits)
+    creds = _credentials(url, credentials)
+    check_credentials(url, creds, limits)
     try:
-        return ask(url, _credentials(url, credentials), limits, _deadline(limits))
+        return ask(url, creds, limits, _deadline(limits))
     except (Transient, OSError, EOFError) as e:
         log.info("%s: could not ask the server about the file (%s); downloading it",
                  redact(url), e)
@@ -108,6 +118,7 @@ def resolve(url: str, *, credentials: Credentials | None = None, limits: Limits,
         return url, None, None
     check_host(url, limits)
     creds = _credentials(url, credentials)
+    check_credentials(url, creds, limits)
     open_session = LISTERS[urlsplit(url).scheme]
     for attempt in range(limits.retries + 1):
         try:

@@ -13,7 +13,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from ..addresses import AddressPolicy, AddressRefused
 from ..hosts import host_allowed
+from ..redaction import redact_url
 
 SCHEMES = ("ftp", "ftps", "http", "https", "sftp", "file")
 CHUNK = 1 << 20
@@ -61,6 +63,13 @@ class Limits:
     # hosts they name. An unknown or different key is refused, never trusted on first use.
     known_hosts: str = ""
     pinned_known_hosts: str = ""
+    # Which addresses may be connected to (molstream.addresses: MOLSTREAM_ALLOWED_NETWORKS,
+    # MOLSTREAM_INTERNAL_HOSTS, MOLSTREAM_DENIED_NETWORKS); the default refuses every address
+    # that is not a public one.
+    addresses: AddressPolicy = AddressPolicy()
+    # Credentials may go over plain ftp:// or http:// (MOLSTREAM_ALLOW_INSECURE_CREDENTIALS,
+    # given by the operator only when both the IngestRequest and its administrator allow it).
+    insecure_credentials: bool = False
 
 
 def credentials_from_env(env: dict[str, str] | None = None) -> Credentials:
@@ -83,21 +92,9 @@ def credentials_from_env(env: dict[str, str] | None = None) -> Credentials:
 
 
 def redact(url: str) -> str:
-    """The URL without its password (and with the username kept, which helps debugging).
-
-    A password pasted into a URL without percent-encoding (`/`, `?`, `#` or `@` in it) ends the
-    URL's authority early, so that no password is found where it should be: then everything
-    between `//` and the last `@` is hidden, whatever it is."""
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        scheme, sep, rest = url.partition("://")
-        userinfo = rest.rpartition("@")[0]
-        if sep and ":" in userinfo:
-            return f"{scheme}://***@{rest.rpartition('@')[2]}"
-        return url
-    host = parts.netloc.rpartition("@")[2]  # as written: parsing a bad port must not fail here
-    user = f"{parts.username}:***@" if parts.username else ""
-    return urlunsplit((parts.scheme, user + host, parts.path, parts.query, ""))
+    """The URL without its password and the values of its secret query parameters
+    (molstream.redaction: presigned-URL signatures, tokens, ...)."""
+    return redact_url(url)
 
 
 def check_url(url: str) -> None:
@@ -124,6 +121,33 @@ def check_host(url: str, limits: Limits, *, via: str | None = None) -> None:
         how = f" (a redirect from {redact(via)})" if via else ""
         raise FetchError(f"{redact(url)}{how}: host {host!r} is not on the allow-list "
                          f"(MOLSTREAM_ALLOWED_HOSTS: {', '.join(limits.allowed_hosts)})")
+
+
+INSECURE_SCHEMES = ("ftp", "http")
+
+
+def check_credentials(url: str, creds: Credentials, limits: Limits) -> None:
+    """Credentials never go over plain ftp:// or http:// unless allowed
+    (MOLSTREAM_ALLOW_INSECURE_CREDENTIALS): refused before any connection is made."""
+    scheme = urlsplit(url).scheme
+    if scheme in INSECURE_SCHEMES and (creds.username or creds.password) and (
+            not limits.insecure_credentials):
+        raise FetchError(
+            f"{redact(url)}: credentials are never sent over plain {scheme}:// (they would "
+            f"cross the network readable by anyone on the way): use "
+            f"{'ftps' if scheme == 'ftp' else 'https'}://, or allow it explicitly "
+            "(the IngestRequest's spec.allowInsecureCredentials and the operator's "
+            "MOLSTREAM_ALLOW_INSECURE_CREDENTIALS; MOLSTREAM_ALLOW_INSECURE_CREDENTIALS=true for "
+            "the fetcher alone)")
+
+
+def connect_checked(host: str, port: int, limits: Limits, timeout: float | None):
+    """A TCP connection to ``host`` at an address the policy allows (checked, then connected
+    to as is: no second resolution); FetchError when refused, OSError when unreachable."""
+    try:
+        return limits.addresses.connect(host, port, timeout)
+    except AddressRefused as e:
+        raise FetchError(str(e)) from None
 
 
 class Budget:

@@ -1,6 +1,12 @@
 """FTP and FTPS (explicit TLS) sources. A retry resumes with `REST` only when the server's size
 and modification time (MDTM) are those the partial file was started from; otherwise the file
-has changed on the server and the download starts over from byte zero."""
+has changed on the server and the download starts over from byte zero.
+
+The control connection goes to an address the policy allows (molstream.addresses), checked
+and connected to as is; TLS (ftps) still verifies the certificate for the host name. Data
+connections go to the same address: ftplib ignores the address a PASV reply names and uses the
+control connection's peer (`trust_server_pasv_ipv4_address` stays False), and EPSV names a
+port only. A server's reply is shown as its first line, cut short."""
 
 from __future__ import annotations
 
@@ -18,6 +24,7 @@ from .common import (
     Progress,
     Transient,
     Validator,
+    connect_checked,
     partial,
     reason,
     redact,
@@ -76,8 +83,13 @@ def _login(ftp: ftplib.FTP, url: str, creds: Credentials, limits: Limits,
     parts = urlsplit(url)
     host, port = parts.hostname, parts.port or 21
     tls = isinstance(ftp, ftplib.FTP_TLS)
+    timeout = socket_timeout(limits, deadline)
     try:
-        ftp.connect(host, port, timeout=socket_timeout(limits, deadline))
+        sock = connect_checked(host or "", port, limits, timeout)
+    except OSError as e:
+        raise Transient(f"cannot connect to {host}:{port}: {reason(e)}") from None
+    try:
+        _attach(ftp, sock, host or "", port, timeout)
     except (OSError, EOFError) as e:
         raise Transient(f"cannot connect to {host}:{port}: {reason(e)}") from None
     try:
@@ -91,6 +103,17 @@ def _login(ftp: ftplib.FTP, url: str, creds: Credentials, limits: Limits,
         raise FetchError(f"{redact(url)}: login refused ({_reply(e)})") from None
     except ssl.SSLError as e:
         raise FetchError(f"{redact(url)}: TLS failed ({e.reason or e})") from None
+
+
+def _attach(ftp: ftplib.FTP, sock, host: str, port: int, timeout: float) -> None:
+    """What ftplib.FTP.connect does, on a socket connected to a checked address: the host name
+    is kept as ftp.host (TLS's server_hostname, for the control and the data connections)."""
+    ftp.host, ftp.port, ftp.timeout = host, port, timeout
+    ftp.trust_server_pasv_ipv4_address = False  # data: to the control connection's peer
+    ftp.sock = sock
+    ftp.af = sock.family
+    ftp.file = sock.makefile("r", encoding=ftp.encoding)
+    ftp.welcome = ftp.getresp()
 
 
 class FtpSession:
@@ -156,4 +179,6 @@ def _mdtm(ftp: ftplib.FTP, path: str) -> str | None:
 
 
 def _reply(e: ftplib.Error) -> str:
-    return str(e).strip()
+    """The server's reply: its first line, at most 160 characters."""
+    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return text if len(text) <= 160 else text[:160] + "…"

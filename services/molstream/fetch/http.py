@@ -5,6 +5,16 @@ taken: the scheme (http or https, and never from https down to http) and the hos
 allow-list, MOLSTREAM_ALLOWED_HOSTS). Credentials go only to the origin (scheme, host, port)
 they were given for: a redirect elsewhere is followed without them.
 
+Every connection goes to an address the policy allows (molstream.addresses): the host of each
+hop is resolved, each address checked, and the connection made to the checked address itself
+(httpcore's network backend is ours), while TLS still verifies the certificate for the host
+name (SNI) and the Host header still names it. Through an HTTP(S)_PROXY (the administrator's,
+from the environment) the proxy connects, not us: each hop's host is still resolved and
+checked first (a name that does not resolve here is left to the proxy and its own rules).
+
+An error answer says its status code and the standard reason only: nothing the server wrote
+(reason phrase, body) reaches the message, the status or Kafka.
+
 A retry resumes with `Range` only under `If-Range` with the ETag (a strong one) or the
 Last-Modified date the first response gave: a server whose resource has changed since answers
 with the whole new one (200), and the download starts over from byte zero. Without a
@@ -13,12 +23,16 @@ validator there is nothing to prove the resource the same, so there is no resume
 
 from __future__ import annotations
 
+import socket
 import ssl
+from http import HTTPStatus
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
+import httpcore
 import httpx
 
+from ..addresses import AddressRefused
 from .common import (
     Budget,
     Credentials,
@@ -49,14 +63,7 @@ def http_fetch(url: str, dest: Path, creds: Credentials, limits: Limits, deadlin
     validator = saved and (saved.etag or saved.last_modified)
     if have and not validator:
         have = 0  # nothing proves the server still has what the partial file began
-    timeout = socket_timeout(limits, deadline)
-    # trust_env: HTTP(S)_PROXY and NO_PROXY are honoured (certificates come from `verify`).
-    # Accept-Encoding identity: the bytes on disk are the resource's, so ranges line up and a
-    # .csv.gz is not unwrapped (or a .csv wrapped) on the way.
-    client = httpx.Client(
-        verify=tls_context(limits), trust_env=True, follow_redirects=False,
-        timeout=httpx.Timeout(timeout, connect=min(timeout, 30.0)),
-        headers={"User-Agent": "molstream", "Accept-Encoding": "identity"})
+    client = _client(limits, deadline)
     current = first
     try:
         for _ in range(MAX_REDIRECTS + 1):
@@ -94,11 +101,7 @@ def http_probe(url: str, creds: Credentials, limits: Limits,
     the redirects a GET would follow, each hop checked the same way; None when the server
     does not answer a HEAD with 200 (the download then says why, or finds out itself)."""
     origin = _origin(without_userinfo(url))
-    timeout = socket_timeout(limits, deadline)
-    client = httpx.Client(
-        verify=tls_context(limits), trust_env=True, follow_redirects=False,
-        timeout=httpx.Timeout(timeout, connect=min(timeout, 30.0)),
-        headers={"User-Agent": "molstream", "Accept-Encoding": "identity"})
+    client = _client(limits, deadline)
     current = without_userinfo(url)
     try:
         for _ in range(MAX_REDIRECTS + 1):
@@ -118,6 +121,94 @@ def http_probe(url: str, creds: Credentials, limits: Limits,
         return None  # the download retries, or fails with the reason
     finally:
         client.close()
+
+
+class _PinnedBackend(httpcore.NetworkBackend):
+    """Connects to the checked addresses of a host only (molstream.addresses): httpcore hands
+    us the URL's host name, we resolve it once, check every address, and connect to one of
+    them; TLS is started afterwards by httpcore with the host name (SNI, certificate)."""
+
+    def __init__(self, limits: Limits) -> None:
+        self._limits = limits
+        self._inner = httpcore.SyncBackend()
+
+    def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
+        try:
+            addresses = self._limits.addresses.resolve(host, port)
+        except AddressRefused as e:
+            raise FetchError(str(e)) from None
+        except OSError as e:
+            raise httpcore.ConnectError(reason(e)) from None
+        last: Exception | None = None
+        for _, address in addresses:
+            try:
+                return self._inner.connect_tcp(address, port, timeout=timeout,
+                                               local_address=local_address,
+                                               socket_options=socket_options)
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as e:
+                last = e
+        assert last is not None
+        raise last
+
+    def connect_unix_socket(self, path, timeout=None, socket_options=None):
+        raise httpcore.ConnectError("unix sockets are not a source")
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)
+
+
+class _CheckedProxy(httpx.BaseTransport):
+    """A proxied request: its host's addresses are checked before the proxy is asked."""
+
+    def __init__(self, inner: httpx.BaseTransport, limits: Limits) -> None:
+        self._inner, self._limits = inner, limits
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        host = request.url.host
+        try:
+            self._limits.addresses.resolve(host, request.url.port or 443)
+        except AddressRefused as e:
+            raise FetchError(str(e)) from None
+        except (socket.gaierror, UnicodeError):
+            pass  # not resolvable here: the proxy's to resolve, and to refuse
+        return self._inner.handle_request(request)
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+def _pinned_transport(limits: Limits) -> httpx.HTTPTransport:
+    context = tls_context(limits)
+    transport = httpx.HTTPTransport(verify=context)
+    # (httpx 0.28 takes no network backend: the pool it made is replaced by the same one
+    # with ours; tests/integration/test_fetch_ssrf.py proves the connections go through it)
+    transport._pool = httpcore.ConnectionPool(
+        ssl_context=context, max_connections=100, max_keepalive_connections=20,
+        keepalive_expiry=5.0, http1=True, http2=False, network_backend=_PinnedBackend(limits))
+    return transport
+
+
+def _proxies(limits: Limits) -> dict[str, httpx.BaseTransport | None]:
+    """HTTP(S)_PROXY, ALL_PROXY and NO_PROXY, read as httpx's trust_env reads them."""
+    try:
+        from httpx._utils import get_environment_proxies
+    except ImportError:  # pragma: no cover - a future httpx: no proxies rather than unchecked
+        return {}
+    mounts: dict[str, httpx.BaseTransport | None] = {}
+    for pattern, proxy in get_environment_proxies().items():
+        mounts[pattern] = None if proxy is None else _CheckedProxy(
+            httpx.HTTPTransport(verify=tls_context(limits), proxy=proxy), limits)
+    return mounts
+
+
+def _client(limits: Limits, deadline: float) -> httpx.Client:
+    timeout = socket_timeout(limits, deadline)
+    # Accept-Encoding identity: the bytes on disk are the resource's, so ranges line up and a
+    # .csv.gz is not unwrapped (or a .csv wrapped) on the way.
+    return httpx.Client(
+        transport=_pinned_transport(limits), mounts=_proxies(limits), follow_redirects=False,
+        timeout=httpx.Timeout(timeout, connect=min(timeout, 30.0)),
+        headers={"User-Agent": "molstream", "Accept-Encoding": "identity"})
 
 
 def _next_hop(url: str, current: str, response: httpx.Response, limits: Limits) -> str:
@@ -156,7 +247,7 @@ def _save_body(url: str, first: str, dest: Path, have: int, saved: Validator | N
     if status >= 500 or status == 429:
         raise Transient(f"HTTP {status}")
     if status not in (200, 206):
-        raise FetchError(f"{redact(url)}: HTTP {status} {response.reason_phrase}")
+        raise FetchError(f"{redact(url)}: HTTP {status} {_phrase(status)}")
     if status == 206 and (_content_range_start(response) != have
                           or not _same_version(saved, response)):
         _start_over(dest)  # (a server or proxy that honours Range but not If-Range)
@@ -177,6 +268,14 @@ def _save_body(url: str, first: str, dest: Path, have: int, saved: Validator | N
             budget.add(len(block))
     if total is not None and partial(dest) < total:
         raise Transient(f"connection closed at byte {partial(dest)} of {total}")
+
+
+def _phrase(status: int) -> str:
+    """The standard reason phrase: never the server's own words."""
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "(a status code of no standard meaning)"
 
 
 def _same_version(saved: Validator | None, response: httpx.Response) -> bool:

@@ -12,7 +12,9 @@ as *unchanged*, publishing nothing, when:
 * after the download, the sha256 of the bytes equals that of the last file loaded (whatever the
   server said: the same bytes are the same file).
 
-Identities never hold credentials: their URL is the source's without its user information.
+Identities never hold credentials: their URL is the source's without its user information
+and with its secret query parameters REDACTED (molstream.redaction), as the IngestRequest's
+status records it.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ __all__ = ["Identity", "file_sha256", "parse_loaded", "unchanged_by_sha256",
 
 @dataclass(frozen=True)
 class Identity:
-    url: str  # without user information
+    url: str  # without user information, secret query parameters REDACTED
     etag: str | None = None  # strong ETags only: a weak one does not prove the bytes the same
     last_modified: str | None = None  # HTTP Last-Modified, or FTP MDTM (as the server gives it)
     size: int | None = None
@@ -44,7 +46,8 @@ class Identity:
            size: int | None = None, sha256: str | None = None,
            release: str | None = None) -> Identity:
         strong = etag if etag and not etag.startswith("W/") else None
-        return cls(without_userinfo(url) if "://" in url else url, strong, last_modified or None,
+        return cls(redact(without_userinfo(url)) if "://" in url else url, strong,
+                   last_modified or None,
                    size, sha256, release)
 
     @classmethod

@@ -13,6 +13,9 @@ A retry resumes by reading from the partial file's end only when the server's si
 modification time are those the partial file was started from (as the FTP source does with
 MDTM); otherwise the download starts over from byte zero.
 
+The TCP connection goes to an address the policy allows (molstream.addresses), checked and
+connected to as is; the host key is looked up for the host name the URL gives.
+
 URL paths are absolute (`sftp://host/data/a.csv` is /data/a.csv); `sftp://host/~/a.csv` is
 a.csv in the login's home directory.
 """
@@ -39,6 +42,7 @@ from .common import (
     Progress,
     Transient,
     Validator,
+    connect_checked,
     partial,
     reason,
     redact,
@@ -85,8 +89,12 @@ def sftp_fetch(url: str, dest: Path, creds: Credentials, limits: Limits, deadlin
     timeout = socket_timeout(limits, deadline)
     try:
         try:
+            sock = connect_checked(host, port, limits, timeout)
+        except OSError as e:
+            raise Transient(f"cannot connect to {host}:{port}: {reason(e)}") from None
+        try:
             client.connect(host, port, username=creds.username, password=creds.password,
-                           pkey=pkey, timeout=timeout, banner_timeout=timeout,
+                           pkey=pkey, sock=sock, timeout=timeout, banner_timeout=timeout,
                            auth_timeout=timeout, channel_timeout=timeout, allow_agent=False,
                            look_for_keys=False)
         except _UnknownHost as e:
