@@ -200,7 +200,9 @@ def _admitted_ports(objects: list[dict[str, Any]], labels: dict[str, str]) -> se
 
 @pytest.mark.parametrize("enabled", [False, True], ids=["off", "on"])
 def test_network_policies_admit_scrapes(render: Render, tmp_path: Path, enabled: bool) -> None:
-    objects = render(set={"metrics.enabled": str(enabled).lower(), "metrics.port": 9600})
+    objects = render(
+        set={"metrics.enabled": str(enabled).lower(), "metrics.port": 9600, "ftp.enabled": "true"}
+    )
     pods = {c: _pod_labels(objects, c) for c in ("worker", "operator")}
     pods["fetcher"] = _fetcher_pod(objects, tmp_path)["metadata"]["labels"]
     for component, labels in pods.items():

@@ -79,6 +79,10 @@ def test_every_pod_is_hardened(render: Render, files: list[Any]) -> None:
 def test_defaults(render: Render) -> None:
     objects = render()
     kinds = {(o["kind"], o["metadata"]["name"]) for o in objects}
+    # Kafka UI and the demo FTP server are off unless asked for (k8s/kind-values.yaml does).
+    assert not {n for n in kinds if n[1] in {"molstream-kafka-ui", "molstream-ftp"}}
+    objects = render(values_files=[KIND_VALUES])
+    kinds = {(o["kind"], o["metadata"]["name"]) for o in objects}
     expected = {
         ("StatefulSet", "molstream-kafka"),
         ("Service", "molstream-kafka"),
@@ -108,9 +112,20 @@ def test_defaults(render: Render) -> None:
     assert container["args"][0] == "worker"
     env = env_of(container)
     assert env["MOLSTREAM_KAFKA_BOOTSTRAP"] == "molstream-kafka.molstream.svc:9092"
-    assert env["MOLSTREAM_TOPIC_PREFIX"] == "molstream"
+    # Per release: <namespace>.<release>, and the consumer groups after it.
+    assert env["MOLSTREAM_TOPIC_PREFIX"] == "molstream.molstream"
+    assert env["MOLSTREAM_WORKER_GROUP"] == "molstream.molstream-worker"
     assert env["MOLSTREAM_DATABASE_URL"] == "sqlite:////data/molstream.db"
-    assert env["MOLSTREAM_REDIS_URL"] == "redis://molstream-redis.molstream.svc:6379/0"
+    # The password comes from the Redis Secret, expanded by the kubelet ($(VAR)), and is
+    # defined before the URL that uses it.
+    assert env["MOLSTREAM_REDIS_URL"] == (
+        "redis://:$(REDIS_PASSWORD)@molstream-redis.molstream.svc:6379/0"
+    )
+    assert env["REDIS_PASSWORD"] == {
+        "secretKeyRef": {"name": "molstream-redis", "key": "password"}
+    }
+    names = [e["name"] for e in container["env"]]
+    assert names.index("REDIS_PASSWORD") < names.index("MOLSTREAM_REDIS_URL")
     assert env["MOLSTREAM_REPORTS_DIR"] == "/data/reports"
     assert env["MOLSTREAM_WORKER_INSTANCE_ID"] == "molstream-worker"  # Recreate: one at a time
     assert env["MOLSTREAM_MODE"] in {"upsert", "insert-only"}
@@ -128,11 +143,13 @@ def test_defaults(render: Render) -> None:
     topics_job = find(objects, "Job", "molstream-kafka-topics")
     script = containers(topics_job)[0]["args"][0]
     assert '--topic "$PREFIX.rows"' in script and "for topic in rejected events" in script
-    assert env_of(containers(topics_job)[0])["PREFIX"] == "molstream"
+    assert env_of(containers(topics_job)[0])["PREFIX"] == "molstream.molstream"
 
     redis_conf = find(objects, "ConfigMap", "molstream-redis")["data"]["redis.conf"]
     assert re.search(r"^maxmemory \d+[kmg]b$", redis_conf, re.M)
     assert "maxmemory-policy allkeys-lru" in redis_conf
+    assert "protected-mode yes" in redis_conf
+    assert not re.search(r"^\s*requirepass", redis_conf, re.M)  # never in a ConfigMap
 
     ui = find(objects, "Deployment", "molstream-kafka-ui")
     assert containers(ui)[0]["image"].startswith("kafbat/kafka-ui:")
@@ -157,7 +174,8 @@ def test_operator_settings(render: Render) -> None:
     assert container["command"] == ["python", "-m", "molstream_operator"]
     env = env_of(container)
     assert env["MOLSTREAM_KAFKA_BOOTSTRAP"] == "molstream-kafka.molstream.svc:9092"
-    assert env["MOLSTREAM_TOPIC_PREFIX"] == "molstream"
+    assert env["MOLSTREAM_TOPIC_PREFIX"] == "molstream.molstream"
+    assert env["MOLSTREAM_OPERATOR_GROUP_ID"] == "molstream.molstream-operator"
     assert env["MOLSTREAM_ALLOWED_HOSTS"] == ""
     template_path = env["MOLSTREAM_FETCHER_TEMPLATE"]
     mount = next(m for m in container["volumeMounts"] if template_path.startswith(m["mountPath"]))
@@ -177,7 +195,16 @@ def test_operator_settings(render: Render) -> None:
         "env",
         "volumes",
         "volumeMounts",
+        # Read by the operator's FetcherTemplate (issue 19); an older operator ignores them.
+        "imagePullSecrets",
+        "nodeSelector",
+        "tolerations",
+        "affinity",
+        "priorityClassName",
+        "ttlSecondsAfterFinished",
     }
+    assert data["ttlSecondsAfterFinished"] == 3600
+    assert data["imagePullSecrets"] == [] and data["priorityClassName"] == ""
     assert template.image == "molstream:0.1.0"
     assert template.serviceAccountName == "molstream-fetcher"
     assert template.securityContext["readOnlyRootFilesystem"] is True
@@ -211,7 +238,7 @@ def test_operator_role_is_least_privilege(render: Render) -> None:
 
 
 def test_non_default_external_kafka_postgres(render: Render) -> None:
-    objects = render(values_files=[EXTERNAL])
+    objects = render(values_files=[EXTERNAL], set={"kafka-ui.enabled": "true"})
     names = {(o["kind"], o["metadata"]["name"]) for o in objects}
     # No broker, no demo FTP server.
     assert not {n for n in names if n[1] == "molstream-kafka" or n[1].startswith("molstream-ftp")}
@@ -290,7 +317,7 @@ def test_image_digest(render: Render) -> None:
         ),
         ({"worker.persistence.enabled": "false"}, "would lose the SQLite database"),
         (
-            {"kafka.external.bootstrapServers": "kafka:9092"},
+            {"kafka.external.bootstrapServers": "kafka:9092", "kafka-ui.enabled": "true"},
             "set kafka-ui.bootstrapServers to the same servers",
         ),
         (

@@ -42,13 +42,81 @@ app.kubernetes.io/instance: {{ $top.Release.Name }}
 app.kubernetes.io/component: {{ index . 1 }}
 {{- end -}}
 
+{{/* Name of a cluster-scoped object: <fullname>-<namespace>-<component>, so that the same
+release name installs in two namespaces. */}}
+{{- define "molstream.clusterName" -}}
+{{- $top := index . 0 -}}
+{{- printf "%s-%s-%s" (include "molstream.fullname" $top) $top.Release.Namespace (index . 1) | trunc 253 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* An image reference with global.imageRegistry in front (when set); call with
+(list $ "repository" "tag" "digest"). */}}
+{{- define "molstream.imageRef" -}}
+{{- $top := index . 0 -}}
+{{- $repository := index . 1 -}}
+{{- $registry := (($top.Values.global).imageRegistry) | default "" | trimSuffix "/" -}}
+{{- if $registry -}}
+{{- $repository = printf "%s/%s" $registry $repository -}}
+{{- end -}}
+{{- if index . 3 -}}
+{{- printf "%s@%s" $repository (index . 3) -}}
+{{- else -}}
+{{- printf "%s:%s" $repository (index . 2) -}}
+{{- end -}}
+{{- end -}}
+
 {{/* The molstream image: repository:tag, or repository@digest when a digest is given. */}}
 {{- define "molstream.image" -}}
-{{- if .Values.image.digest -}}
-{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
-{{- else -}}
-{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) -}}
+{{- include "molstream.imageRef" (list . .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) .Values.image.digest) -}}
 {{- end -}}
+
+{{/* imagePullSecrets of a Pod: global.imagePullSecrets, then imagePullSecrets, then the
+component's own; call with (list $ component-values). Renders the whole key, or nothing. */}}
+{{- define "molstream.imagePullSecrets" -}}
+{{- $top := index . 0 -}}
+{{- $secrets := concat (($top.Values.global).imagePullSecrets | default list) ($top.Values.imagePullSecrets | default list) ((index . 1).imagePullSecrets | default list) | uniq -}}
+{{- with $secrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end -}}
+{{- end -}}
+
+{{/* Scheduling of a Pod from a component's values: nodeSelector, tolerations, affinity,
+priorityClassName. Renders the keys that are set. */}}
+{{- define "molstream.scheduling" -}}
+{{- with .nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .priorityClassName }}
+priorityClassName: {{ . | quote }}
+{{- end }}
+{{- end -}}
+
+{{/* Prefix of the Kafka topics: global.topicPrefix, else <namespace>.<release> (one release's
+topics never meet another's on a shared Kafka). The kafka subchart's "kafka.topicPrefix" is the
+same rule. */}}
+{{- define "molstream.topicPrefix" -}}
+{{- $prefix := .Values.global.topicPrefix | default (printf "%s.%s" .Release.Namespace .Release.Name) -}}
+{{- regexReplaceAll "[^a-zA-Z0-9._-]" $prefix "-" | trunc 200 -}}
+{{- end -}}
+
+{{/* Kafka consumer group of the worker: worker.consumerGroup, else <prefix>-worker. */}}
+{{- define "molstream.workerGroup" -}}
+{{- .Values.worker.consumerGroup | default (printf "%s-worker" (include "molstream.topicPrefix" .)) -}}
+{{- end -}}
+
+{{/* Kafka consumer group of the operator: operator.consumerGroup, else <prefix>-operator. */}}
+{{- define "molstream.operatorGroup" -}}
+{{- .Values.operator.consumerGroup | default (printf "%s-operator" (include "molstream.topicPrefix" .)) -}}
 {{- end -}}
 
 {{/* Kafka bootstrap servers: the external cluster, else the kafka subchart's broker. */}}
@@ -60,12 +128,31 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- end -}}
 {{- end -}}
 
-{{/* Redis URL of the worker: the redis subchart, else worker.redisUrl (may be empty). */}}
+{{/* Redis URL of the worker: the redis subchart (its password from the REDIS_PASSWORD
+variable, which "molstream.redisPasswordEnv" defines before it), else worker.redisUrl (may be
+empty). */}}
 {{- define "molstream.redisUrl" -}}
 {{- if .Values.redis.enabled -}}
-{{- printf "redis://%s-redis.%s.svc:%v/0" .Release.Name .Release.Namespace .Values.redis.service.port -}}
+{{- printf "redis://:$(REDIS_PASSWORD)@%s-redis.%s.svc:%v/0" .Release.Name .Release.Namespace .Values.redis.service.port -}}
 {{- else -}}
 {{- .Values.worker.redisUrl -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Secret holding the bundled Redis's password (key "password"); the redis subchart's
+"redis.secretName" is the same rule. */}}
+{{- define "molstream.redisSecret" -}}
+{{- .Values.redis.auth.existingSecret | default (printf "%s-redis" .Release.Name | trunc 63 | trimSuffix "-") -}}
+{{- end -}}
+
+{{/* REDIS_PASSWORD from the bundled Redis's Secret (nothing without the bundled Redis). */}}
+{{- define "molstream.redisPasswordEnv" -}}
+{{- if .Values.redis.enabled -}}
+- name: REDIS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "molstream.redisSecret" . }}
+      key: {{ .Values.redis.auth.existingSecretKey | default "password" }}
 {{- end -}}
 {{- end -}}
 
@@ -111,12 +198,25 @@ true
 {{- end -}}
 {{- end -}}
 
+{{/* MOLSTREAM_INTERNAL_HOSTS of the operator: operator.internalHosts, plus the demo FTP
+Service's names with ftp.enabled (it resolves to a cluster address the fetcher refuses
+otherwise). */}}
+{{- define "molstream.internalHosts" -}}
+{{- $hosts := .Values.operator.internalHosts | default list -}}
+{{- if .Values.ftp.enabled -}}
+{{- $ftp := include "molstream.componentName" (list . "ftp") -}}
+{{- $ns := .Release.Namespace -}}
+{{- $hosts = concat $hosts (list $ftp (printf "%s.%s" $ftp $ns) (printf "%s.%s.svc" $ftp $ns) (printf "%s.%s.svc.cluster.local" $ftp $ns)) -}}
+{{- end -}}
+{{- $hosts | uniq | join "," -}}
+{{- end -}}
+
 {{/* Environment shared by the worker and the fetcher. */}}
 {{- define "molstream.commonEnv" -}}
 - name: MOLSTREAM_KAFKA_BOOTSTRAP
   value: {{ include "molstream.kafkaBootstrap" . | quote }}
 - name: MOLSTREAM_TOPIC_PREFIX
-  value: {{ .Values.global.topicPrefix | quote }}
+  value: {{ include "molstream.topicPrefix" . | quote }}
 - name: MOLSTREAM_MODE
   value: {{ .Values.config.mode | quote }}
 - name: MOLSTREAM_BATCH_SIZE

@@ -20,3 +20,13 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/name: kafka-ui
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
+
+{{- define "kafka-ui.image" -}}
+{{- $registry := ((.Values.global).imageRegistry) | default "" | trimSuffix "/" -}}
+{{- if $registry -}}{{ $registry }}/{{- end -}}{{ .Values.image.repository }}:{{ .Values.image.tag }}
+{{- end -}}
+
+{{/* Secret of the login (keys username and password): auth.existingSecret, else the chart's. */}}
+{{- define "kafka-ui.secretName" -}}
+{{- .Values.auth.existingSecret | default (include "kafka-ui.fullname" .) -}}
+{{- end -}}

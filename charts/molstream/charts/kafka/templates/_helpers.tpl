@@ -27,5 +27,37 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
 {{- define "kafka.image" -}}
-{{ .Values.image.repository }}:{{ .Values.image.tag }}
+{{- $registry := ((.Values.global).imageRegistry) | default "" | trimSuffix "/" -}}
+{{- if $registry -}}{{ $registry }}/{{- end -}}{{ .Values.image.repository }}:{{ .Values.image.tag }}
+{{- end -}}
+
+{{/* Prefix of molstream's topics: global.topicPrefix, else <namespace>.<release> (the
+umbrella chart's "molstream.topicPrefix" is the same rule). */}}
+{{- define "kafka.topicPrefix" -}}
+{{- $prefix := ((.Values.global).topicPrefix) | default (printf "%s.%s" .Release.Namespace .Release.Name) -}}
+{{- regexReplaceAll "[^a-zA-Z0-9._-]" $prefix "-" | trunc 200 -}}
+{{- end -}}
+
+{{/* Pod-level keys shared by the broker and the topics Job: pull secrets and scheduling. */}}
+{{- define "kafka.podExtras" -}}
+{{- $pullSecrets := concat (((.Values.global).imagePullSecrets) | default list) (.Values.imagePullSecrets | default list) | uniq }}
+{{- with $pullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.priorityClassName }}
+priorityClassName: {{ . | quote }}
+{{- end }}
 {{- end -}}

@@ -16,3 +16,14 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/name: redis
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
+
+{{/* Secret holding the password (key auth.existingSecretKey): auth.existingSecret, else the
+chart's own, <release>-redis. The umbrella chart's "molstream.redisSecret" is the same rule. */}}
+{{- define "redis.secretName" -}}
+{{- .Values.auth.existingSecret | default (include "redis.fullname" .) -}}
+{{- end -}}
+
+{{- define "redis.image" -}}
+{{- $registry := ((.Values.global).imageRegistry) | default "" | trimSuffix "/" -}}
+{{- if $registry -}}{{ $registry }}/{{- end -}}{{ .Values.image.repository }}:{{ .Values.image.tag }}
+{{- end -}}
