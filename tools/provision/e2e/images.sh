@@ -22,6 +22,9 @@ PAUSE_VERSION=3.10           # kubeadm v1.32's PauseVersion, kind's containerd s
 LOCAL_PATH_VERSION=v0.0.30   # kind v0.33 pins v0.0.34, which is not served here; same flags
 LOCAL_PATH_IMAGE=molstream-e2e/local-path-provisioner:$LOCAL_PATH_VERSION
 LOCAL_PATH_HELPER=molstream-e2e/local-path-helper:bookworm  # node-image.sh writes both names
+# The network policy engine (node-image.sh says why this one): its firewall only.
+KUBE_ROUTER_VERSION=v2.1.0
+KUBE_ROUTER_IMAGE=molstream-e2e/kube-router:$KUBE_ROUTER_VERSION
 export GOMODCACHE=$CACHE/go/mod GOCACHE=$CACHE/go/build GOFLAGS="-modcacherw -p=${BUILD_JOBS:-2}"
 export GOTOOLCHAIN=local CGO_ENABLED=0
 mkdir -p "$BIN"
@@ -54,6 +57,12 @@ if [[ ! -x $BIN/local-path-provisioner ]]; then
   (cd /tmp && GOBIN=$BIN nice -n 10 go install -trimpath -ldflags "-s -w" \
     "github.com/rancher/local-path-provisioner@$LOCAL_PATH_VERSION")
 fi
+if [[ $("$BIN/kube-router" --version 2>/dev/null) != *"$KUBE_ROUTER_VERSION"* ]]; then
+  log "building kube-router $KUBE_ROUTER_VERSION"
+  (cd /tmp && GOBIN=$BIN nice -n 10 go install -trimpath \
+    -ldflags "-s -w -X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=$KUBE_ROUTER_VERSION" \
+    "github.com/cloudnativelabs/kube-router/v2/cmd/kube-router@$KUBE_ROUTER_VERSION")
+fi
 if [[ ! -x $BIN/pause ]]; then
   log "building pause (C, from the kubernetes module's build/pause)"
   k8s_dir=$(cd tools/k8s-node && go list -m -f '{{.Dir}}' k8s.io/kubernetes)
@@ -83,22 +92,24 @@ scratch_image "$r/coredns/coredns:$COREDNS_VERSION" "$BIN/coredns" coredns \
 scratch_image "$r/pause:$PAUSE_VERSION" "$BIN/pause" pause \
   --change 'ENTRYPOINT ["/pause"]' --change 'USER 65535:65535'
 scratch_image "$LOCAL_PATH_IMAGE" "$BIN/local-path-provisioner" usr/local/bin/local-path-provisioner
-# kube-proxy: the Debian root filesystem (iptables, nft, conntrack) and the binary.
+# kube-proxy and kube-router: the Debian root filesystem (iptables, nft, ipset, conntrack) and
+# both binaries, one image under two names.
 mkdir -p "$work/proxy/usr/local/bin"
 tar -C "$work/proxy" -xf "$rootfs_tar"
-cp "$BIN/kube-proxy" "$work/proxy/usr/local/bin/"
+cp "$BIN/kube-proxy" "$BIN/kube-router" "$work/proxy/usr/local/bin/"
 rm -rf "$work"/proxy/usr/share/{doc,man,locale} "$work"/proxy/var/cache/apt/archives/*.deb
 tar -C "$work/proxy" -c . | "$docker" import \
   --change 'ENV PATH=/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
   - "$r/kube-proxy:$KUBE_VERSION" >/dev/null
 # The storage provisioner's helper pod runs sh, mkdir and rm: the same Debian filesystem.
 "$docker" tag "$r/kube-proxy:$KUBE_VERSION" "$LOCAL_PATH_HELPER"
+"$docker" tag "$r/kube-proxy:$KUBE_VERSION" "$KUBE_ROUTER_IMAGE"
 rm -rf "$work"
 
 names=("$r/kube-apiserver:$KUBE_VERSION" "$r/kube-controller-manager:$KUBE_VERSION"
        "$r/kube-scheduler:$KUBE_VERSION" "$r/kube-proxy:$KUBE_VERSION" "$r/etcd:$ETCD_TAG"
        "$r/coredns/coredns:$COREDNS_VERSION" "$r/pause:$PAUSE_VERSION" "$LOCAL_PATH_IMAGE"
-       "$LOCAL_PATH_HELPER")
+       "$LOCAL_PATH_HELPER" "$KUBE_ROUTER_IMAGE")
 "$docker" save -o "$out.tmp" "${names[@]}"
 mv "$out.tmp" "$out"
 log "saved ${#names[@]} images to $out ($(du -h "$out" | cut -f1))"

@@ -33,6 +33,8 @@ root=$work/rootfs
 packages=systemd,systemd-sysv,dbus,containerd,runc,containernetworking-plugins,conntrack,iptables
 packages+=,nftables,iproute2,ethtool,util-linux,mount,kmod,libseccomp2,e2fsprogs,ca-certificates
 packages+=,procps,socat,jq
+# ipset: kube-router's network policy firewall (node-image.sh), in the images made from this rootfs.
+packages+=,ipset
 # The plain debootstrap is kept as a tarball, by package list: a rebuild starts from it.
 plain=.cache/e2e/bookworm-$(sha256sum <<<"$packages" | cut -c1-12).tar
 if [ ! -f "$plain" ]; then

@@ -6,7 +6,13 @@
 #   - the images of images.sh imported into the node's containerd (k8s.io namespace) and pinned;
 #   - networking: kindnetd is not to be had (an untagged nested module of kind), so the node
 #     carries a static CNI config (ptp + host-local + portmap, the pod subnet kind gives a
-#     single node) and /kind/manifests/default-cni.yaml installs nothing: one node only;
+#     single node): one node only;
+#   - NetworkPolicies: /kind/manifests/default-cni.yaml runs kube-router's firewall (v2.1.0, the
+#     one version the module proxy serves; its advisory GHSA-phqm-jgc3-qf8g is in the service
+#     proxy, which stays off). sigs.k8s.io/kube-network-policies cannot run on these VMs: it
+#     queues packets with nftables' `queue` expression, and their kernel lacks CONFIG_NFT_QUEUE
+#     (`nft add rule inet t c queue num 100` fails "No such file or directory"). kube-router
+#     needs only iptables and ipset, which the kernel has;
 #   - storage: kind's own local-path-provisioner manifest (its module's
 #     pkg/build/nodeimage/const_storage.go) with the provisioner built here (v0.0.30: kind's
 #     v0.0.34 is not served) and the helper pod on the node's Debian filesystem. (Without it
@@ -58,15 +64,97 @@ done
 "$docker" exec "$id" chmod 0755 /usr/bin/kubeadm /usr/bin/kubelet /usr/bin/kubectl
 "$docker" exec -i "$id" sh -c 'mkdir -p /kind/manifests && cat > /kind/version' <<<"$KUBE_VERSION"
 "$docker" exec -i "$id" sh -c 'cat > /kind/manifests/default-cni.yaml' <<'YAML'
-# The offline node's pod network is the static CNI config in /etc/cni/net.d (one node): nothing
-# to install. kind applies this file; it only records that.
+# The offline node's pod network is the static CNI config in /etc/cni/net.d (one node). What kind
+# applies here is the NetworkPolicy engine: kube-router's firewall alone (iptables + ipset), as
+# k3s embeds it; its router and service proxy stay off.
 apiVersion: v1
-kind: ConfigMap
+kind: ServiceAccount
 metadata:
-  name: molstream-e2e-cni
+  name: kube-router
   namespace: kube-system
-data:
-  cni: /etc/cni/net.d/10-molstream-ptp.conflist
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: kube-router
+rules:
+  - apiGroups: [""]
+    resources: [namespaces, pods, services, nodes, endpoints]
+    verbs: [get, list, watch]
+  - apiGroups: [networking.k8s.io]
+    resources: [networkpolicies]
+    verbs: [get, list, watch]
+  - apiGroups: [discovery.k8s.io]
+    resources: [endpointslices]
+    verbs: [get, list, watch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: kube-router
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ClusterRole
+  name: kube-router
+subjects:
+  - kind: ServiceAccount
+    name: kube-router
+    namespace: kube-system
+---
+apiVersion: apps/v1
+kind: DaemonSet
+metadata:
+  name: kube-router
+  namespace: kube-system
+  labels:
+    k8s-app: kube-router
+spec:
+  selector:
+    matchLabels:
+      k8s-app: kube-router
+  template:
+    metadata:
+      labels:
+        k8s-app: kube-router
+    spec:
+      serviceAccountName: kube-router
+      priorityClassName: system-node-critical
+      hostNetwork: true
+      tolerations:
+        - operator: Exists
+      containers:
+        - name: kube-router
+          image: molstream-e2e/kube-router:v2.1.0
+          imagePullPolicy: Never
+          command: [/usr/local/bin/kube-router]
+          args: [--run-router=false, --run-firewall=true, --run-service-proxy=false,
+                 --service-cluster-ip-range=10.96.0.0/16, --v=1]
+          env:
+            - name: NODE_NAME
+              valueFrom:
+                fieldRef:
+                  fieldPath: spec.nodeName
+          securityContext:
+            privileged: true
+          readinessProbe:
+            httpGet:
+              path: /healthz
+              port: 20244
+            periodSeconds: 3
+          volumeMounts:
+            - name: lib-modules
+              mountPath: /lib/modules
+              readOnly: true
+            - name: xtables-lock
+              mountPath: /run/xtables.lock
+      volumes:
+        - name: lib-modules
+          hostPath:
+            path: /lib/modules
+        - name: xtables-lock
+          hostPath:
+            path: /run/xtables.lock
+            type: FileOrCreate
 YAML
 python3 - "$kind_dir/pkg/build/nodeimage/const_storage.go" <<'PY' |
 import sys
