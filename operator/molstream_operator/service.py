@@ -11,10 +11,12 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
+from urllib.parse import quote
 
-from . import metrics
+from . import job_failures, metrics, pod_health
 from . import status as st
 from .config import OperatorConfig
+from .history import history_limits, prune_scheduled_jobs
 from .ingest_events import IngestEvent
 from .kube import ApiError, Kube
 from .manifests import (
@@ -57,8 +59,12 @@ def _owned_by(obj: Mapping[str, Any], uid: str) -> bool:
     return any(owner.get("uid") == uid for owner in owners)
 
 
+_PLACEMENT = ("imagePullSecrets", "nodeSelector", "tolerations", "affinity", "priorityClassName")
+
+
 def _container(cronjob_spec: Mapping[str, Any]) -> tuple[Any, ...]:
-    """What a spec change may alter in a CronJob's fetcher container (the server adds defaults)."""
+    """What a spec or template change may alter in a CronJob's Jobs (the server adds
+    defaults)."""
     job = (cronjob_spec.get("jobTemplate") or {}).get("spec") or {}
     pod = (job.get("template") or {}).get("spec") or {}
     container = (pod.get("containers") or [{}])[0]
@@ -66,9 +72,13 @@ def _container(cronjob_spec: Mapping[str, Any]) -> tuple[Any, ...]:
     return (
         job.get("backoffLimit"),
         job.get("activeDeadlineSeconds"),
+        job.get("podFailurePolicy"),
         container.get("image"),
         container.get("args"),
         env,
+        *(pod.get(key) or None for key in _PLACEMENT),
+        cronjob_spec.get("successfulJobsHistoryLimit"),
+        cronjob_spec.get("failedJobsHistoryLimit"),
     )
 
 
@@ -108,7 +118,10 @@ class IngestService:
 
         try:
             if spec.schedule:
-                self._ensure_cronjob(ref, spec, _status(body).get("loadedSources"))
+                self._ensure_cronjob(
+                    ref, spec, _status(body).get("loadedSources"),
+                    history=history_limits(body.get("spec")),
+                )
             else:
                 self._remove_cronjob(ref, body)
         except ApiError as exc:
@@ -277,9 +290,14 @@ class IngestService:
             )
 
     def _ensure_cronjob(
-        self, ref: IngestRequestRef, spec: IngestRequestSpec, loaded: Any = None
+        self,
+        ref: IngestRequestRef,
+        spec: IngestRequestSpec,
+        loaded: Any = None,
+        *,
+        history: tuple[int, int],
     ) -> None:
-        manifest = build_cronjob(ref, spec, self.config, loaded=loaded or ())
+        manifest = build_cronjob(ref, spec, self.config, loaded=loaded or (), history=history)
         name = manifest["metadata"]["name"]
         existing = self.kube.get_cronjob(ref.namespace, name)
         if existing is None:
@@ -322,18 +340,58 @@ class IngestService:
         if not job.ingestrequest or not job.namespace:
             return
         now = self._now()
+        said = None  # the fetcher's own words, when the Job failed on its permanent error
+        if job_failures.pod_failure_policy_failed(job_body):
+            said = job_failures.fetcher_error(self._pods(job.namespace, job.name))
 
         def compute(body: Mapping[str, Any]) -> st.Change | None:
             current = _status(body)
             uid = (body.get("metadata") or {}).get("uid", "")
             if not job.scheduled and not _owned_by(job_body, uid):
                 return None  # a Job of an older object of the same name
+            seen = job_failures.explain(job, job_body, current, fetcher_message=said)
             if (body.get("spec") or {}).get("schedule") and st.is_newer_scheduled_run(current, job):
                 started = self._scheduled_run(body, job, now)
-                return started.then(st.apply_job(started.status, job, now=now))
-            return st.apply_job(current, job, now=now)
+                return started.then(st.apply_job(started.status, seen, now=now))
+            return st.apply_job(current, seen, now=now)
 
-        self.kube.update_status(job.namespace, job.ingestrequest, compute)
+        read, _ = self.kube.update_status(job.namespace, job.ingestrequest, compute)
+        if read is not None and job.scheduled and (job.complete or job.failure_reason):
+            spec = read.get("spec") or {}
+            deleted = prune_scheduled_jobs(
+                self.kube, job.namespace, job.ingestrequest, history_limits(spec)
+            )
+            if deleted:
+                logger.info(
+                    "IngestRequest %s/%s: deleted finished Jobs beyond the history limits: %s",
+                    job.namespace, job.ingestrequest, ", ".join(deleted),
+                )
+
+    def _pods(self, namespace: str, job: str) -> list[dict[str, Any]]:
+        try:
+            found = self.kube.request(
+                "GET",
+                f"/api/v1/namespaces/{quote(namespace, safe='')}/pods",
+                query={"labelSelector": f"batch.kubernetes.io/job-name={job}"},
+            )
+        except ApiError as exc:
+            logger.warning("Pods of Job %s/%s not listed: %s", namespace, job, exc)
+            return []
+        return list(found.get("items") or [])
+
+    # --- a fetcher Pod changed -----------------------------------------------------------------
+
+    def on_pod(self, pod_body: Mapping[str, Any]) -> None:
+        """Say in the status why the current run's fetcher Pod cannot start, or that it did."""
+        pod = pod_health.read_pod(pod_body)
+        if not pod.ingestrequest or not pod.job or not pod.namespace or pod.deleting:
+            return
+        now = self._now()
+        self.kube.update_status(
+            pod.namespace,
+            pod.ingestrequest,
+            lambda body: pod_health.apply_pod(_status(body), pod, now=now),
+        )
 
     def _scheduled_run(self, body: Mapping[str, Any], job: JobView, now: str) -> st.Change:
         ref = IngestRequestRef.from_body(body)
@@ -399,7 +457,9 @@ class IngestService:
                 body.get("spec"), allowed_hosts=self.config.allowed_hosts,
                 pinned_known_hosts=self.config.known_hosts,
             )
-            self._ensure_cronjob(ref, spec, status.get("loadedSources"))
+            self._ensure_cronjob(
+                ref, spec, status.get("loadedSources"), history=history_limits(body.get("spec"))
+            )
         except (InvalidSpecError, ApiError, RetryLater) as exc:
             # The next reconcile (spec change, operator restart) tries again.
             logger.warning(

@@ -11,7 +11,9 @@ Conditions, always all three, in the standard Kubernetes shape:
 * ``Complete``: True when the current run succeeded (``kubectl wait --for=condition=Complete``).
 * ``Failed``: True when the current run failed; its reason says why (``FetchFailed``,
   ``ReadFailed``, ``PublishFailed``, ``ApplyFailed``, ``BackoffLimitExceeded``,
-  ``DeadlineExceeded``, ``InvalidSpec``, ...).
+  ``DeadlineExceeded``, ``PermanentError``, ``InvalidSpec``, ...).
+
+Plus ``Stalled`` while the run's fetcher Pod cannot start (``pod_health``), kept as it is here.
 
 The reason of a False Complete/Failed condition is the phase (``Pending``, ``Fetching``...).
 Every function here takes the current status and returns a ``Change`` (the whole new status and
@@ -200,6 +202,10 @@ def _conditions(
             )
     ready_value, ready_reason, ready_message = ready
     failed = phase is Phase.FAILED
+    others = [  # kept as they are: Stalled (molstream_operator.pod_health)
+        dict(c) for c in status.get("conditions") or []
+        if isinstance(c, Mapping) and c.get("type") not in ("Ready", "Complete", "Failed")
+    ]
     return [
         cond("Ready", ready_value, ready_reason or "Accepted", ready_message),
         cond(
@@ -214,6 +220,7 @@ def _conditions(
             (failure_reason or "Failed") if failed else phase.value,
             message if failed else "",
         ),
+        *others,
     ]
 
 
@@ -296,8 +303,9 @@ def new_run(
     run: int | None = None,
     last_schedule_time: str | None = None,
 ) -> Change:
-    """Status of a run that just began: counters zeroed, phase Pending."""
+    """Status of a run that just began: counters zeroed, phase Pending, not Stalled."""
     new = {key: value for key, value in status.items() if key not in _RUN_FIELDS}
+    new["conditions"] = [c for c in new.get("conditions") or [] if c.get("type") != "Stalled"]
     if run is not None:
         new["run"] = run
     new.update(
