@@ -6,6 +6,19 @@
   (default ``molstream``);
 * ``MOLSTREAM_ALLOWED_HOSTS``: comma-separated source hosts allowed, ``*.example.org`` too
   (empty: any host);
+* ``MOLSTREAM_ALLOWED_NETWORKS``, ``MOLSTREAM_INTERNAL_HOSTS``, ``MOLSTREAM_DENIED_NETWORKS``
+  (chart values ``operator.allowedNetworks``, ``operator.internalHosts``,
+  ``operator.deniedNetworks``): which addresses the fetchers may connect to, handed to every
+  fetcher Job as they are (molstream.addresses): comma-separated CIDRs that may be reached
+  although not public, host names (``*.example.org`` too) that may resolve to non-public
+  addresses (the chart's demo FTP server, an in-cluster mirror), and CIDRs always refused
+  (the cluster's Pod and Service ranges when they are public addresses; denied wins). Empty
+  (the default): every loopback, link-local (cloud metadata), private, CGNAT... address is
+  refused;
+* ``MOLSTREAM_ALLOW_INSECURE_CREDENTIALS`` (chart value ``operator.allowInsecureCredentials``,
+  default false): ``true`` lets an IngestRequest that sets ``spec.allowInsecureCredentials:
+  true`` send its ``credentialsSecret`` over plain ``ftp://`` or ``http://``; both must agree,
+  and only then does its fetcher get ``MOLSTREAM_ALLOW_INSECURE_CREDENTIALS=true``;
 * ``MOLSTREAM_KNOWN_HOSTS``: known_hosts lines of sftp:// servers (the chart's
   ``operator.sftp.knownHosts``), handed to every fetcher; they win over an IngestRequest's
   ``spec.sftp.knownHosts`` for the hosts they name;
@@ -174,6 +187,24 @@ def _port(env: Mapping[str, str], var: str) -> int | None:
     return int(value)
 
 
+def _networks(env: Mapping[str, str], var: str) -> tuple[str, ...]:
+    """Comma-separated CIDRs, each checked (a mistake stops the operator at start-up)."""
+    from molstream.addresses import parse_networks
+
+    items = _split(env.get(var))
+    parse_networks(items, name=var)
+    return items
+
+
+def _flag(env: Mapping[str, str], var: str) -> bool:
+    value = env.get(var, "").strip().lower()
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    if value in ("1", "true", "yes", "on"):
+        return True
+    raise ValueError(f"{var}={value!r}: expected true or false")
+
+
 def _known_hosts(env: Mapping[str, str]) -> str:
     from molstream.known_hosts import check_lines
 
@@ -199,6 +230,12 @@ class OperatorConfig:
     kafka_bootstrap: str | None = None
     topic_prefix: str = "molstream"
     allowed_hosts: tuple[str, ...] = ()
+    #: The fetchers' address policy (molstream.addresses), checked, passed on as written.
+    allowed_networks: tuple[str, ...] = ()
+    internal_hosts: tuple[str, ...] = ()
+    denied_networks: tuple[str, ...] = ()
+    #: Credentials may go over plain ftp:// or http:// for the IngestRequests that ask for it.
+    allow_insecure_credentials: bool = False
     #: known_hosts lines of sftp:// servers, checked (molstream.known_hosts).
     known_hosts: str = ""
     group_id: str = "molstream-operator"
@@ -230,6 +267,10 @@ class OperatorConfig:
             kafka_bootstrap=env.get("MOLSTREAM_KAFKA_BOOTSTRAP", "").strip() or None,
             topic_prefix=env.get("MOLSTREAM_TOPIC_PREFIX", "").strip() or "molstream",
             allowed_hosts=_split(env.get("MOLSTREAM_ALLOWED_HOSTS")),
+            allowed_networks=_networks(env, "MOLSTREAM_ALLOWED_NETWORKS"),
+            internal_hosts=_split(env.get("MOLSTREAM_INTERNAL_HOSTS")),
+            denied_networks=_networks(env, "MOLSTREAM_DENIED_NETWORKS"),
+            allow_insecure_credentials=_flag(env, "MOLSTREAM_ALLOW_INSECURE_CREDENTIALS"),
             known_hosts=_known_hosts(env),
             group_id=env.get("MOLSTREAM_OPERATOR_GROUP_ID", "").strip() or "molstream-operator",
             namespaces=(

@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 _COMPONENT = "molstream-operator"
 _TIMEOUT = (5.0, 30.0)
 _CONFLICT_RETRIES = 8
+_METADATA_ONLY = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
 
 
 class ApiError(Exception):
@@ -82,8 +83,9 @@ class Kube:
         body: Mapping[str, Any] | None = None,
         content_type: str = "application/json",
         query: Mapping[str, str] | None = None,
+        accept: str = "application/json",
     ) -> dict[str, Any]:
-        headers = {"Accept": "application/json", "Content-Type": content_type}
+        headers = {"Accept": accept, "Content-Type": content_type}
         method, url, headers, _, _ = self._api.param_serialize(
             method=method,
             resource_path=path,
@@ -171,6 +173,28 @@ class Kube:
                 self.post_event(IngestRequestRef.from_body(body), note)
             return body, change
         raise TransientApiError(409, "Conflict", f"status of {namespace}/{name} kept changing")
+
+    # --- Secrets: their labels only ------------------------------------------------------------
+
+    def secret_labels(self, namespace: str, name: str) -> dict[str, str] | None:
+        """The labels of a Secret, None when there is none of that name. Only its metadata is
+        asked for (PartialObjectMetadata): the Secret's data never reaches the operator."""
+        found = self._get_metadata(
+            f"/api/v1/namespaces/{quote(namespace, safe='')}/secrets/{quote(name, safe='')}"
+        )
+        if found is None:
+            return None
+        return dict((found.get("metadata") or {}).get("labels") or {})
+
+    def _get_metadata(self, path: str) -> dict[str, Any] | None:
+        try:
+            return self.request("GET", path, accept=_METADATA_ONLY)
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            if exc.status == 403:
+                raise PermissionError(f"the operator may not read {path} ({exc.detail})") from None
+            raise
 
     # --- Jobs and CronJobs -----------------------------------------------------------------------
 

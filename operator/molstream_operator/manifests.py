@@ -70,6 +70,19 @@ ENV_JOB_NAME = "MOLSTREAM_JOB_NAME"
 ENV_USERNAME = "MOLSTREAM_SOURCE_USERNAME"
 ENV_PASSWORD = "MOLSTREAM_SOURCE_PASSWORD"
 ENV_METRICS_PORT = "MOLSTREAM_METRICS_PORT"
+#: The source URL, as spec.url gives it: in the environment, not in the arguments (a
+#: presigned URL's signature would show in every process listing of the node and in whatever
+#: prints a container's command). The Job itself is readable by those who may read the
+#: IngestRequest, whose spec.url it is; status, Events and logs show it redacted.
+ENV_SOURCE_URL = "MOLSTREAM_SOURCE_URL"
+#: The operator's address policy for the fetchers (molstream.addresses), passed on as is, and
+#: the insecure-credentials switch, set only when the IngestRequest and the operator agree.
+ENV_ADDRESS_POLICY = (
+    "MOLSTREAM_ALLOWED_NETWORKS",
+    "MOLSTREAM_INTERNAL_HOSTS",
+    "MOLSTREAM_DENIED_NETWORKS",
+)
+ENV_INSECURE_CREDENTIALS = "MOLSTREAM_ALLOW_INSECURE_CREDENTIALS"
 #: sftp:// sources: the request's known_hosts lines, the operator's own (they win for the hosts
 #: they name), and the files of the private key and its passphrase.
 ENV_SOURCE_KNOWN_HOSTS = "MOLSTREAM_SOURCE_KNOWN_HOSTS"
@@ -107,6 +120,9 @@ _RESERVED_ENV = frozenset(
         "MOLSTREAM_KAFKA_BOOTSTRAP",
         "MOLSTREAM_ALLOWED_HOSTS",
         "MOLSTREAM_TOPIC_PREFIX",
+        ENV_SOURCE_URL,
+        *ENV_ADDRESS_POLICY,
+        ENV_INSECURE_CREDENTIALS,
     }
 )
 # Reserved as well when the operator sets them (OperatorConfig.fetcher_metrics_port): the
@@ -230,9 +246,21 @@ def _env(
     if config.kafka_bootstrap:
         env.append({"name": "MOLSTREAM_KAFKA_BOOTSTRAP", "value": _escape(config.kafka_bootstrap)})
     env.append({"name": "MOLSTREAM_TOPIC_PREFIX", "value": _escape(config.topic_prefix)})
+    env.append({"name": ENV_SOURCE_URL, "value": _escape(spec.url)})
     if config.allowed_hosts:  # the fetcher checks every redirect against the same list
         env.append({"name": "MOLSTREAM_ALLOWED_HOSTS",
                     "value": _escape(",".join(config.allowed_hosts))})
+    for var, items in zip(
+        ENV_ADDRESS_POLICY,
+        (config.allowed_networks, config.internal_hosts, config.denied_networks),
+        strict=True,
+    ):
+        if items:
+            env.append({"name": var, "value": _escape(",".join(items))})
+    if spec.credentials_secret and spec.allow_insecure_credentials and (
+        config.allow_insecure_credentials
+    ):
+        env.append({"name": ENV_INSECURE_CREDENTIALS, "value": "true"})
     if config.fetcher_metrics_port is not None:
         env.append({"name": ENV_METRICS_PORT, "value": str(config.fetcher_metrics_port)})
         env.append({"name": ENV_METRICS_LINGER, "value": f"{config.fetcher_metrics_linger_s:g}"})
@@ -314,10 +342,8 @@ def _pod_template(
     force: bool = False,
 ) -> dict[str, Any]:
     template = config.fetcher
-    args = [
+    args = [  # (the URL is in the environment: ENV_SOURCE_URL)
         "fetch",
-        "--url",
-        _escape(spec.url),
         "--ingest-id",
         _escape(ingest) if ingest is not None else f"$({ENV_INGEST_ID})",
         "--batch-size",

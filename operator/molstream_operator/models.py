@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -22,6 +22,8 @@ __all__ = [
     "IngestRequestSpec",
     "JobView",
     "Mode",
+    "SOURCE_CREDENTIALS_LABEL",
+    "check_credentials_policy",
 ]
 
 GROUP = "molstream.io"
@@ -43,6 +45,10 @@ CONTRACT_COLUMNS = (
 
 
 RELEASE = re.compile(r"[A-Za-z0-9._-]{1,100}")
+#: The opt-in label a Secret must carry (value "true") to be named by spec.credentialsSecret:
+#: whoever may create IngestRequests must not get the fetcher to send any other Secret away.
+SOURCE_CREDENTIALS_LABEL = "molstream.io/source-credentials"
+INSECURE_SCHEMES = ("ftp", "http")
 
 
 class Mode(enum.StrEnum):
@@ -116,6 +122,9 @@ class IngestRequestSpec:
     release: str | None = None  # spec.release, e.g. chembl_35: provenance
     # spec.sftp.knownHosts: the sftp:// server's host key(s), known_hosts lines.
     known_hosts: str = ""
+    # spec.allowInsecureCredentials: the requester accepts that the credentials go over plain
+    # ftp:// or http:// (the operator must allow it too: MOLSTREAM_ALLOW_INSECURE_CREDENTIALS).
+    allow_insecure_credentials: bool = False
 
     @property
     def sftp(self) -> bool:
@@ -157,6 +166,10 @@ class IngestRequestSpec:
         if not isinstance(suspend, bool):
             raise InvalidSpecError("spec.suspend", "must be true or false")
 
+        insecure = spec.get("allowInsecureCredentials", False)
+        if not isinstance(insecure, bool):
+            raise InvalidSpecError("spec.allowInsecureCredentials", "must be true or false")
+
         delimiter, null_tokens, member = _format(spec.get("format"))
         return cls(
             url=url,
@@ -173,7 +186,60 @@ class IngestRequestSpec:
             columns=_columns(spec.get("columns")),
             release=_release(spec.get("release")),
             known_hosts=known_hosts,
+            allow_insecure_credentials=insecure,
         )
+
+
+def check_credentials_policy(
+    spec: IngestRequestSpec,
+    *,
+    allow_insecure: bool,
+    secret_labels: Callable[[str], Mapping[str, str] | None],
+) -> None:
+    """Refuse (InvalidSpecError) what would hand a Secret to the wrong place:
+
+    * credentials over plain ftp:// or http:// unless both the IngestRequest
+      (spec.allowInsecureCredentials) and the operator (MOLSTREAM_ALLOW_INSECURE_CREDENTIALS)
+      allow it;
+    * a credentialsSecret without the opt-in label ``molstream.io/source-credentials: "true"``
+      (``secret_labels(name)``: the Secret's labels, None when there is no such Secret).
+    """
+    name = spec.credentials_secret
+    if not name:
+        return
+    scheme = urlsplit(spec.url).scheme.lower()
+    if scheme in INSECURE_SCHEMES and not (spec.allow_insecure_credentials and allow_insecure):
+        missing = " and ".join(
+            what for what, given in (
+                ("spec.allowInsecureCredentials: true", spec.allow_insecure_credentials),
+                ("the operator's MOLSTREAM_ALLOW_INSECURE_CREDENTIALS=true (chart value "
+                 "operator.allowInsecureCredentials)", allow_insecure),
+            ) if not given)
+        raise InvalidSpecError(
+            "spec.credentialsSecret",
+            f"credentials are never sent over plain {scheme}:// (anyone on the way could read "
+            f"them): use {'ftps' if scheme == 'ftp' else 'https'}://, or allow it explicitly "
+            f"({missing})")
+    try:
+        labels = secret_labels(name)
+    except PermissionError:
+        raise InvalidSpecError(
+            "spec.credentialsSecret.name",
+            f"the operator may not read the labels of Secret {name!r} (its Role needs get on "
+            "secrets): refused, since it cannot tell the Secret is meant as source credentials",
+        ) from None
+    if labels is None:
+        raise InvalidSpecError(
+            "spec.credentialsSecret.name",
+            f"Secret {name!r} not found in the namespace (create it, labelled "
+            f"{SOURCE_CREDENTIALS_LABEL}: \"true\", then change the IngestRequest or annotate "
+            "it molstream.io/rerun to try again)")
+    if labels.get(SOURCE_CREDENTIALS_LABEL) != "true":
+        raise InvalidSpecError(
+            "spec.credentialsSecret.name",
+            f"Secret {name!r} is not labelled {SOURCE_CREDENTIALS_LABEL}: \"true\": only a Secret "
+            "meant as source credentials may be named (someone who may read it labels it: "
+            f"kubectl label secret {name} {SOURCE_CREDENTIALS_LABEL}=true)")
 
 
 def _sftp(raw: Any, url: str, pinned: str) -> str:

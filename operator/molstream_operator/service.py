@@ -30,7 +30,7 @@ from .manifests import (
     parse_ingest_id,
     run_ingest_id,
 )
-from .models import IngestRequestRef, IngestRequestSpec, JobView
+from .models import IngestRequestRef, IngestRequestSpec, JobView, check_credentials_policy
 from .urls import InvalidSpecError, redact
 
 __all__ = ["IngestService", "RetryLater"]
@@ -102,6 +102,10 @@ class IngestService:
             spec = IngestRequestSpec.parse(
                 body.get("spec"), allowed_hosts=self.config.allowed_hosts,
                 pinned_known_hosts=self.config.known_hosts,
+            )
+            check_credentials_policy(  # (reads the Secret's labels: molstream.models)
+                spec, allow_insecure=self.config.allow_insecure_credentials,
+                secret_labels=lambda name: self.kube.secret_labels(ref.namespace, name),
             )
         except InvalidSpecError as exc:
             error = str(exc)
@@ -353,7 +357,7 @@ class IngestService:
             if (body.get("spec") or {}).get("schedule") and st.is_newer_scheduled_run(current, job):
                 started = self._scheduled_run(body, job, now)
                 return started.then(st.apply_job(started.status, seen, now=now))
-            return st.apply_job(current, seen, now=now)
+            return pod_health.keep_saying_why(st.apply_job(current, seen, now=now))
 
         read, _ = self.kube.update_status(job.namespace, job.ingestrequest, compute)
         if read is not None and job.scheduled and (job.complete or job.failure_reason):

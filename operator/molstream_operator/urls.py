@@ -13,6 +13,7 @@ from collections.abc import Collection
 from urllib.parse import urlsplit
 
 from molstream.hosts import host_allowed
+from molstream.redaction import redact_text
 
 __all__ = ["ALLOWED_SCHEMES", "InvalidSpecError", "check_source_url", "host_allowed", "redact"]
 
@@ -20,10 +21,6 @@ ALLOWED_SCHEMES = ("ftp", "ftps", "http", "https", "sftp")
 
 _CONTROL_OR_SPACE = re.compile(r"[\x00-\x20\x7f]")
 _HTTP_GLOB = re.compile(r"[*\[]")  # (? starts an http URL's query)
-_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/\s@]*@")
-_SECRET_ASSIGNMENT = re.compile(
-    r"(?i)\b(password|passwd|pwd|secret|token|authorization)(\s*[=:]\s*)(\"[^\"]*\"|'[^']*'|\S+)"
-)
 
 
 class InvalidSpecError(ValueError):
@@ -92,10 +89,12 @@ def check_source_url(url: object, *, allowed_hosts: Collection[str] = ()) -> str
 
 
 def redact(text: str) -> str:
-    """Remove what looks like a credential from free text (fetcher errors, API messages).
+    """Remove what looks like a credential from free text (fetcher errors, API messages,
+    status fields, Events, logs): molstream.redaction, the one redaction the fetcher and the
+    worker use too.
 
-    ``ftp://user:pw@host/x`` becomes ``ftp://***@host/x``; ``password=xyz`` becomes
-    ``password=***``.
+    ``ftp://user:pw@host/x`` becomes ``ftp://***@host/x``; the values of token and signature
+    query parameters (``X-Amz-Signature``, ``sig``, ``token``...) become ``REDACTED``;
+    ``password=xyz`` becomes ``password=***``.
     """
-    text = _USERINFO.sub(r"\1***@", text)
-    return _SECRET_ASSIGNMENT.sub(r"\1\2***", text)
+    return redact_text(text)

@@ -128,7 +128,9 @@ def start_operator(
     started: list[OperatorProcess] = []
     group = f"molstream-operator-{secrets.token_hex(4)}"
 
-    def start(*, kafka: str | None = None, metrics: bool = False) -> OperatorProcess:
+    def start(
+        *, kafka: str | None = None, metrics: bool = False, extra_env: dict | None = None
+    ) -> OperatorProcess:
         port = free_port()
         metrics_port = free_port() if metrics else None
         env = {k: v for k, v in os.environ.items() if not k.startswith("MOLSTREAM_")}
@@ -139,7 +141,9 @@ def start_operator(
             MOLSTREAM_KAFKA_BOOTSTRAP=kafka or "",
             MOLSTREAM_TOPIC_PREFIX=topic_prefix,
             MOLSTREAM_OPERATOR_GROUP_ID=group,
+            MOLSTREAM_ALLOW_INSECURE_CREDENTIALS="true",  # (the harness's ftp:// requests)
         )
+        env.update(extra_env or {})
         if metrics_port is not None:
             env.update(MOLSTREAM_METRICS_PORT=str(metrics_port), MOLSTREAM_METRICS_HOST="127.0.0.1")
         argv = [

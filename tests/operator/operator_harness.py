@@ -246,6 +246,9 @@ def ingestrequest(name: str, **spec: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
         "url": "ftp://molstream-ftp:2121/activities.csv.gz",
         "credentialsSecret": {"name": "molstream-ftp-credentials"},
+        # plain ftp:// with a password: allowed here and by the test operator's
+        # MOLSTREAM_ALLOW_INSECURE_CREDENTIALS (test_credentials_policy.py proves the refusals)
+        "allowInsecureCredentials": True,
     }
     body.update(spec)
     return {
@@ -260,7 +263,8 @@ def secret(password: str, name: str = "molstream-ftp-credentials") -> dict[str, 
     return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": {"name": name},
+        # the opt-in label of a Secret meant as source credentials
+        "metadata": {"name": name, "labels": {"molstream.io/source-credentials": "true"}},
         "type": "Opaque",
         "stringData": {"username": "molstream", "password": password},
     }

@@ -89,10 +89,8 @@ def test_job_manifest() -> None:
     container = _container(pod)
     assert container["image"] == "registry.example/molstream:1.2.3"
     assert container["command"] == ["molstream"]
-    assert container["args"] == [
+    assert container["args"] == [  # the URL in the environment (MOLSTREAM_SOURCE_URL)
         "fetch",
-        "--url",
-        "ftp://molstream-ftp:2121/activities.csv.gz",
         "--ingest-id",
         "chem.chembl-34.3-uid-1",
         "--batch-size",
@@ -102,6 +100,7 @@ def test_job_manifest() -> None:
     ]
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     env = _env(container)
+    assert env["MOLSTREAM_SOURCE_URL"]["value"] == "ftp://molstream-ftp:2121/activities.csv.gz"
     assert env["MOLSTREAM_INGEST_ID"]["value"] == "chem.chembl-34.3-uid-1"
     assert env["MOLSTREAM_KAFKA_BOOTSTRAP"]["value"] == "kafka:9092"
     assert env["MOLSTREAM_LOG_FORMAT"]["value"] == "json"
@@ -154,7 +153,8 @@ def test_fetcher_serves_metrics_only_when_configured() -> None:
 
 def test_dollar_in_url_is_escaped_for_kubernetes_expansion() -> None:
     job = build_job(REF, _spec(url="http://h/a$(HOME).csv"), CONFIG, run=1)
-    assert _container(job["spec"]["template"]["spec"])["args"][2] == "http://h/a$$(HOME).csv"
+    env = _env(_container(job["spec"]["template"]["spec"]))
+    assert env["MOLSTREAM_SOURCE_URL"]["value"] == "http://h/a$$(HOME).csv"
 
 
 def test_suspend_creates_a_suspended_job() -> None:
@@ -184,7 +184,7 @@ def test_cronjob_manifest() -> None:
         "name": "MOLSTREAM_INGEST_ID",
         "value": "chem.chembl-34.$(MOLSTREAM_JOB_NAME)",
     }
-    assert container["args"][3:5] == ["--ingest-id", "$(MOLSTREAM_INGEST_ID)"]
+    assert container["args"][1:3] == ["--ingest-id", "$(MOLSTREAM_INGEST_ID)"]
 
 
 def test_names_stay_within_kubernetes_limits() -> None:

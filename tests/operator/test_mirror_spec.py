@@ -55,7 +55,8 @@ def test_the_fetcher_reads_the_options_the_operator_writes(monkeypatch) -> None:
 
     monkeypatch.setattr(fetcher, "run", run)
     args = _args({"mode": "mirror", "release": "chembl_35"})  # "fetch", then its options
-    result = CliRunner().invoke(cli.main, [a.replace("$$", "$") for a in args])
+    result = CliRunner().invoke(cli.main, [a.replace("$$", "$") for a in args],
+                                env={"MOLSTREAM_SOURCE_URL": "https://h/a.csv"})
     assert result.exit_code == 2, result.output
     assert seen == {"release": "chembl_35", "key": "chem/chembl", "mode": FetcherMode.MIRROR}
 

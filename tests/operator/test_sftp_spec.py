@@ -197,7 +197,8 @@ def test_a_bad_sftp_spec_is_refused_by_the_api_server(ns: Namespace, kubectl: An
 def test_an_sftp_request_reaches_its_fetcher_job(ns: Namespace, start_operator: Any) -> None:
     op = start_operator()
     ns.context = op.tail
-    key = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "sftp-creds"},
+    key = {"apiVersion": "v1", "kind": "Secret", "metadata": {
+               "name": "sftp-creds", "labels": {"molstream.io/source-credentials": "true"}},
            "type": "kubernetes.io/ssh-auth",
            "stringData": {"ssh-privatekey": new_key()[0], "username": "molstream"}}
     ns.apply([key, _sftp_ir("over-sftp", sftp={"knownHosts": [LINE]})])
