@@ -132,8 +132,10 @@ def test_invalid_ingestrequest_refused(
         ("create", "jobs.batch", True),
         ("create", "cronjobs.batch", True),
         ("create", "events", True),
-        ("get", "secrets", False),
+        # A credentialsSecret's opt-in label (molstream.io/source-credentials), by name only.
+        ("get", "secrets", True),
         ("list", "secrets", False),
+        ("watch", "secrets", False),
         ("delete", "ingestrequests.molstream.io", False),
         ("create", "pods", False),
         ("create", "deployments.apps", False),
