@@ -28,6 +28,7 @@ __all__ = [
     "STALLED",
     "PodState",
     "apply_pod",
+    "keep_saying_why",
     "read_pod",
     "without_stalled",
 ]
@@ -150,6 +151,17 @@ def stalled_message(status: Mapping[str, Any]) -> str | None:
     """The Stalled condition's message while it is True."""
     cond = _condition(status, STALLED)
     return str(cond.get("message") or "") if cond.get("status") == "True" else None
+
+
+def keep_saying_why(change: Change | None) -> Change | None:
+    """A Job change (``status.apply_job``) while the run is Stalled and not over: the message
+    keeps saying why the Pod cannot start rather than that the Job runs."""
+    if change is None or _phase(change.status) not in (Phase.PENDING, Phase.FETCHING):
+        return change
+    why = stalled_message(change.status)
+    if not why:
+        return change
+    return Change({**change.status, "message": why}, change.notes)
 
 
 def apply_pod(status: Mapping[str, Any], pod: PodState, *, now: str) -> Change | None:

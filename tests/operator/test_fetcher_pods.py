@@ -126,7 +126,12 @@ def test_an_unschedulable_pod_shows_the_schedulers_message(
     # still Pending (no Job status yet): the status says why at once
     status = _stalled(ns, "nowhere", "Unschedulable")
     assert status["phase"] == "Pending"
-    assert status["message"] == f"fetcher Pod {pod} cannot start: Unschedulable: {UNSCHEDULABLE}"
+    why = f"fetcher Pod {pod} cannot start: Unschedulable: {UNSCHEDULABLE}"
+    assert status["message"] == why
+    # the Job controller counts the Pod active: Fetching, and the message still says why
+    ns.job_status(job["metadata"]["name"], "active")
+    status = ns.wait_phase("nowhere", "Fetching")
+    assert status["message"] == why
 
 
 def test_a_job_that_fails_while_its_pod_cannot_start_says_why(
@@ -143,3 +148,48 @@ def test_a_job_that_fails_while_its_pod_cannot_start_says_why(
         f"(fetcher Pod {pod} cannot start: ImagePullBackOff: {PULL})"
     )
     assert ns.condition("deadline", "Failed")["reason"] == "DeadlineExceeded"
+
+
+# --- unit: reading a Pod, the history's choice ----------------------------------------------------
+
+
+def _pod(status: dict[str, Any]) -> dict[str, Any]:
+    return {"metadata": {"name": "x-run-1-abc", "namespace": "chem",
+                         "annotations": {"molstream.io/ingestrequest-name": "x"},
+                         "ownerReferences": [{"kind": "Job", "name": "x-run-1",
+                                              "controller": True}]},
+            "status": status}
+
+
+def test_read_pod() -> None:
+    from molstream_operator.pod_health import read_pod
+
+    crash = read_pod(_pod({"phase": "Running", "containerStatuses": [
+        {"name": "fetcher", "state": {"waiting": {"reason": "CrashLoopBackOff",
+                                                  "message": "back-off 40s restarting"}},
+         "lastState": {"terminated": {"exitCode": 1}}}]}))
+    assert (crash.ingestrequest, crash.job, crash.blocked) == (
+        "x", "x-run-1", ("CrashLoopBackOff", "back-off 40s restarting"))
+    creating = read_pod(_pod({"phase": "Pending", "containerStatuses": [
+        {"name": "fetcher", "state": {"waiting": {"reason": "ContainerCreating"}}}]}))
+    assert creating.blocked is None and not creating.started  # on its way: nothing to say
+    done = read_pod(_pod({"phase": "Failed", "containerStatuses": [
+        {"name": "fetcher", "state": {"terminated": {"exitCode": 3}}}]}))
+    assert done.terminal and done.started and done.blocked is None
+
+
+def test_history_deletes_the_oldest_finished_beyond_the_limits() -> None:
+    from molstream_operator.history import history_limits, to_delete
+
+    def job(name: str, minute: int, outcome: str | None) -> dict[str, Any]:
+        conds = [{"type": outcome, "status": "True"}] if outcome else []
+        return {"metadata": {"name": name, "creationTimestamp": f"2026-01-01T03:{minute:02}:00Z"},
+                "status": {"conditions": conds}}
+
+    jobs = [job("a", 1, "Complete"), job("b", 2, "Failed"), job("c", 3, "Complete"),
+            job("d", 4, "Failed"), job("e", 5, "Complete"), job("f", 6, None)]
+    assert to_delete(jobs, (2, 1)) == ["a", "b"]
+    assert to_delete(jobs, (0, 0)) == ["a", "c", "e", "b", "d"]
+    assert history_limits({}) == (3, 1)
+    assert history_limits({"successfulJobsHistoryLimit": 0, "failedJobsHistoryLimit": 5}) == (0, 5)
+    assert history_limits({"successfulJobsHistoryLimit": -1}) == (3, 1)
