@@ -116,7 +116,7 @@ def test_credentials_never_leak(source, tmp_path, make_pipeline, ftp_server, htt
     for name, (url, extra, message) in failing.items():
         proc = procs(f"fetch-{name}", ["-v", *fetch_args(url, name)],
                      service_env(p.settings, **extra))
-        assert proc.wait(120) == 2, proc.stderr[-2000:]
+        assert proc.wait(120) == 3, proc.stderr[-2000:]  # permanent: the Job is not retried
         assert message in proc.stderr, proc.stderr[-2000:]
         ran.append(proc)
     worker = procs("worker", ["-v", *worker_args(*runs)], service_env(p.settings))
@@ -337,7 +337,7 @@ def test_the_sql_check_catches_what_it_should(monkeypatch, tmp_path):
 def _fetch_fails(procs, p, url: str, **env: str):
     start = time.monotonic()
     proc = procs("fetcher", fetch_args(url, "capped"), service_env(p.settings, **env))
-    assert proc.wait(120) == 2, proc.stderr[-2000:]
+    assert proc.wait(120) == 3, proc.stderr[-2000:]  # a cap is permanent: the Job is not retried
     return proc, time.monotonic() - start
 
 
