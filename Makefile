@@ -78,6 +78,8 @@ KIND_NODE_IMAGE ?=
 DOCKER_BUILD_ARGS ?=
 EXTRA_IMAGES ?=
 EXTRA_VALUES ?=
+# More arguments of `helm upgrade --install` (the e2e suite's second release: --set …).
+EXTRA_HELM_ARGS ?=
 SKAFFOLD ?= $(if $(wildcard .cache/bin/skaffold),.cache/bin/skaffold,skaffold)
 KUBECTL ?= $(if $(wildcard .cache/bin/kubectl),.cache/bin/kubectl,kubectl)
 HELM ?= $(if $(wildcard .cache/bin/helm),.cache/bin/helm,helm)
@@ -119,12 +121,18 @@ image: check-tools ## Build the molstream image ($(IMAGE)) and load it into the 
 	$(KIND) load docker-image $(IMAGE) $(EXTRA_IMAGES) --name $(CLUSTER_NAME)
 
 .PHONY: deploy
-deploy: ## helm upgrade --install the chart into the kind cluster and wait for it.
+deploy: ## helm upgrade --install the chart into the kind cluster (a namespace enforcing Pod Security "restricted") and wait for it.
+	@# The namespace enforces the restricted Pod Security Standard: every Pod of the release
+	@# (fetcher Jobs and helm test included) must pass it, or the API server refuses it.
+	$(KUBECTL) --context $(KUBE_CONTEXT) create namespace $(NAMESPACE) --dry-run=client -o yaml | \
+	  $(KUBECTL) --context $(KUBE_CONTEXT) apply -f - >/dev/null
+	$(KUBECTL) --context $(KUBE_CONTEXT) label namespace $(NAMESPACE) --overwrite \
+	  pod-security.kubernetes.io/enforce=restricted pod-security.kubernetes.io/warn=restricted >/dev/null
 	$(HELM) upgrade --install $(RELEASE) $(CHART) --kube-context $(KUBE_CONTEXT) \
-	  --namespace $(NAMESPACE) --create-namespace --values k8s/kind-values.yaml \
+	  --namespace $(NAMESPACE) --values k8s/kind-values.yaml \
 	  $(if $(EXTRA_VALUES),--values $(EXTRA_VALUES)) \
 	  --set image.repository=$(IMAGE_REPO) --set image.tag=$(IMAGE_TAG) \
-	  --set ftp.sampleRows=$(LOCAL_ROWS) --wait --timeout 10m
+	  --set ftp.sampleRows=$(LOCAL_ROWS) $(EXTRA_HELM_ARGS) --wait --timeout 10m
 	$(HELM) test $(RELEASE) --kube-context $(KUBE_CONTEXT) --namespace $(NAMESPACE) --logs
 
 .PHONY: run

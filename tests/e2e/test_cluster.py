@@ -52,7 +52,7 @@ def test_the_node_is_ready_with_every_control_plane_component(cluster):
     pods = json.loads(cluster.kubectl("get", "pods", "-n", "kube-system", "-o", "json").stdout)
     names = [p["metadata"]["name"] for p in pods["items"]]
     for component in ("etcd-", "kube-apiserver-", "kube-controller-manager-", "kube-scheduler-",
-                      "kube-proxy-", "coredns-"):
+                      "kube-proxy-", "coredns-", "kube-router-"):
         assert any(n.startswith(component) for n in names), (component, names)
 
 

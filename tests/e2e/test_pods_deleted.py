@@ -17,6 +17,7 @@ pytestmark = pytest.mark.e2e
 ROWS = 1_000_000  # ~200 batches of 5,000: the worker is deleted after the first
 NAME = "pods-deleted"
 
+RESTRICTED = "{allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}"
 # A second source, on HTTP: our image's sample generator (another seed) and Python's file
 # server, beside the chart's FTP server (whose files volume is read-only).
 SOURCE = f"""
@@ -27,17 +28,23 @@ metadata:
   labels: {{app: e2e-http}}
 spec:
   automountServiceAccountToken: false
-  securityContext: {{runAsNonRoot: true, runAsUser: 10001}}
+  # The namespace enforces Pod Security "restricted" (make deploy).
+  securityContext:
+    runAsNonRoot: true
+    runAsUser: 10001
+    seccompProfile: {{type: RuntimeDefault}}
   initContainers:
     - name: sample
       image: molstream:dev
       imagePullPolicy: Never
       args: [sample, --rows={ROWS}, --seed=36, --out=/srv/activities.csv.gz]
+      securityContext: {RESTRICTED}
       volumeMounts: [{{name: files, mountPath: /srv}}, {{name: tmp, mountPath: /tmp}}]
   containers:
     - name: http
       image: molstream:dev
       imagePullPolicy: Never
+      securityContext: {RESTRICTED}
       command: [python, -m, http.server, "8000", --directory, /srv]
       ports: [{{containerPort: 8000}}]
       readinessProbe: {{tcpSocket: {{port: 8000}}, periodSeconds: 2}}

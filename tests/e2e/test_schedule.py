@@ -15,6 +15,7 @@ metadata: {{name: {NAME}}}
 spec:
   url: ftp://molstream-ftp:2121/activities.csv.gz
   credentialsSecret: {{name: molstream-ftp-credentials}}
+  allowInsecureCredentials: true
   schedule: "* * * * *"
 """
 
