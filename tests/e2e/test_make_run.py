@@ -89,7 +89,9 @@ def test_the_sample_created_again_under_its_name_runs_to_the_end(cluster, ran):
 WRONG_PASSWORD = """
 apiVersion: v1
 kind: Secret
-metadata: {name: wrong-ftp-credentials}
+metadata:
+  name: wrong-ftp-credentials
+  labels: {molstream.io/source-credentials: "true"}
 type: Opaque
 stringData: {username: molstream, password: not-the-password}
 ---
@@ -99,16 +101,17 @@ metadata: {name: wrong-password}
 spec:
   url: ftp://molstream-ftp:2121/activities.csv.gz
   credentialsSecret: {name: wrong-ftp-credentials}
-  backoffLimit: 1
+  allowInsecureCredentials: true
+  backoffLimit: 3
 """
 
 
-def test_a_wrong_password_ends_failed_with_the_reason_after_the_job_s_retries(cluster, ran):
+def test_a_wrong_password_ends_failed_with_the_reason_without_retries(cluster, ran):
     assert ran.returncode == 0
     cluster.k("apply", "-f", "-", stdin=WRONG_PASSWORD)
     try:
-        # The fetcher reports the refusal at once; the Job then retries its Pod (the status
-        # reopens) and gives up after backoffLimit: wait for the Job's end, then the status.
+        # A refused login is permanent: the fetcher exits 3 and the Job's podFailurePolicy
+        # fails the Job at once, whatever its backoffLimit.
         job_name = cluster.wait_for(
             lambda: cluster.ir_status("wrong-password").get("jobName"), "the wrong-password Job")
         cluster.k("wait", "--for=condition=Failed", f"job/{job_name}", "--timeout=600s")
@@ -117,10 +120,13 @@ def test_a_wrong_password_ends_failed_with_the_reason_after_the_job_s_retries(cl
         assert status["jobName"] == job_name
         assert status["phase"] == "Failed"
         failed = next(c for c in status["conditions"] if c["type"] == "Failed")
-        assert failed["status"] == "True" and failed["reason"] == "FetchFailed", failed
+        assert failed["status"] == "True" and failed["reason"] in (
+            "FetchFailed", "PermanentError"), failed
         assert "530" in failed["message"] or "login" in failed["message"].lower(), failed
         assert "not-the-password" not in json.dumps(status)
         job = cluster.json("job", status["jobName"])
-        assert job["status"].get("failed", 0) == 2  # the first Pod and its one retry
+        assert job["status"].get("failed", 0) == 1, job["status"]  # no retry
+        reasons = [c.get("reason") for c in job["status"].get("conditions", [])]
+        assert "PodFailurePolicy" in reasons, job["status"]
     finally:
         cluster.k("delete", "-f", "-", "--wait=false", stdin=WRONG_PASSWORD, check=False)
