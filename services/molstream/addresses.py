@@ -8,8 +8,12 @@ refused when it is not a public one:
 * loopback (127.0.0.0/8, ::1), unspecified (0.0.0.0/8, ::), link-local (169.254.0.0/16,
   fe80::/10: the cloud metadata service), private (10/8, 172.16/12, 192.168/16, fc00::/7,
   fec0::/10), carrier-grade NAT (100.64.0.0/10), multicast, broadcast, reserved and
-  documentation ranges, and any IPv6 address that carries one of these IPv4 addresses
-  (IPv4-mapped ::ffff:0:0/96, NAT64 64:ff9b::/96, 6to4 2002::/16, IPv4-compatible ::/96);
+  documentation ranges, cloud platform addresses that are public ones (Azure's WireServer,
+  168.63.129.16), and any IPv6 address that carries one of these IPv4 addresses
+  (IPv4-mapped ::ffff:0:0/96, NAT64 64:ff9b::/96 and the local-use 64:ff9b:1::/48 of RFC 8215,
+  6to4 2002::/16, IPv4-compatible ::/96). A local-use NAT64 address is read as the /96 form
+  (64:ff9b:1::a.b.c.d); one in any other form (the IPv4 address elsewhere, by a shorter prefix
+  of RFC 6052) is refused whatever it carries;
 
 unless the settings allow it:
 
@@ -41,9 +45,13 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 _METADATA = {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254"),
              ipaddress.ip_address("169.254.170.2")}
+# What a few addresses are, said after their class.
+_NOTES = {**{ip: " (cloud metadata)" for ip in _METADATA},
+          ipaddress.ip_address("168.63.129.16"): " (Azure WireServer)"}
 
 # (network, class) in the order they are looked up; the first that holds an address names it.
 _V4 = [(ipaddress.ip_network(net), what) for net, what in (
+    ("168.63.129.16/32", "a cloud platform"),  # Azure: DHCP, DNS, health probes, VM agent
     ("0.0.0.0/8", "an unspecified ('this network')"),
     ("127.0.0.0/8", "a loopback"),
     ("169.254.0.0/16", "a link-local"),
@@ -73,6 +81,8 @@ _V6 = [(ipaddress.ip_network(net), what) for net, what in (
 )]
 _MAPPED = ipaddress.ip_network("::ffff:0:0/96")
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_LOCAL_NAT64 = ipaddress.ip_network("64:ff9b:1::/48")  # RFC 8215, any prefix length of RFC 6052
+_LOCAL_NAT64_96 = ipaddress.ip_network("64:ff9b:1::/96")
 _COMPAT = ipaddress.ip_network("::/96")
 
 
@@ -89,7 +99,7 @@ def _embedded_v4(ip: IPAddress) -> ipaddress.IPv4Address | None:
         return ip.ipv4_mapped
     if ip.sixtofour is not None:
         return ip.sixtofour
-    if ip in _NAT64 or (ip in _COMPAT and int(ip) > 1):
+    if ip in _NAT64 or ip in _LOCAL_NAT64_96 or (ip in _COMPAT and int(ip) > 1):
         return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
     return None
 
@@ -104,10 +114,13 @@ def classify(address: str | IPAddress) -> str | None:
         what = classify(inner)
         kind = "an IPv4-mapped" if ip in _MAPPED else "an IPv6"
         return f"{kind} address of {inner}, {what}" if what else None
+    if ip in _LOCAL_NAT64:  # (not of the /96 form: where its IPv4 address is, is not known)
+        return ("a local-use NAT64 address (64:ff9b:1::/48) not of the form "
+                "64:ff9b:1::a.b.c.d")
     table = _V4 if isinstance(ip, ipaddress.IPv4Address) else _V6
     for network, what in table:
         if ip in network:
-            return what + " address" + (" (cloud metadata)" if ip in _METADATA else "")
+            return what + " address" + _NOTES.get(ip, "")
     if not ip.is_global:
         return "a reserved (special-purpose) address"
     return None

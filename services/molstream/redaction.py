@@ -3,11 +3,15 @@
 `redact_url` hides the password of the user information (the user name is kept: it helps
 debugging and is no secret) and the value of every query parameter that carries a token or a
 signature: presigned S3 and GCS URLs, Azure SAS, `token=`, `api_key=`, ... (SECRET_PARAMS, and
-any parameter whose name ends in one of SECRET_SUFFIXES). Their values become ``REDACTED``;
-the rest of the URL is kept as written, so that a person still sees which file it was.
+any parameter whose name ends in one of SECRET_SUFFIXES, a PHP-style ``[]`` after it ignored).
+Their values become ``REDACTED``; the rest of the URL is kept as written, so that a person still
+sees which file it was. A fragment is dropped.
 
-`redact_text` does the same to every URL inside free text (an error message, a log line), and
-hides ``password=...``-like assignments outside URLs too.
+`redact_text` does the same to every URL inside free text (an error message, a log line), a
+fragment written as a query (``#access_token=...&...``, OAuth's implicit flow) included, and
+hides ``password=...``-like assignments outside URLs too (``SECRET_TOKEN=...``,
+``Authorization: Bearer ...``), leaving alone the common words that follow such names in
+error messages (``authorization: failed``, ``token: unexpected status``).
 
 Whatever writes a URL (Job args and env, IngestRequest status, Events, logs, Kafka messages'
 source identity) writes it through one of these.
@@ -37,17 +41,33 @@ SECRET_PARAMS = frozenset({
     "sessionid", "credential", "credentials", "code",
 })
 #: ... and any parameter named like these at its end (``x_auth_token``, ``my-secret``).
-SECRET_SUFFIXES = ("token", "secret", "signature", "password", "apikey", "api_key", "api-key")
+SECRET_SUFFIXES = ("token", "secret", "signature", "password", "apikey", "api_key", "api-key",
+                   "key", "pass", "passphrase", "auth", "jwt", "hmac", "ticket", "authorization",
+                   "credential", "credentials")
 
 _URL_IN_TEXT = re.compile(r"(?i)\b[a-z][a-z0-9+.\-]*://[^\s'\"<>]+")
 _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)([^/\s@]*)@")
+# A name ending in one of these words (SECRET_TOKEN, db.password, x-api-key), then = or :, then
+# the value: quoted, an HTTP auth scheme and its credentials, or up to the next space.
 _SECRET_ASSIGNMENT = re.compile(
-    r"(?i)\b(password|passwd|pwd|secret|token|authorization)(\s*[=:]\s*)(\"[^\"]*\"|'[^']*'|\S+)"
-)
+    r"(?i)\b([\w.-]*(?:password|passwd|pwd|secret|token|authorization|passphrase"
+    r"|(?:api|access|secret|private)[_-]?key))(\s*[=:]\s*)"
+    r"(\"[^\"]*\"|'[^']*'|(?:bearer|basic|digest|negotiate|token)\s+\S+|\S+)")
+# Words that follow such a name in error messages and are no secret ("may require
+# authorization: authorization failed", "failed to fetch anonymous token: unexpected status").
+_NOT_SECRETS = frozenset("""
+    a an the is was are be been not no none null nil empty true false yes ok unset missing
+    absent required requires needed invalid expired revoked wrong bad incorrect unknown
+    unexpected failed failure fails denied refused rejected forbidden unauthorized unauthenticated
+    error errors server message status authorization authentication insufficient_scope
+    insufficient scope access given found present set supplied provided
+""".split())
 
 
 def _secret_param(name: str) -> bool:
     name = name.strip().lower()
+    while name.endswith("[]"):  # token[]=..., PHP's and Rails' arrays
+        name = name[:-2].rstrip()
     return name in SECRET_PARAMS or name.endswith(SECRET_SUFFIXES)
 
 
@@ -107,17 +127,27 @@ def _redact_rest(rest: str) -> str:
 
 
 def _redact_query_of(url: str) -> str:
+    url, hash_, fragment = url.partition("#")
     head, sep, query = url.partition("?")
-    if not sep:
-        return url
-    query, hash_, fragment = query.partition("#")
-    return f"{head}?{redact_query(query)}{hash_}{fragment}"
+    return f"{head}{sep}{redact_query(query)}{hash_}{_redact_fragment(fragment)}"
+
+
+def _redact_fragment(fragment: str) -> str:
+    """A fragment written as a query (``access_token=...&state=...``) redacted as one."""
+    return redact_query(fragment) if "=" in fragment else fragment
 
 
 def redact_text_plain(text: str) -> str:
     """User information and ``password=...``-like assignments hidden (no URL parsing)."""
     text = _USERINFO.sub(r"\1***@", text)
-    return _SECRET_ASSIGNMENT.sub(r"\1\2***", text)
+    return _SECRET_ASSIGNMENT.sub(_hide_assignment, text)
+
+
+def _hide_assignment(m: re.Match[str]) -> str:
+    value = m.group(3)
+    if value.strip(".,;:!?()[]").lower() in _NOT_SECRETS:
+        return m.group(0)
+    return f"{m.group(1)}{m.group(2)}***"
 
 
 def redact_text(text: str) -> str:

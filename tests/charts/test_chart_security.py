@@ -127,17 +127,22 @@ def test_fetcher_egress_dns_kafka_and_the_world_minus_cluster_ranges(render: Ren
     assert blocks == {
         "0.0.0.0/0": {
             "169.254.0.0/16",
+            "168.63.129.16/32",
             "10.0.0.0/8",
             "172.16.0.0/12",
             "192.168.0.0/16",
             "100.64.0.0/10",
         },
-        "::/0": {"fe80::/10", "fc00::/7"},
+        "::/0": {"fe80::/10", "64:ff9b:1::/48", "fc00::/7"},
     }
     # The metadata address, the kind/Kubernetes ranges and a private one are out; a public
     # address is in.
     for address, reachable in [
         ("169.254.169.254", False),
+        ("168.63.129.16", False),  # Azure's WireServer
+        ("168.63.129.17", True),
+        ("64:ff9b:1::a9fe:a9fe", False),  # local-use NAT64 (RFC 8215) of the metadata address
+        ("64:ff9b:1:a9fe:a9:fe00::", False),
         ("10.96.0.1", False),
         ("10.244.0.7", False),
         ("192.168.1.1", False),
@@ -190,8 +195,9 @@ def test_fetcher_egress_values(render: Render, tmp_path: Path) -> None:
     world = next(
         r for r in egress if any("ipBlock" in p for p in r.get("to", [])) and "ports" not in r
     )
-    assert world["to"][0]["ipBlock"]["except"] == ["169.254.0.0/16", "10.0.0.0/8"]
-    assert world["to"][1]["ipBlock"]["except"] == ["fe80::/10"]
+    assert world["to"][0]["ipBlock"]["except"] == [
+        "169.254.0.0/16", "168.63.129.16/32", "10.0.0.0/8"]
+    assert world["to"][1]["ipBlock"]["except"] == ["fe80::/10", "64:ff9b:1::/48"]
     assert egress[-1] == {"to": [{"ipBlock": {"cidr": "10.20.0.0/16"}}], "ports": [{"port": 443}]}
     # The FTP server admits the fetchers (and the helm test), not any molstream-labelled Pod.
     assert _ingress_admits(objects, ftp_labels, FETCHER)

@@ -231,3 +231,129 @@ def test_error_answers_never_reach_the_status_or_kafka(make_pipeline, source, ht
     finally:
         server.shutdown()
         server.server_close()
+
+
+SECRETS = ("SECRET_TOKEN", "hunter2", "SECRET-LINE", "SECRET-STATUS", "SECRET-FTP", "root:x",
+           "SECRET_ETAG", "SECRET-MODIFIED", "/bin/bash")
+
+
+class _RawHttp:
+    """A server on 127.0.0.1 answering each path with bytes of its own choosing, HTTP or not
+    (to a HEAD, the head of the answer only)."""
+
+    def __init__(self, answers: dict[str, bytes]) -> None:
+        self.answers = answers
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}/{path}"
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(5)
+                request = b""
+                try:
+                    while b"\r\n\r\n" not in request:
+                        chunk = conn.recv(4096)
+                        if not chunk:
+                            break
+                        request += chunk
+                    method, path = request.split(b" ", 2)[:2]
+                    answer = self.answers.get(path.decode().lstrip("/"), b"")
+                    if method == b"HEAD":
+                        answer = answer.partition(b"\r\n\r\n")[0] + b"\r\n\r\n"
+                    conn.sendall(answer)
+                except (OSError, ValueError):
+                    pass
+
+    def close(self) -> None:
+        self.sock.close()
+        self.thread.join(5)
+
+
+def _ftp_server_saying(root, reply: str):
+    """pyftpdlib, logged in anonymously, answering SIZE and RETR with ``reply``."""
+    with warnings.catch_warnings():  # (pyftpdlib imports asyncore, deprecated)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from pyftpdlib.authorizers import DummyAuthorizer
+        from pyftpdlib.handlers import FTPHandler
+        from pyftpdlib.servers import FTPServer
+
+    authorizer = DummyAuthorizer()
+    authorizer.add_anonymous(str(root))
+
+    def refuse(self, line):
+        self.respond(reply)
+
+    handler = type("Chatty", (FTPHandler,), {
+        "authorizer": authorizer, "ftp_SIZE": refuse, "ftp_RETR": refuse})
+    server = FTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"timeout": 0.2},
+                              daemon=True)
+    thread.start()
+    return server, thread
+
+
+def test_what_a_source_says_never_reaches_the_status_or_kafka(make_pipeline, tmp_path,
+                                                              http_server):
+    """A password file served as the CSV, answers that are not HTTP, an FTP server whose
+    replies carry secrets, validators that are not tokens: the failed events (the operator's
+    status message), the `identified` event (status.runSource) and the rejected topic hold
+    none of it; the reasons say what kind of error it was."""
+    srv = tmp_path / "srv"
+    srv.mkdir()
+    (srv / "passwd.csv").write_text(
+        "root:x:0:0:SECRET_TOKEN=hunter2-abcdef:/root:/bin/bash\n"
+        "daemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n")
+    plain = http_server(srv)
+    body = b"activity_id,molecule_id\n1,2\n"  # (short of the required columns: fails at read)
+    raw = _RawHttp({
+        "status.csv": b"HTTP/1.1 SECRET-STATUS-LINE\r\n\r\n",
+        "header.csv": b"HTTP/1.1 200 OK\r\nSECRET-LINE-FROM-INTERNAL-SERVICE no colon\r\n"
+                      b"Content-Length: 4\r\n\r\nabcd",
+        "validators.csv": b"HTTP/1.1 200 OK\r\nETag: \"a SECRET_ETAG b\"\r\n"
+                          b"Last-Modified: SECRET-MODIFIED hunter2\r\nContent-Length: "
+                          + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body,
+    })
+    ftp, ftp_thread = _ftp_server_saying(srv, "550 SECRET-FTP-REPLY hunter2 /etc/shadow")
+    ftp_port = ftp.socket.getsockname()[1]
+    try:
+        p = make_pipeline(allowed_networks=("127.0.0.1/32",))
+        reasons = {}
+        for name, url in {
+            "passwd": plain.url("passwd.csv"),
+            "status": raw.url("status.csv"),
+            "header": raw.url("header.csv"),
+            "validators": raw.url("validators.csv"),
+            "ftp": f"ftp://127.0.0.1:{ftp_port}/a.csv",
+        }.items():
+            with pytest.raises(IngestFailed) as failed:
+                p.fetch(url, name)
+            reasons[name] = failed.value.reason
+        assert "the header has 1 column (not shown: not column names) when split on ','" \
+            in reasons["passwd"]
+        for name in ("status", "header"):
+            assert "the server's answer is not valid HTTP (a protocol error)" in reasons[name]
+        assert "required column" in reasons["validators"]
+        assert "no such file (FTP 550: no such file or access refused)" in reasons["ftp"]
+        events = p.read_topic(p.settings.topics.events)
+        assert len([e for e in events if e.get("type") == "failed"]) == 5
+        identified = [e for e in events if e.get("type") == "identified"
+                      and e.get("ingest_id") == "validators"]
+        assert identified[0].get("etag") is None and identified[0].get("last_modified") is None
+        text = repr(events) + repr(reasons)
+        for secret in SECRETS:
+            assert secret not in text, secret
+        assert p.read_topic(p.settings.topics.rejected, timeout_s=2) == []
+    finally:
+        raw.close()
+        ftp.close_all()
+        ftp_thread.join(5)

@@ -41,6 +41,22 @@ from molstream.redaction import redact_text, redact_url
      "an IPv6 address of 169.254.169.254, a link-local address (cloud metadata)"),
     ("2002:7f00:1::1", "an IPv6 address of 127.0.0.1, a loopback address"),
     ("::127.0.0.1", "an IPv6 address of 127.0.0.1, a loopback address"),
+    # public addresses of cloud platforms, and the local-use NAT64 prefix (RFC 8215)
+    ("168.63.129.16", "a cloud platform address (Azure WireServer)"),
+    ("::ffff:168.63.129.16",
+     "an IPv4-mapped address of 168.63.129.16, a cloud platform address (Azure WireServer)"),
+    ("64:ff9b::a83f:8110",
+     "an IPv6 address of 168.63.129.16, a cloud platform address (Azure WireServer)"),
+    ("64:ff9b:1::a9fe:a9fe",
+     "an IPv6 address of 169.254.169.254, a link-local address (cloud metadata)"),
+    ("64:ff9b:1::10.96.0.1", "an IPv6 address of 10.96.0.1, a private address"),
+    ("64:ff9b:1::a83f:8110",
+     "an IPv6 address of 168.63.129.16, a cloud platform address (Azure WireServer)"),
+    # 169.254.169.254 as a /48 and a /64 prefix of RFC 6052 carry it: not the /96 form, refused
+    ("64:ff9b:1:a9fe:a9:fe00::",
+     "a local-use NAT64 address (64:ff9b:1::/48) not of the form 64:ff9b:1::a.b.c.d"),
+    ("64:ff9b:1:0:a9:fea9:fe00:0",
+     "a local-use NAT64 address (64:ff9b:1::/48) not of the form 64:ff9b:1::a.b.c.d"),
 ])
 def test_non_public_addresses_are_named_by_class(address, kind):
     assert classify(address) == kind
@@ -48,10 +64,25 @@ def test_non_public_addresses_are_named_by_class(address, kind):
 
 @pytest.mark.parametrize("address", [
     "8.8.8.8", "1.1.1.1", "172.32.0.1", "100.128.0.1", "193.62.193.83",  # (EBI)
-    "2606:4700:4700::1111", "::ffff:8.8.8.8", "64:ff9b::808:808"])
+    "2606:4700:4700::1111", "::ffff:8.8.8.8", "64:ff9b::808:808", "64:ff9b:1::808:808",
+    "168.63.129.17"])
 def test_public_addresses_pass(address):
     assert classify(address) is None
     assert AddressPolicy().refusal("example.org", address) is None
+
+
+def test_cloud_platform_addresses_are_refused_naming_them():
+    why = AddressPolicy().refusal("wireserver.example", "168.63.129.16")
+    assert why == ("host 'wireserver.example' resolves to 168.63.129.16, a cloud platform "
+                   "address (Azure WireServer); refused: set MOLSTREAM_ALLOWED_NETWORKS or "
+                   "MOLSTREAM_INTERNAL_HOSTS to allow it")
+    why = AddressPolicy().refusal("nat64.example", "64:ff9b:1::a9fe:a9fe")
+    assert why is not None and "169.254.169.254, a link-local address (cloud metadata)" in why
+    # allowed or denied by their IPv4 form, as the well-known NAT64 prefix is
+    allowed = AddressPolicy.parse(allowed_networks="10.0.0.0/8")
+    assert allowed.refusal("x", "64:ff9b:1::10.1.2.3") is None
+    denied = AddressPolicy.parse(denied_networks="8.8.8.0/24")
+    assert "denied network" in denied.refusal("x", "64:ff9b:1::8.8.8.8")
 
 
 def test_the_default_refuses_with_the_host_the_address_and_the_way_out():
@@ -171,3 +202,53 @@ def test_urls_in_free_text_are_redacted():
                    "password=*** token: ***")
     for secret in ("pw@", "s3cr3t", "hunter2", "abc"):
         assert secret not in out
+
+
+@pytest.mark.parametrize("name", [
+    "access_key", "aws_secret_access_key", "private_key", "pass", "passphrase", "jwt", "hmac",
+    "ticket", "authorization", "x-auth", "credential", "client_credentials", "token[]",
+    "token%5B%5D", "api_key[]", "SECRET_TOKEN"])
+def test_more_secret_parameters_are_redacted(name):
+    url = f"https://h/a.csv?page=2&{name}=S3KR1T&x=1"
+    for out in (redact_url(url), redact_text(f"fetching {url} failed")):
+        assert "S3KR1T" not in out and f"{name}=REDACTED" in out and "page=2&" in out
+
+
+def test_bearer_values_and_fragments_written_as_a_query_are_redacted():
+    url = "https://h/a.csv?authorization=Bearer%20eyJhbGciOi.e30.c2ln&page=1"
+    assert redact_url(url) == "https://h/a.csv?authorization=REDACTED&page=1"
+    # a fragment is dropped from a URL, and redacted as a query within text
+    assert redact_url("https://h/f?a=1#access_token=SEKRET8") == "https://h/f?a=1"
+    assert redact_text("at https://h/f?a=1#access_token=SEKRET8 now") == (
+        "at https://h/f?a=1#access_token=REDACTED now")
+    assert redact_text("https://h/f#access_token=SEKRET8&state=s1&token_type=bearer") == (
+        "https://h/f#access_token=REDACTED&state=s1&token_type=bearer")
+    assert redact_text("https://h/docs#section-2") == "https://h/docs#section-2"
+
+
+def test_assignments_in_text_by_the_end_of_their_names():
+    text = ("SECRET_TOKEN=hunter2-abcdef db.password: \"two words\" "
+            "Authorization: Bearer abc.def.ghi X-Api-Key: k123 AWS_SECRET_ACCESS_KEY=wJalr "
+            "GITHUB_TOKEN='ghp_1' ssh_passphrase=opensesame")
+    out = redact_text(text)
+    assert out == ("SECRET_TOKEN=*** db.password: *** Authorization: *** X-Api-Key: *** "
+                   "AWS_SECRET_ACCESS_KEY=*** GITHUB_TOKEN=*** ssh_passphrase=***")
+
+
+@pytest.mark.parametrize("message", [
+    # containerd through the kubelet (ErrImagePull), a private registry without pull secret
+    'Failed to pull image "registry.example.org/molstream:1.0": failed to pull and unpack '
+    'image "registry.example.org/molstream:1.0": failed to resolve reference '
+    '"registry.example.org/molstream:1.0": pull access denied, repository does not exist or '
+    "may require authorization: server message: insufficient_scope: authorization failed",
+    'Failed to pull image "ghcr.io/acme/molstream:1.0": rpc error: code = Unknown desc = '
+    'failed to pull and unpack image "ghcr.io/acme/molstream:1.0": failed to resolve '
+    'reference "ghcr.io/acme/molstream:1.0": failed to authorize: failed to fetch anonymous '
+    "token: unexpected status from GET request to https://ghcr.io/token?scope=repository%3A"
+    "acme%2Fmolstream%3Apull&service=ghcr.io: 401 Unauthorized",
+    "pull access denied, repository does not exist or may require authorization: "
+    "authorization failed: no basic auth credentials",
+    "password required; token: missing; secret: denied",
+])
+def test_kubelet_messages_come_out_as_they_went_in(message):
+    assert redact_text(message) == message

@@ -60,10 +60,13 @@ def test_a_given_delimiter_that_does_not_fit_fails_at_the_header(tmp_path):
     with pytest.raises(ContractError) as e:
         convert(p, tmp_path / "h5", fmt=Format(delimiter=","))
     message = str(e.value)
+    # (a cell with tabs in it is no column name: counted, not shown)
     assert message.startswith("required column 'activity_id', 'activity_type', 'molecule_id', "
                               "'target_id', 'target_name' is missing: the header has 1 "
-                              "column 'activity_id\\tmolecule_id\\tmolecule_name")
-    assert "when split on ','; the file looks tab-separated: set spec.format.delimiter" in message
+                              "column (not shown: not column names) when split on ','; it "
+                              "splits into 13 columns on tab, the required ones among them: "
+                              "the file looks tab-separated: set spec.format.delimiter")
+    assert "activity_id\t" not in message
     assert "expected the columns activity_id, activity_type, molecule_id, target_id, " \
            "target_name" in message
     assert not (tmp_path / "h5").exists()
@@ -75,6 +78,57 @@ def test_a_file_without_activity_id_is_refused_saying_why(tmp_path):
     with pytest.raises(ContractError, match=r"the header has 3 columns .* when split on ';'.*"
                                             "activity_id is an activity's natural key"):
         read_header(p)
+
+
+@pytest.mark.parametrize("first_line", [
+    "root:x:0:0:SECRET_TOKEN=hunter2-abcdef:/root:/bin/bash",
+    "-NOAUTH Authentication required. SECRET_TOKEN",
+    '{"access_token": "SECRET_TOKEN", "expires_in": 3600}',
+    "activity_id,SECRET_TOKEN=hunter2",  # one cell that is no column name hides them all
+])
+def test_a_header_that_is_no_header_is_counted_never_shown(tmp_path, first_line):
+    """Whatever a download's first line is (a password file, a service's answer), the message
+    (the IngestRequest's status) says how many columns, not what they hold."""
+    p = tmp_path / "a.csv"
+    p.write_text(first_line + "\nsecond:line\n")
+    with pytest.raises(ContractError) as e:
+        read_header(p)
+    message = str(e.value)
+    assert "SECRET_TOKEN" not in message and "hunter2" not in message and "root" not in message
+    assert "(not shown: not column names) when split on" in message
+    assert message.startswith("required column ")
+    with pytest.raises(ContractError) as e:  # the column map's error too
+        read_header(p, fmt=Format(columns=(("nope", "activity_id"),)))
+    assert "SECRET_TOKEN" not in str(e.value)
+    assert "(the header: " in str(e.value) and "not shown: not column names)" in str(e.value)
+
+
+def test_the_real_files_with_a_wrong_delimiter_still_say_what_would_do():
+    from pathlib import Path
+    real = Path(__file__).parents[1] / "data" / "chembl-real"
+    with pytest.raises(ContractError) as e:
+        read_header(real / "activities.csv.gz", fmt=Format(delimiter="\t"))
+    assert ("the header has 1 column (not shown: not column names) when split on tab; it "
+            "splits into 13 columns on ',', the required ones among them: the file looks "
+            "comma-separated: set spec.format.delimiter (--delimiter)") in str(e.value)
+    with pytest.raises(ContractError) as e:  # ChEMBL's web export: no activity_id at all
+        read_header(real / "webui_export_CHEMBL1978.csv.gz")
+    assert "the header has 47 columns (not shown: not column names) when split on ';'" in str(
+        e.value)  # ('#RO5 Violations' is not a name we show)
+    assert "activity_id is an activity's natural key" in str(e.value)
+
+
+def test_header_names_are_shown_when_they_look_like_names(tmp_path):
+    header = ["Molecule ChEMBL ID", "standard_type", "pchembl.value", "x-1", ""]
+    with pytest.raises(ContractError) as e:
+        read_header(_file(tmp_path, [["1"] * 5], header=header, delimiter=";"))
+    assert ("the header has 5 columns 'Molecule ChEMBL ID', 'standard_type', 'pchembl.value', "
+            "'x-1', '' when split on ';'") in str(e.value)
+    many = [f"c{i}" for i in range(30)]
+    with pytest.raises(ContractError) as e:
+        read_header(_file(tmp_path, [["1"] * 30], header=many))
+    assert "the header has 30 columns 'c0', 'c1', " in str(e.value)
+    assert "'c19', … (10 more) when split on ','" in str(e.value)
 
 
 def test_null_tokens_are_nulls_and_a_required_one_rejects_its_row(tmp_path):

@@ -28,7 +28,7 @@ from .common import (
     check_host,
     redact,
 )
-from .ftp import FtpSession
+from .ftp import FtpSession, describe
 from .glob import LISTERS, choose, expand, has_glob, refuse_glob
 from .http import http_probe
 from .identity import Identity
@@ -100,12 +100,12 @@ def probe(url: str, *, credentials: Credentials | None = None,
         return ask(url, creds, limits, _deadline(limits))
     except (Transient, OSError, EOFError) as e:
         log.info("%s: could not ask the server about the file (%s); downloading it",
-                 redact(url), e)
+                 redact(url), describe(e))
         return None
     except Exception as e:  # noqa: BLE001 - ftplib's replies: the download says it better
         if isinstance(e, FetchError):
             raise
-        log.info("%s: the server did not say what the file is (%s)", redact(url), e)
+        log.info("%s: the server did not say what the file is (%s)", redact(url), describe(e))
         return None
 
 
@@ -129,11 +129,13 @@ def resolve(url: str, *, credentials: Credentials | None = None, limits: Limits,
                 session.close()
             break
         except (Transient, *ftplib.all_errors) as e:
+            # (an ftplib error is the server's reply: its code and our words for it only)
             if attempt == limits.retries:
-                raise FetchError(f"{redact(url)}: cannot list the matches: {e}") from None
+                raise FetchError(f"{redact(url)}: cannot list the matches: "
+                                 f"{describe(e)}") from None
             wait = min(limits.backoff_s * 2**attempt, 30.0)
-            log.warning("listing %s failed (%s); retry %d/%d in %.1fs", redact(url), e,
-                        attempt + 1, limits.retries, wait)
+            log.warning("listing %s failed (%s); retry %d/%d in %.1fs", redact(url),
+                        describe(e), attempt + 1, limits.retries, wait)
             time.sleep(wait)
     match, why = choose(url, matches, loaded)
     if match is None:

@@ -4,7 +4,9 @@ that let a download resume only where the server proves the resource is the same
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 import socket
 import ssl
 import time
@@ -16,6 +18,8 @@ from urllib.parse import urlsplit, urlunsplit
 from ..addresses import AddressPolicy, AddressRefused
 from ..hosts import host_allowed
 from ..redaction import redact_url
+
+log = logging.getLogger(__name__)
 
 SCHEMES = ("ftp", "ftps", "http", "https", "sftp", "file")
 CHUNK = 1 << 20
@@ -116,11 +120,30 @@ def check_url(url: str) -> None:
 
 
 def check_host(url: str, limits: Limits, *, via: str | None = None) -> None:
+    """The URL's host on the allow-list; ``via``: the URL that redirected to it (the target,
+    the server's words, is shown as its scheme, host and port only: site)."""
     host = urlsplit(url).hostname or ""
     if not host_allowed(host, limits.allowed_hosts):
-        how = f" (a redirect from {redact(via)})" if via else ""
-        raise FetchError(f"{redact(url)}{how}: host {host!r} is not on the allow-list "
+        shown = f"a redirect to {site(url)}" if via else redact(url)
+        raise FetchError(f"{shown}: host {host!r} is not on the allow-list "
                          f"(MOLSTREAM_ALLOWED_HOSTS: {', '.join(limits.allowed_hosts)})")
+
+
+def site(url: str) -> str:
+    """scheme://host[:port] of a URL a server gave (a redirect's Location): its path and query
+    may carry what the server should not tell, so they are never shown."""
+    parts = urlsplit(url)
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        port = ""
+    host = parts.hostname or ""
+    if not re.fullmatch(r"[A-Za-z0-9.:_-]{1,253}", host):
+        host = "(a host name not shown)"
+    elif ":" in host:
+        host = f"[{host}]"
+    return f"{parts.scheme}://{host}{port}" if re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]{0,15}",
+                                                             parts.scheme) else "(a URL)"
 
 
 INSECURE_SCHEMES = ("ftp", "http")
@@ -193,13 +216,45 @@ def tls_context(limits: Limits) -> ssl.SSLContext:
 
 
 def reason(e: BaseException) -> str:
+    """A network or I/O error in words of our own or the OS's: never the peer's (an SFTP
+    server's status message is an OSError's text; the full text goes to the debug log)."""
+    log.debug("%s: %s", type(e).__name__, e)
     if isinstance(e, socket.timeout | TimeoutError):
         return "timed out"
     if isinstance(e, ConnectionRefusedError):
         return "connection refused"
     if isinstance(e, socket.gaierror):
         return f"unknown host ({e.strerror})"
-    return str(e) or type(e).__name__
+    if isinstance(e, ssl.SSLError):
+        return f"TLS failed ({e.reason or type(e).__name__})"
+    if isinstance(e, EOFError):
+        return "the connection closed early"
+    if isinstance(e, OSError) and isinstance(e.errno, int) and e.errno > 0:
+        return os.strerror(e.errno)
+    return f"an I/O error ({type(e).__name__})"
+
+
+#: An HTTP validator (ETag, Last-Modified) or an FTP modification time kept in the status
+#: (status.runSource) only when it is a token: printable ASCII without spaces, at most 128.
+_TOKEN = re.compile(r"[\x21-\x7e]{1,128}")
+#: ... or a date as HTTP writes it (IMF-fixdate, RFC 850, asctime).
+_DAY, _LONG_DAY = "(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)", "(?:Mon|Tues|Wednes|Thurs|Fri|Satur|Sun)day"
+_MONTH = "(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
+_HTTP_DATE = re.compile(
+    rf"{_DAY}, \d{{2}} {_MONTH} \d{{4}} \d{{2}}:\d{{2}}:\d{{2}} GMT"
+    rf"|{_LONG_DAY}, \d{{2}}-{_MONTH}-\d{{2}} \d{{2}}:\d{{2}}:\d{{2}} GMT"
+    rf"|{_DAY} {_MONTH} [ \d]\d \d{{2}}:\d{{2}}:\d{{2}} \d{{4}}")
+
+
+def validator_value(value: str | None, *, date: bool = False) -> str | None:
+    """``value`` when it is a token (a date as HTTP writes it too, with ``date``), else None:
+    a server's header is its own words, shown to whoever may read the status."""
+    if not value:
+        return None
+    if _TOKEN.fullmatch(value) or (date and _HTTP_DATE.fullmatch(value)):
+        return value
+    log.debug("a validator dropped: not a token: %r", value[:200])
+    return None
 
 
 @dataclass(frozen=True)

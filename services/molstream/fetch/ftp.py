@@ -6,11 +6,14 @@ The control connection goes to an address the policy allows (molstream.addresses
 and connected to as is; TLS (ftps) still verifies the certificate for the host name. Data
 connections go to the same address: ftplib ignores the address a PASV reply names and uses the
 control connection's peer (`trust_server_pasv_ipv4_address` stays False), and EPSV names a
-port only. A server's reply is shown as its first line, cut short."""
+port only. A server's reply is shown as its code and a fixed phrase for it (`describe`): the
+text after the code is the server's own words (a file's first line, another service's
+greeting), kept for the debug log only."""
 
 from __future__ import annotations
 
 import ftplib
+import logging
 import ssl
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -32,6 +35,8 @@ from .common import (
     tls_context,
     without_userinfo,
 )
+
+log = logging.getLogger(__name__)
 
 
 def ftp_fetch(url: str, dest: Path, creds: Credentials, limits: Limits, deadline: float,
@@ -63,7 +68,9 @@ def ftp_fetch(url: str, dest: Path, creds: Credentials, limits: Limits, deadline
                 raise FetchError(f"{redact(url)}: cannot read the file ({_reply(e)})") from None
         if size is not None and partial(dest) < size:
             raise Transient(f"connection closed at byte {partial(dest)} of {size}")
-    except (OSError, EOFError, ftplib.error_temp, ftplib.error_reply) as e:
+    except (ftplib.error_temp, ftplib.error_reply, ftplib.error_proto) as e:
+        raise Transient(_reply(e)) from None
+    except (OSError, EOFError) as e:
         raise Transient(reason(e)) from None
     finally:
         try:
@@ -90,6 +97,14 @@ def _login(ftp: ftplib.FTP, url: str, creds: Credentials, limits: Limits,
         raise Transient(f"cannot connect to {host}:{port}: {reason(e)}") from None
     try:
         _attach(ftp, sock, host or "", port, timeout)
+    except ftplib.error_perm as e:
+        raise FetchError(f"{redact(url)}: the server refused the connection "
+                         f"({_reply(e)})") from None
+    except ftplib.error_proto:
+        raise FetchError(f"{redact(url)}: the server's greeting is not an FTP reply (not an "
+                         "FTP server?)") from None
+    except (ftplib.error_temp, ftplib.error_reply) as e:
+        raise Transient(f"cannot connect to {host}:{port}: {_reply(e)}") from None
     except (OSError, EOFError) as e:
         raise Transient(f"cannot connect to {host}:{port}: {reason(e)}") from None
     try:
@@ -102,7 +117,7 @@ def _login(ftp: ftplib.FTP, url: str, creds: Credentials, limits: Limits,
     except ftplib.error_perm as e:
         raise FetchError(f"{redact(url)}: login refused ({_reply(e)})") from None
     except ssl.SSLError as e:
-        raise FetchError(f"{redact(url)}: TLS failed ({e.reason or e})") from None
+        raise FetchError(f"{redact(url)}: TLS failed ({e.reason or type(e).__name__})") from None
 
 
 def _attach(ftp: ftplib.FTP, sock, host: str, port: int, timeout: float) -> None:
@@ -178,7 +193,51 @@ def _mdtm(ftp: ftplib.FTP, path: str) -> str | None:
     return stamp.strip() if code == "213" else None
 
 
+#: What a reply code means, in our words (RFC 959, RFC 2228, RFC 3659)...
+_REPLIES = {
+    "421": "service not available",
+    "425": "cannot open the data connection",
+    "426": "connection closed, transfer aborted",
+    "430": "invalid user name or password",
+    "450": "file unavailable (busy)",
+    "451": "aborted (a local error of the server)",
+    "452": "insufficient storage",
+    "500": "command not understood",
+    "501": "syntax error in the arguments",
+    "502": "command not implemented",
+    "503": "bad sequence of commands",
+    "504": "command not implemented for that argument",
+    "530": "not logged in",
+    "532": "an account is needed",
+    "534": "request denied for policy reasons",
+    "550": "no such file or access refused",
+    "551": "page type unknown",
+    "552": "storage allocation exceeded",
+    "553": "file name not allowed",
+}
+#: ... and, for the codes not above, what their class means.
+_CLASSES = {"1": "an unexpected preliminary reply", "2": "an unexpected completion reply",
+            "3": "an unexpected intermediate reply", "4": "a temporary failure",
+            "5": "a permanent failure"}
+
+
 def _reply(e: ftplib.Error) -> str:
-    """The server's reply: its first line, at most 160 characters."""
-    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    return text if len(text) <= 160 else text[:160] + "…"
+    """The server's reply as its code and our phrase for it (``FTP 550: no such file or
+    access refused``); its text, the server's words, goes to the debug log only."""
+    text = str(e).strip()
+    log.debug("FTP reply (%s): %s", type(e).__name__, text[:500])
+    code = text[:3]
+    if len(code) == 3 and code.isdigit() and code[0] in _CLASSES:
+        return f"FTP {code}: {_REPLIES.get(code) or _CLASSES[code[0]]}"
+    return "not an FTP reply"
+
+
+def describe(e: BaseException) -> str:
+    """Why an FTP session failed, in our words (ftplib's errors are the server's reply)."""
+    if isinstance(e, ftplib.Error):
+        return _reply(e)
+    if isinstance(e, OSError | EOFError):
+        return reason(e)
+    if isinstance(e, Transient | FetchError):
+        return str(e)  # ours
+    return f"an unexpected error ({type(e).__name__})"

@@ -13,7 +13,10 @@ from the environment) the proxy connects, not us: each hop's host is still resol
 checked first (a name that does not resolve here is left to the proxy and its own rules).
 
 An error answer says its status code and the standard reason only: nothing the server wrote
-(reason phrase, body) reaches the message, the status or Kafka.
+(reason phrase, body, a header, a malformed status or header line) reaches the message, the
+status or Kafka. An answer that is not HTTP is named by a fixed phrase (the parser's own text,
+which quotes the server's bytes, goes to the debug log only); a redirect's target is shown as
+its scheme, host and port.
 
 A retry resumes with `Range` only under `If-Range` with the ETag (a strong one) or the
 Last-Modified date the first response gave: a server whose resource has changed since answers
@@ -23,6 +26,8 @@ validator there is nothing to prove the resource the same, so there is no resume
 
 from __future__ import annotations
 
+import logging
+import re
 import socket
 import ssl
 from http import HTTPStatus
@@ -45,10 +50,13 @@ from .common import (
     partial,
     reason,
     redact,
+    site,
     socket_timeout,
     tls_context,
     without_userinfo,
 )
+
+log = logging.getLogger(__name__)
 
 MAX_REDIRECTS = 5
 _REDIRECTS = (301, 302, 303, 307, 308)
@@ -83,11 +91,14 @@ def http_fetch(url: str, dest: Path, creds: Credentials, limits: Limits, deadlin
     except httpx.TimeoutException:
         raise Transient("timed out") from None
     except (httpx.InvalidURL, httpx.UnsupportedProtocol, ValueError) as e:
-        raise FetchError(f"{redact(url)}: cannot follow {redact(current)}: {e}") from None
+        log.debug("cannot follow %s: %s", redact(current), e)
+        shown = redact(current) if current == first else f"a redirect to {site(current)}"
+        raise FetchError(f"{redact(url)}: cannot follow {shown}: not a URL httpx can "
+                         f"request ({type(e).__name__})") from None
     except httpx.TransportError as e:
         if (tls := _tls_error(e)) is not None:
             raise FetchError(f"{redact(url)}: TLS failed ({tls})") from None
-        where = urlsplit(current).netloc
+        where = site(current).partition("://")[2]
         if isinstance(e, httpx.ConnectError):
             raise Transient(f"cannot connect to {where}: {_cause(e)}") from None
         raise Transient(_cause(e)) from None
@@ -216,13 +227,19 @@ def _next_hop(url: str, current: str, response: httpx.Response, limits: Limits) 
     if not location:
         raise FetchError(f"{redact(url)}: HTTP {response.status_code} redirect without a "
                          "Location")
-    target = urljoin(current, location)
-    scheme = urlsplit(target).scheme
+    try:
+        target = urljoin(current, location)
+        scheme = urlsplit(target).scheme
+    except ValueError:
+        raise FetchError(f"{redact(url)}: HTTP {response.status_code} redirect to a Location "
+                         "that is not a URL") from None
     if scheme not in ("http", "https"):
-        raise FetchError(f"{redact(url)}: redirected to a {scheme or 'relative'} URL "
-                         f"({redact(target)}): only http and https are followed")
+        shown = scheme if re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]{0,15}", scheme) else (
+            "other" if scheme else "relative")
+        raise FetchError(f"{redact(url)}: redirected to a {shown} URL: only "
+                         "http and https are followed")
     if urlsplit(current).scheme == "https" and scheme == "http":
-        raise FetchError(f"{redact(url)}: redirected from https to http ({redact(target)}): "
+        raise FetchError(f"{redact(url)}: redirected from https to http ({site(target)}): "
                          "a downgrade, refused")
     check_host(target, limits, via=current)
     return target
@@ -256,9 +273,11 @@ def _save_body(url: str, first: str, dest: Path, have: int, saved: Validator | N
         _start_over(dest)  # the whole resource: a new version, or a server that ignores Range
         have = 0
     length = response.headers.get("Content-Length")
+    if length is not None and not length.strip().isdigit():
+        raise FetchError(f"{redact(url)}: the server's Content-Length is not a number")
     total = have + int(length) if length is not None else None
     budget = Budget(url, have, total, limits, deadline, progress)  # (checks the space first)
-    etag = response.headers.get("ETag")
+    etag = response.headers.get("ETag")  # (kept to resume with; Identity drops a non-token)
     if have == 0:
         Validator(first, etag=etag if etag and not etag.startswith("W/") else None,
                   last_modified=response.headers.get("Last-Modified")).save(dest)
@@ -313,17 +332,41 @@ def _content_range_total(response: httpx.Response) -> int | None:
 
 
 def _tls_error(e: BaseException) -> str | None:
-    seen = e
+    """OpenSSL's reason (CERTIFICATE_VERIFY_FAILED, WRONG_VERSION_NUMBER, ...), if TLS failed:
+    a fixed word of OpenSSL's, never the text of an answer."""
+    seen: BaseException | None = e
     while seen is not None:
         if isinstance(seen, ssl.SSLError):
-            return getattr(seen, "reason", None) or str(seen)
+            return getattr(seen, "reason", None) or type(seen).__name__
         seen = seen.__cause__ or seen.__context__
-    text = str(e)
-    return text if "CERTIFICATE_VERIFY_FAILED" in text or "SSL" in text else None
+    if isinstance(e, httpx.ConnectError) and "CERTIFICATE_VERIFY_FAILED" in str(e):
+        return "CERTIFICATE_VERIFY_FAILED"
+    return None
+
+
+#: What an httpx transport error says, in our words: its own text quotes the server's bytes
+#: ("illegal status line: bytearray(b'...')"), which go to the debug log only.
+_TRANSPORT_ERRORS: tuple[tuple[type[httpx.TransportError], str], ...] = (
+    (httpx.RemoteProtocolError, "the server's answer is not valid HTTP (a protocol error)"),
+    (httpx.LocalProtocolError, "the request could not be sent (an HTTP protocol error)"),
+    (httpx.ProxyError, "the proxy failed the request"),
+    (httpx.ReadError, "the connection failed while reading the answer"),
+    (httpx.WriteError, "the connection failed while sending the request"),
+    (httpx.CloseError, "the connection failed while closing"),
+    (httpx.ConnectError, "the connection failed"),
+)
 
 
 def _cause(e: BaseException) -> str:
+    log.debug("HTTP transport error: %s: %s", type(e).__name__, e)
     seen = e
     while seen.__cause__ is not None or seen.__context__ is not None:
         seen = seen.__cause__ or seen.__context__
-    return reason(seen) if isinstance(seen, OSError) else (str(e) or type(e).__name__)
+    if isinstance(seen, OSError):
+        return reason(seen)  # (the OS's words)
+    if isinstance(e, httpx.RemoteProtocolError) and str(e).startswith("Server disconnected"):
+        return "the server closed the connection without an answer"
+    for kind, phrase in _TRANSPORT_ERRORS:
+        if isinstance(e, kind):
+            return phrase
+    return f"an HTTP transport error ({type(e).__name__})"

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from .common import Validator, redact, without_userinfo
+from .common import Validator, redact, validator_value, without_userinfo
 
 __all__ = ["Identity", "file_sha256", "parse_loaded", "unchanged_by_sha256",
            "unchanged_by_validators"]
@@ -45,9 +45,11 @@ class Identity:
     def of(cls, url: str, *, etag: str | None = None, last_modified: str | None = None,
            size: int | None = None, sha256: str | None = None,
            release: str | None = None) -> Identity:
-        strong = etag if etag and not etag.startswith("W/") else None
+        # (the server's words, kept only when they are a token or an HTTP date: they reach
+        # the IngestRequest's status.runSource)
+        strong = validator_value(etag) if etag and not etag.startswith("W/") else None
         return cls(redact(without_userinfo(url)) if "://" in url else url, strong,
-                   last_modified or None,
+                   validator_value(last_modified, date=True),
                    size, sha256, release)
 
     @classmethod

@@ -26,6 +26,7 @@ import base64
 import hashlib
 import io
 import logging
+import re
 import stat
 import time
 from pathlib import Path
@@ -58,6 +59,7 @@ SEGMENT_BYTES = 256 * READ_SIZE
 
 # paramiko logs every failed negotiation with a traceback at ERROR; the FetchError says it.
 logging.getLogger("paramiko").setLevel(logging.CRITICAL)
+log = logging.getLogger(__name__)
 
 
 class _UnknownHost(paramiko.SSHException):
@@ -254,11 +256,42 @@ def _describe(key: paramiko.PKey) -> str:
 
 
 def _auth_reason(e: paramiko.AuthenticationException) -> str:
+    log.debug("SSH authentication failed: %s: %s", type(e).__name__, e)
     if isinstance(e, paramiko.BadAuthenticationType):
-        return f"the server allows only {', '.join(e.allowed_types) or 'none'}"
-    return str(e) or "authentication failed"
+        # (method names the server lists: shown when they look like method names)
+        kinds = [t for t in e.allowed_types if re.fullmatch(r"[a-z0-9@.-]{1,64}", str(t))]
+        return f"the server allows only {', '.join(kinds) or 'none we know'}"
+    return "authentication failed"
+
+
+#: paramiko's SSHException texts, by how they begin (lower case), in our words: some quote the
+#: server (its banner: 'Indecipherable protocol version "..."'), which goes to the debug log.
+_SSH_ERRORS = (
+    ("error reading ssh protocol banner", "no SSH banner from the server (not an SSH server, or "
+                                          "it closed the connection)"),
+    ("indecipherable protocol version", "the server's banner is not SSH's (not an SSH server?)"),
+    ("invalid ssh banner", "the server's banner is not SSH's (not an SSH server?)"),
+    ("incompatible version", "the server speaks an SSH version other than 2.0"),
+    ("incompatible ssh peer", "no algorithm in common with the server (key exchange, host key, "
+                              "cipher or MAC)"),
+    ("negotiation failed", "SSH negotiation failed"),
+    ("mismatched mac", "SSH negotiation failed (a packet's MAC did not match)"),
+    ("no existing session", "the SSH session ended"),
+    ("ssh session not active", "the SSH session ended"),
+    ("server connection dropped", "the server dropped the connection"),
+    ("channel closed", "the server closed the SFTP channel"),
+    ("unable to open channel", "the server refused an SFTP channel"),
+    ("timeout opening channel", "timed out"),
+    ("key-exchange timed out", "timed out"),
+)
 
 
 def _ssh_reason(e: paramiko.SSHException) -> str:
-    text = str(e).strip().rstrip(":").strip()
-    return text.splitlines()[0] if text else type(e).__name__
+    """What went wrong, in a fixed phrase: never the text the server sent."""
+    text = str(e).strip()
+    log.debug("SSH error: %s: %s", type(e).__name__, text[:500])
+    low = text.lower()
+    for start, phrase in _SSH_ERRORS:
+        if low.startswith(start):
+            return phrase
+    return f"an SSH protocol error ({type(e).__name__})"

@@ -4,6 +4,7 @@ of precedence."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -32,6 +33,24 @@ AMBIGUOUS = {"pref_name": ("molecule_name", "target_name")}
 
 _GIVEN, _CONTRACT, _CHEMBL = 0, 1, 2  # precedence of the ways a name maps (lower wins)
 _HOW = {_GIVEN: "the column map", _CONTRACT: "its name", _CHEMBL: "ChEMBL's name"}
+
+
+# A header cell shown in a message (which reaches the IngestRequest's status, readable by more
+# people than the file): only when every cell looks like a column name. Whatever else the first
+# line of a download is (a password file, a service's answer) is counted, never shown.
+_SHOWABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_ .-]{0,63}|")
+MAX_SHOWN = 20
+
+
+def describe(fields: list[str]) -> str:
+    """How many columns a header has, and their names when each looks like one:
+    ``3 columns 'a', 'b', 'c'``, or ``1 column (not shown: not column names)``."""
+    count = f"{len(fields)} column{'s' if len(fields) != 1 else ''}"
+    if not all(_SHOWABLE.fullmatch(f) for f in fields):
+        return f"{count} (not shown: not column names)"
+    names = ", ".join(map(repr, fields[:MAX_SHOWN]))
+    more = f", … ({len(fields) - MAX_SHOWN} more)" if len(fields) > MAX_SHOWN else ""
+    return f"{count} {names}{more}"
 
 
 def _key(name: str) -> str:
@@ -70,7 +89,7 @@ def map_header(fields: list[str], given: Mapping[str, str]) -> Mapped:
     if unknown := [k for k in given if k not in keys]:
         raise ContractError(
             f"the column map names {', '.join(map(repr, unknown))}, which the header does not "
-            f"have (the header: {', '.join(map(repr, fields))})")
+            f"have (the header: {describe(fields)})")
     candidates: dict[str, list[tuple[int, int]]] = {}  # column → [(precedence, field index)]
     for i, key in enumerate(keys):
         how = ((_GIVEN, given[key]) if key in given else (_CONTRACT, key) if key in COLUMN_NAMES

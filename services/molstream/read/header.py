@@ -52,21 +52,22 @@ def _first_line(path: Path, max_bytes: int | None, member: str | None) -> str:
 
 def _missing(missing: list[str], line: str, fields: list[str], delimiter: str,
              fmt: Format) -> str:
-    """Why the header lacks a required column: what it holds, split how, and what would do."""
-    preview = line if len(line) <= 80 else line[:80] + "…"
-    found = (f"the header has {len(fields)} column{'s' if len(fields) != 1 else ''} "
-             f"{preview!r} when split on {dialect.name(delimiter)}")
+    """Why the header lacks a required column: what it holds (its names only when they look
+    like column names: columns.describe), split how, and what would do."""
+    found = f"the header has {columns.describe(fields)} when split on {dialect.name(delimiter)}"
     hint = ""
     for other in dialect.DELIMITERS:
         if other != delimiter:
+            split = [f.strip() for f in dialect.split(line, other)]
             try:
-                fits = columns.map_header([f.strip() for f in dialect.split(line, other)],
-                                          fmt.column_map)
+                fits = columns.map_header(split, fmt.column_map)
             except ContractError:
                 continue
             if all(c in fits.columns for c in REQUIRED_COLUMNS):
-                hint = (f"; the file looks {dialect.separated(other)}: set spec.format.delimiter"
-                        " (--delimiter) to match, or leave it to detection")
+                hint = (f"; it splits into {len(split)} columns on {dialect.name(other)}, the "
+                        f"required ones among them: the file looks {dialect.separated(other)}: "
+                        "set spec.format.delimiter (--delimiter) to match, or leave it to "
+                        "detection")
                 break
     why = ""
     if "activity_id" in missing and not hint:
