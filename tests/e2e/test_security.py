@@ -25,16 +25,24 @@ RESTRICTED_POD = {"runAsNonRoot": True, "runAsUser": 10001,
 RESTRICTED_CONTAINER = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
 
 # Connects to each (name, host, port) and prints what happened, as JSON: "connected", or the
-# error. A NetworkPolicy's drop shows as a timeout; kube-router rejects some with an ICMP error.
+# last error. Each target is tried for 30 s: the policy engine admits a new Pod once it has
+# seen its address (a race of a second or so), and a refusal must hold for all that time. A
+# NetworkPolicy's refusal shows as "Connection refused" (kube-router rejects) or a timeout.
 CONNECT = textwrap.dedent("""
-    import json, socket, sys
+    import json, socket, sys, time
     result = {}
     for name, host, port in json.loads(sys.argv[1]):
-        try:
-            socket.create_connection((host, port), timeout=8).close()
-            result[name] = "connected"
-        except OSError as exc:
-            result[name] = f"{type(exc).__name__}: {exc}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection((host, port), timeout=3).close()
+                result[name] = "connected"
+                break
+            except OSError as exc:
+                result[name] = f"{type(exc).__name__}: {exc}"
+            if time.monotonic() > deadline:
+                break
+            time.sleep(1)
     print(json.dumps(result))
 """)
 
@@ -147,8 +155,8 @@ def test_a_fetcher_aimed_inside_the_cluster_fails_with_the_reason_and_reaches_no
     assert ran.returncode == 0
     redis = f"{RELEASE}-redis"
     targets = {
-        "e2e-ssrf-metadata": ("http://169.254.169.254/latest/meta-data/", "link-local"),
-        "e2e-ssrf-apiserver": ("https://kubernetes.default.svc/api/v1/namespaces", "private"),
+        "e2e-ssrf-metadata": ("http://169.254.169.254/latest/meta-data/x.csv", "link-local"),
+        "e2e-ssrf-apiserver": ("https://kubernetes.default.svc/api/v1/x.csv", "private"),
         "e2e-ssrf-redis": (f"http://{redis}:6379/x.csv", "private"),
         "e2e-ssrf-redis-ip": (f"http://{_service_ip(cluster, redis)}:6379/x.csv", "private"),
     }
@@ -209,13 +217,16 @@ def _activities(cluster, namespace: str, release: str) -> int:
     return int(out.strip())
 
 
-def test_two_releases_in_two_namespaces_on_one_kafka_each_land_only_their_own_rows(cluster, ran):
+def test_two_releases_in_two_namespaces_on_one_kafka_each_land_only_their_own_rows(
+        cluster, ran, tmp_path):
     assert ran.returncode == 0
     before = _activities(cluster, NAMESPACE, RELEASE)
     # The first release's Kafka admits the other namespace's molstream Pods.
-    upgraded = cluster.make("deploy", f"EXTRA_HELM_ARGS=--set-json kafka.networkPolicy.extraFrom="
-                                      f'[{{"namespaceSelector":{{"matchLabels":'
-                                      f'{{"kubernetes.io/metadata.name":"{OTHER}"}}}}}}]')
+    admit = tmp_path / "admit-other.yaml"
+    admit.write_text(json.dumps({"kafka": {"networkPolicy": {"extraFrom": [{
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": OTHER}},
+        "podSelector": {"matchLabels": {"app.kubernetes.io/name": "molstream"}}}]}}}))
+    upgraded = cluster.make("deploy", f"EXTRA_HELM_ARGS=--values {admit}")
     assert upgraded.returncode == 0, (upgraded.stdout + upgraded.stderr)[-4000:]
     installed = cluster.make(
         "deploy", f"NAMESPACE={OTHER}", f"RELEASE={OTHER}", f"LOCAL_ROWS={OTHER_ROWS}",
