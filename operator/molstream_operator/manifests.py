@@ -155,8 +155,12 @@ def _fit(base: str, suffix: str, limit: int, *, original: str) -> str:
 
 
 def _dns_label_base(name: str) -> str:
-    # IngestRequest names are DNS subdomains; Job names become ingest id parts, so no dots.
-    return name.replace(".", "-")
+    """``name`` without dots (IngestRequest names are DNS subdomains; Job names become ingest id
+    parts). A name that had to change carries a hash of the original, so that ``team.x`` and
+    ``team-x`` never get the same Job (``_fit`` does the same for a name it shortens)."""
+    if "." not in name:
+        return name
+    return f"{name.replace('.', '-')}-{_digest(name)}"
 
 
 def job_name(name: str, run: int) -> str:

@@ -45,6 +45,8 @@ CONTRACT_COLUMNS = (
 
 
 RELEASE = re.compile(r"[A-Za-z0-9._-]{1,100}")
+#: A Secret's name (a DNS subdomain), as the CRD's pattern for spec.credentialsSecret.name.
+DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 #: The opt-in label a Secret must carry (value "true") to be named by spec.credentialsSecret:
 #: whoever may create IngestRequests must not get the fetcher to send any other Secret away.
 SOURCE_CREDENTIALS_LABEL = "molstream.io/source-credentials"
@@ -146,9 +148,13 @@ class IngestRequestSpec:
         if secret is not None:
             if not isinstance(secret, Mapping) or not isinstance(secret.get("name"), str):
                 raise InvalidSpecError("spec.credentialsSecret.name", "must be a Secret name")
-            secret_name = secret["name"].strip() or None
-            if secret_name is None:
-                raise InvalidSpecError("spec.credentialsSecret.name", "must not be empty")
+            # Never trimmed or changed: the admission policy authorized this very string.
+            secret_name = secret["name"]
+            if len(secret_name) > 253 or not DNS_SUBDOMAIN.fullmatch(secret_name):
+                raise InvalidSpecError(
+                    "spec.credentialsSecret.name",
+                    f"{secret_name!r} is not a Secret name (a DNS subdomain: lowercase letters, "
+                    "digits, '-' and '.', at most 253 characters, no spaces)")
 
         schedule = spec.get("schedule")
         if schedule is not None:

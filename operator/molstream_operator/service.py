@@ -20,17 +20,20 @@ from .history import history_limits, prune_scheduled_jobs
 from .ingest_events import IngestEvent
 from .kube import ApiError, Kube
 from .manifests import (
+    ANNOTATION_IR,
     ANNOTATION_RERUN,
+    LABEL_IR,
     build_cronjob,
     build_job,
     cronjob_name,
     ingest_id,
     is_forced,
     job_name,
+    label_value,
     parse_ingest_id,
     run_ingest_id,
 )
-from .models import IngestRequestRef, IngestRequestSpec, JobView, check_credentials_policy
+from .models import KIND, IngestRequestRef, IngestRequestSpec, JobView, check_credentials_policy
 from .urls import InvalidSpecError, redact
 
 __all__ = ["IngestService", "RetryLater"]
@@ -57,6 +60,36 @@ def _generation(body: Mapping[str, Any]) -> int:
 def _owned_by(obj: Mapping[str, Any], uid: str) -> bool:
     owners = (obj.get("metadata") or {}).get("ownerReferences") or []
     return any(owner.get("uid") == uid for owner in owners)
+
+
+#: Failed reason of a run whose Job name is held by a Job of another object.
+JOB_NAME_TAKEN = "JobNameTaken"
+
+
+def _taken_by(job: Mapping[str, Any], ref: IngestRequestRef) -> str | None:
+    """Who holds the name of a Job that is not ``ref``'s, when it will not go away by itself:
+    a Job of another IngestRequest, or of no IngestRequest at all. None when it may be one of
+    an older IngestRequest of the same name, awaiting garbage collection."""
+    meta = job.get("metadata") or {}
+    owner = (meta.get("annotations") or {}).get(ANNOTATION_IR)
+    if owner is not None and owner != ref.name:
+        return f"IngestRequest {owner}"
+    owners = meta.get("ownerReferences") or []
+    if not any(o.get("kind", KIND) == KIND for o in owners):
+        kinds = ", ".join(f"{o.get('kind')} {o.get('name')}" for o in owners)
+        return kinds or "no owner"
+    return None
+
+
+def _deleting(obj: Mapping[str, Any]) -> bool:
+    return bool((obj.get("metadata") or {}).get("deletionTimestamp"))
+
+
+def _failed_reason(status: Mapping[str, Any]) -> str | None:
+    for cond in status.get("conditions") or []:
+        if cond.get("type") == "Failed" and cond.get("status") == "True":
+            return cond.get("reason")
+    return None
 
 
 _PLACEMENT = ("imagePullSecrets", "nodeSelector", "tolerations", "affinity", "priorityClassName")
@@ -108,16 +141,7 @@ class IngestService:
                 secret_labels=lambda name: self.kube.secret_labels(ref.namespace, name),
             )
         except InvalidSpecError as exc:
-            error = str(exc)
-            logger.warning("IngestRequest %s/%s refused: %s", ref.namespace, ref.name, error)
-            now = self._now()
-            self.kube.update_status(
-                ref.namespace,
-                ref.name,
-                lambda b: st.invalid_spec(
-                    _status(b), error=error, generation=_generation(b), now=now
-                ),
-            )
+            self._refuse(ref, body, str(exc))
             return
 
         try:
@@ -126,6 +150,8 @@ class IngestService:
                     ref, spec, _status(body).get("loadedSources"),
                     history=history_limits(body.get("spec")),
                 )
+                # one made under an older name (before dotted names got their hash)
+                self._remove_cronjob(ref, body, keep=cronjob_name(ref.name))
             else:
                 self._remove_cronjob(ref, body)
         except ApiError as exc:
@@ -145,6 +171,85 @@ class IngestService:
             return
         current = change.status if change else _status(read)
         self._ensure_job(IngestRequestRef.from_body(read), spec, current)
+
+    def _refuse(self, ref: IngestRequestRef, body: Mapping[str, Any], error: str) -> None:
+        """The spec is refused: stop what runs for it (whatever spec.suspend says, since
+        nothing of a refused spec may run), then Failed/InvalidSpec saying what was stopped."""
+        stopped = self._stop_children(ref, body)
+        if stopped:
+            error += f"; stopped until the spec is accepted: {', '.join(stopped)}"
+        logger.warning("IngestRequest %s/%s refused: %s", ref.namespace, ref.name, error)
+        now = self._now()
+        self.kube.update_status(
+            ref.namespace,
+            ref.name,
+            lambda b: st.invalid_spec(_status(b), error=error, generation=_generation(b), now=now),
+        )
+
+    def _stop_children(self, ref: IngestRequestRef, body: Mapping[str, Any]) -> list[str]:
+        """Delete the unfinished Jobs of scheduled runs (a suspended one would hold the
+        CronJob's Forbid policy forever), suspend the unfinished Jobs of counter runs (their
+        Pods stop) and the CronJob. Returns what is stopped, for the status message."""
+        current = _status(body)
+        crons = {current.get("cronJobName")}
+        if (body.get("spec") or {}).get("schedule"):
+            crons.add(cronjob_name(ref.name))
+        crons.discard(None)
+        stopped: list[str] = []
+        if current.get("jobName") or crons:
+            for job_body in self._jobs_of(ref, crons):
+                job = JobView.from_body(job_body)
+                if job.complete or job.failure_reason or _deleting(job_body):
+                    continue
+                if job.scheduled:
+                    self._delete_job(ref.namespace, job.name)
+                    stopped.append(f"scheduled Job {job.name} deleted")
+                else:
+                    if not (job_body.get("spec") or {}).get("suspend"):
+                        self.kube.patch_job(ref.namespace, job.name, {"spec": {"suspend": True}})
+                    stopped.append(f"Job {job.name} suspended")
+        for name in sorted(crons):
+            cronjob = self.kube.get_cronjob(ref.namespace, name)
+            if cronjob is None or not _owned_by(cronjob, ref.uid) or _deleting(cronjob):
+                continue
+            if not (cronjob.get("spec") or {}).get("suspend"):
+                self.kube.patch_cronjob(ref.namespace, name, {"spec": {"suspend": True}})
+            stopped.append(f"CronJob {name} suspended")
+        if stopped:
+            logger.warning("IngestRequest %s/%s: spec refused, %s", ref.namespace, ref.name,
+                           ", ".join(stopped))
+        return stopped
+
+    def _jobs_of(self, ref: IngestRequestRef, crons: set[str]) -> list[dict[str, Any]]:
+        """The Jobs of ``ref``: its counter runs' (owned by it) and its CronJobs' runs."""
+        listed = self.kube.request(
+            "GET",
+            f"/apis/batch/v1/namespaces/{quote(ref.namespace, safe='')}/jobs",
+            query={"labelSelector": f"{LABEL_IR}={label_value(ref.name)}"},
+        )
+        jobs = []
+        for job in listed.get("items") or []:
+            meta = job.get("metadata") or {}
+            if (meta.get("annotations") or {}).get(ANNOTATION_IR, ref.name) != ref.name:
+                continue  # the label may be a shortened name: the annotation is exact
+            owners = meta.get("ownerReferences") or []
+            if _owned_by(job, ref.uid) or any(
+                o.get("kind") == "CronJob" and o.get("name") in crons for o in owners
+            ):
+                jobs.append(job)
+        return jobs
+
+    def _delete_job(self, namespace: str, name: str) -> None:
+        try:
+            self.kube.request(
+                "DELETE",
+                f"/apis/batch/v1/namespaces/{quote(namespace, safe='')}/jobs/"
+                f"{quote(name, safe='')}",
+                body={"propagationPolicy": "Background"},  # its Pods go with it
+            )
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
 
     def _plan(
         self, body: Mapping[str, Any], spec: IngestRequestSpec, rerun: str, now: str
@@ -173,6 +278,12 @@ class IngestService:
             base.pop("cronJobName", None)
 
         if first_run or rerun_asked or fixed:
+            taken = self._name_taken(ref, job_name(ref.name, run + 1))
+            if taken:  # no run: the name is not ours, and will not become free by itself
+                return st.set_ready(
+                    base, reason=JOB_NAME_TAKEN, message=taken, generation=generation, now=now,
+                    ready=False, phase_message=taken, fail=JOB_NAME_TAKEN,
+                )
             run += 1
             change = st.new_run(
                 base,
@@ -205,6 +316,8 @@ class IngestService:
                 now=now,
                 phase_message=waiting,
             )
+        elif _failed_reason(current) == JOB_NAME_TAKEN:
+            change = None  # the run never started (its Job's name is taken): it stays so
         else:
             change = st.set_ready(
                 base,
@@ -216,6 +329,19 @@ class IngestService:
         if change is None and base != current:
             change = st.Change(base)
         return change
+
+    def _name_taken(self, ref: IngestRequestRef, name: str) -> str | None:
+        """Why the Job ``name`` cannot be ``ref``'s, when a Job of another object holds it."""
+        existing = self.kube.get_job(ref.namespace, name)
+        if existing is None or _owned_by(existing, ref.uid):
+            return None
+        holder = _taken_by(existing, ref)
+        if holder is None:
+            return None
+        return (
+            f"Job name {name} is taken by a Job of another object ({holder}): no run started "
+            "(delete that Job, then annotate molstream.io/rerun to try again)"
+        )
 
     def _reject(self, ref: IngestRequestRef, reason: str, message: str) -> None:
         message = redact(message)
@@ -274,6 +400,10 @@ class IngestService:
             if existing is None:
                 raise RetryLater(f"Job {name} was created and deleted meanwhile", delay=1)
         if not _owned_by(existing, ref.uid):
+            taken = self._name_taken(ref, name)
+            if taken:  # said once in the status, never "created", no retry loop
+                self._reject(ref, JOB_NAME_TAKEN, taken)
+                return
             raise RetryLater(
                 f"Job {name} belongs to another object (an older IngestRequest of the same "
                 "name, awaiting garbage collection?)"
@@ -323,9 +453,11 @@ class IngestService:
             self.kube.patch_cronjob(ref.namespace, name, {"spec": wanted})
             logger.info("IngestRequest %s/%s: updated CronJob %s", ref.namespace, ref.name, name)
 
-    def _remove_cronjob(self, ref: IngestRequestRef, body: Mapping[str, Any]) -> None:
+    def _remove_cronjob(
+        self, ref: IngestRequestRef, body: Mapping[str, Any], *, keep: str | None = None
+    ) -> None:
         name = _status(body).get("cronJobName")
-        if not name:
+        if not name or name == keep:
             return
         existing = self.kube.get_cronjob(ref.namespace, name)
         if existing is not None and _owned_by(existing, ref.uid):
@@ -343,6 +475,8 @@ class IngestService:
         job = JobView.from_body(job_body)
         if not job.ingestrequest or not job.namespace:
             return
+        if self._revoked(job, job_body):
+            return
         now = self._now()
         said = None  # the fetcher's own words, when the Job failed on its permanent error
         if job_failures.pod_failure_policy_failed(job_body):
@@ -353,6 +487,8 @@ class IngestService:
             uid = (body.get("metadata") or {}).get("uid", "")
             if not job.scheduled and not _owned_by(job_body, uid):
                 return None  # a Job of an older object of the same name
+            if _deleting(job_body) and job.name != current.get("jobName"):
+                return None  # going away before it became a run (e.g. stopped by _revoked)
             seen = job_failures.explain(job, job_body, current, fetcher_message=said)
             if (body.get("spec") or {}).get("schedule") and st.is_newer_scheduled_run(current, job):
                 started = self._scheduled_run(body, job, now)
@@ -370,6 +506,40 @@ class IngestService:
                     "IngestRequest %s/%s: deleted finished Jobs beyond the history limits: %s",
                     job.namespace, job.ingestrequest, ", ".join(deleted),
                 )
+
+    def _revoked(self, job: JobView, job_body: Mapping[str, Any]) -> bool:
+        """Check again, when a Job is about to run, what reconcile checked when the spec was
+        accepted: a scheduled run starts long after that, and the credentialsSecret's opt-in
+        label may have been removed since. If the spec is refused now, stop the Job and the
+        CronJob (``_refuse``) and say why; True then."""
+        spec_of_job = job_body.get("spec") or {}
+        if job.complete or job.failure_reason or spec_of_job.get("suspend") or _deleting(
+            job_body
+        ):
+            return False  # nothing runs, or will run, in it
+        body = self.kube.get_ingestrequest(job.namespace, job.ingestrequest or "")
+        if body is None:
+            return False
+        ref = IngestRequestRef.from_body(body)
+        owners = (job_body.get("metadata") or {}).get("ownerReferences") or []
+        crons = {cronjob_name(ref.name), _status(body).get("cronJobName")}
+        if not _owned_by(job_body, ref.uid) and not any(
+            o.get("kind") == "CronJob" and o.get("name") in crons for o in owners
+        ):
+            return False  # not a run of this object
+        try:
+            spec = IngestRequestSpec.parse(
+                body.get("spec"), allowed_hosts=self.config.allowed_hosts,
+                pinned_known_hosts=self.config.known_hosts,
+            )
+            check_credentials_policy(
+                spec, allow_insecure=self.config.allow_insecure_credentials,
+                secret_labels=lambda name: self.kube.secret_labels(ref.namespace, name),
+            )
+        except InvalidSpecError as exc:
+            self._refuse(ref, body, str(exc))
+            return True
+        return False
 
     def _pods(self, namespace: str, job: str) -> list[dict[str, Any]]:
         try:
@@ -460,6 +630,10 @@ class IngestService:
             spec = IngestRequestSpec.parse(
                 body.get("spec"), allowed_hosts=self.config.allowed_hosts,
                 pinned_known_hosts=self.config.known_hosts,
+            )
+            check_credentials_policy(  # never resume a CronJob stopped for a refused Secret
+                spec, allow_insecure=self.config.allow_insecure_credentials,
+                secret_labels=lambda name: self.kube.secret_labels(ref.namespace, name),
             )
             self._ensure_cronjob(
                 ref, spec, status.get("loadedSources"), history=history_limits(body.get("spec"))

@@ -1,6 +1,8 @@
 """The CRD's own rules, against the real test kube-apiserver: user information in spec.url is
 refused before it reaches etcd (an `x-kubernetes-validations` CEL rule, with a message that
-names the problem), and spec.allowInsecureCredentials is a boolean that defaults to false."""
+names the problem), spec.allowInsecureCredentials is a boolean that defaults to false, and
+spec.credentialsSecret.name is a DNS subdomain exactly as written (the admission policy authorizes
+that very string: a name the operator would have to trim or change never reaches etcd)."""
 
 from __future__ import annotations
 
@@ -52,3 +54,21 @@ def test_allow_insecure_credentials_is_a_boolean_false_by_default(
     refused = _apply(ns, kubectl, "word", allowInsecureCredentials="yes")
     assert refused.returncode != 0
     assert "spec.allowInsecureCredentials" in refused.stderr, refused.stderr
+
+
+@pytest.mark.parametrize("name", [" creds ", "creds ", "Creds", "creds/../x", "-creds", "creds.",
+                                  "a" * 254])
+def test_a_secret_name_that_is_no_dns_subdomain_never_reaches_etcd(
+    ns: Namespace, kubectl: Any, name: str
+) -> None:
+    result = _apply(ns, kubectl, "odd-secret", credentialsSecret={"name": name})
+    assert result.returncode != 0
+    assert "spec.credentialsSecret.name" in result.stderr, result.stderr
+    assert ns.admin.get_ingestrequest(ns.name, "odd-secret") is None
+
+
+def test_a_dns_subdomain_secret_name_is_stored_as_written(ns: Namespace, kubectl: Any) -> None:
+    for name in ("creds", "source.creds-1", "a" * 253):
+        result = _apply(ns, kubectl, "fine-secret", credentialsSecret={"name": name})
+        assert result.returncode == 0, result.stderr
+        assert ns.ir("fine-secret")["spec"]["credentialsSecret"]["name"] == name

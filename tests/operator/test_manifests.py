@@ -197,6 +197,26 @@ def test_names_stay_within_kubernetes_limits() -> None:
     assert job_name("chembl", 1) != job_name("chembl-1", 1)
 
 
+def test_a_name_that_had_to_change_carries_a_hash_of_the_original() -> None:
+    """team.x and team-x are two IngestRequests: never the same Job or CronJob."""
+    assert job_name("team-x", 1) == "team-x-run-1" and cronjob_name("team-x") == "team-x-cron"
+    dotted = job_name("team.x", 1)
+    assert dotted != "team-x-run-1" and dotted.startswith("team-x-") and dotted.endswith("-run-1")
+    assert dotted == job_name("team.x", 1)  # stable
+    assert cronjob_name("team.x") not in (cronjob_name("team-x"), cronjob_name("team.x.y"))
+    assert job_name("a.b-c", 1) != job_name("a-b.c", 1)
+    long = "b" * 80
+    assert job_name(long, 1) != job_name("b" * 81, 1) and len(job_name(long, 1)) <= 63
+
+
+def test_the_secret_name_is_used_exactly_as_written() -> None:
+    spec = IngestRequestSpec.parse(
+        {"url": "https://h/a", "credentialsSecret": {"name": "source.creds-1"}})
+    assert spec.credentials_secret == "source.creds-1"
+    with pytest.raises(InvalidSpecError, match="' creds ' is not a Secret name"):
+        IngestRequestSpec.parse({"url": "https://h/a", "credentialsSecret": {"name": " creds "}})
+
+
 @pytest.mark.parametrize(
     ("value", "expected"),
     [
@@ -242,6 +262,10 @@ def test_spec_defaults_and_mode() -> None:
         ({"url": "https://h/a", "suspend": "yes"}, "spec.suspend"),
         ({"url": "https://h/a", "activeDeadlineSeconds": 1}, "spec.activeDeadlineSeconds"),
         ({"url": "https://h/a", "credentialsSecret": {"name": ""}}, "spec.credentialsSecret.name"),
+        # never trimmed: the admission policy authorized the name exactly as written
+        *[({"url": "https://h/a", "credentialsSecret": {"name": name}},
+           "spec.credentialsSecret.name")
+          for name in (" creds ", "creds ", "Creds", "creds/x", "-creds", "creds.", "a" * 254)],
     ],
 )
 def test_spec_refused_with_the_field_named(spec: dict, field: str) -> None:
