@@ -61,6 +61,7 @@ _NOT_SECRETS = frozenset("""
     unexpected failed failure fails denied refused rejected forbidden unauthorized unauthenticated
     error errors server message status authorization authentication insufficient_scope
     insufficient scope access given found present set supplied provided
+    credentials credential secret secrets password passwords token tokens key keys must
 """.split())
 
 
