@@ -100,10 +100,13 @@ def cluster() -> Iterator[Cluster]:
     """A fresh cluster for the session, made by `make cluster` from the offline node image and
     removed by `make clean` afterwards (which the teardown checks: no node container left).
     E2E_CLUSTER=NAME names it and keeps it afterwards, to look into (a cluster of that name
-    left by an earlier session is deleted first: the tests expect a fresh database)."""
+    left by an earlier session is deleted first: the tests expect a fresh database; unless
+    E2E_REUSE=1)."""
     kept = os.environ.get("E2E_CLUSTER")
     cluster = Cluster(kept or f"molstream-e2e-{uuid.uuid4().hex[:6]}")
-    if kept:
+    # E2E_REUSE=1 with E2E_CLUSTER: go on with that cluster as it is (to rerun one test while
+    # working on it; the suite as a whole expects a fresh one).
+    if kept and os.environ.get("E2E_REUSE") != "1":
         subprocess.run([KIND, "delete", "cluster", "--name", kept], capture_output=True,
                        check=True, timeout=300)
     try:

@@ -225,7 +225,9 @@ def test_two_releases_in_two_namespaces_on_one_kafka_each_land_only_their_own_ro
     admit = tmp_path / "admit-other.yaml"
     admit.write_text(json.dumps({"kafka": {"networkPolicy": {"extraFrom": [{
         "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": OTHER}},
-        "podSelector": {"matchLabels": {"app.kubernetes.io/name": "molstream"}}}]}}}))
+        # its worker, operator, topics Job and fetchers (whose instance label is their
+        # IngestRequest's)
+        "podSelector": {"matchLabels": {"app.kubernetes.io/part-of": "molstream"}}}]}}}))
     upgraded = cluster.make("deploy", f"EXTRA_HELM_ARGS=--values {admit}")
     assert upgraded.returncode == 0, (upgraded.stdout + upgraded.stderr)[-4000:]
     installed = cluster.make(
