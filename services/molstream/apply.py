@@ -12,9 +12,10 @@ keeps its value in existing rows (and is NULL in new ones).
 On PostgreSQL a batch takes two transactions: its dimension values, molecules and targets in a
 short one, claimed and counted in `applied_part` before it writes anything, then its activities
 and its record (see `_apply_in_two_steps`). The statements that write the rows are
-molstream.writes': on PostgreSQL COPY and, unless the rows are known new, one set-based merge
+molstream.writes': on PostgreSQL COPY and, for the rows not known new, one set-based merge
 each (molstream.pgmerge), which locks only the rows that change; on SQLite executemany
-(molstream.inserts).
+(molstream.inserts). Which activities are new is decided per id (one index probe per batch),
+so that a file out of id order takes the fast paths as one in order does.
 
 A batch the database refuses (molstream.dberrors): a transient error goes back to the caller,
 which retries; a refused value sends the batch through again in halves, each in a savepoint,

@@ -1,8 +1,9 @@
 """PostgreSQL's way to write a batch's molecules, targets and activities: COPY, then one merge.
 
 Rows are COPY'd as CSV that Arrow writes from the batch's columns (no Python object per row).
-Activities none of which the table holds yet (the usual case) go straight into their table.
-Everything else goes to a temporary staging table of the connection, then one `INSERT … SELECT
+Activities the table does not hold yet go straight into their table (which ones: decided per
+id, one index probe per batch, by molstream.writes, whatever the file's row order). Everything
+else goes to a temporary staging table of the connection, then one `INSERT … SELECT
 … ON CONFLICT (id)` proposes only the staged rows that are new or differ from what the table
 holds (a plain read: no lock on a row that does not change). Rows proposed are inserted or, if
 a concurrent worker inserted them meanwhile, updated where a value differs: the same result as
@@ -108,7 +109,7 @@ def merge(conn: Connection, table: Table, mode: Mode, columns: tuple[str, ...],
     """Write the rows whose `columns` hold `values` (Arrow arrays, `id` first, rows in id
     order) to `table`; the number of rows inserted or changed, and of those inserted (known in
     mirror mode, or when all are new; None otherwise). `new`: none of their ids was in
-    the table when the caller looked (apply.py), and none is there twice, so they are COPY'd
+    the table when the caller looked (molstream.writes), and none is there twice, so they are COPY'd
     into it straight away, in a savepoint: a plain COPY runs ~4× faster than staging and
     merging. Should another transaction have inserted one of them since (an overlapping file
     applied beside this one), the savepoint is rolled back and the rows merged as usual."""

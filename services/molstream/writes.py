@@ -6,6 +6,8 @@ rows go through COPY and a merge (molstream.pgmerge), SQLite's through executema
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pyarrow as pa
 from sqlalchemy import Engine, Table, false, null, select
@@ -86,14 +88,28 @@ class RowWriter:
         # provenance: the run that writes them (its number, db.IngestRun.number)
         columns += ("written_by",)
         values.append(arrow(np.full(len(keys), tx.runs[batch.ingest_id], dtype=np.int64)))
-        # None of these activities exists (the usual case: new rows, ids in order)? Then a
-        # plain INSERT on SQLite, which runs without the statement journal an upsert needs
-        # (~35% faster; nobody can add one before the commit: the write lock is ours), and a
-        # plain COPY on PostgreSQL (molstream.pgmerge; it falls back should one appear).
-        new = len(keys) > 0 and bool(np.all(keys[1:] > keys[:-1])) and conn.execute(
-            select(_ACTIVITY.c.id).where(_ACTIVITY.c.id.between(
-                int(keys[0]), int(keys[-1]))).limit(1)).first() is None
-        self._write(conn, _ACTIVITY, batch.mode, columns, values, result, tx, new=new)
+        # Which of them the table holds decides how each is written: the new ones by a plain
+        # INSERT on SQLite, which runs without the statement journal an upsert needs (~35%
+        # faster; nobody can add one before the commit: the write lock is ours, BEGIN
+        # IMMEDIATE), and a plain COPY on PostgreSQL (molstream.pgmerge; it falls back to the
+        # merge should another worker insert one meanwhile); only the others are upserted
+        # (merged). Decided per id, whatever the file's row order (`held_ids`).
+        held = held_ids(conn, self._sqlite, keys)
+        once = np.ones(len(keys), dtype=bool)  # an id the batch holds once (another producer
+        if len(keys) > 1:                      # may repeat one: merged, as before)
+            same = keys[1:] == keys[:-1]
+            once[1:] &= ~same
+            once[:-1] &= ~same
+        fresh = once if held is None else once & ~np.isin(keys, held, assume_unique=False)
+        if fresh.all():
+            self._write(conn, _ACTIVITY, batch.mode, columns, values, result, tx, new=True)
+        elif not fresh.any():
+            self._write(conn, _ACTIVITY, batch.mode, columns, values, result, tx)
+        else:  # the new ones first, then the others (each in id order)
+            for part in (fresh, ~fresh):
+                take = arrow(np.flatnonzero(part))
+                self._write(conn, _ACTIVITY, batch.mode, columns, [v.take(take) for v in values],
+                            result, tx, new=part is fresh)
 
     def _write(self, conn: Connection, table: Table, mode: Mode, columns: tuple[str, ...],
                values: list, result: Applied, tx: Transaction, *, new: bool = False) -> None:
@@ -143,6 +159,25 @@ class RowWriter:
                                                   stamped=stamped)
         written = self._inserts.execute_many(conn, table, mode, columns, rows, stamped=stamped)
         return written + (inserted or 0), inserted
+
+
+def held_ids(conn: Connection, sqlite: bool, keys: np.ndarray) -> np.ndarray | None:
+    """Those of `keys` (in order) that the activity table holds; None when it holds none of
+    their range (one index seek: a file in id order, the usual case then). Otherwise one index
+    probe for the batch: `id = ANY(…)` on PostgreSQL, the ids as a JSON array on SQLite (no
+    limit on the number of bound parameters)."""
+    if len(keys) == 0 or conn.execute(select(_ACTIVITY.c.id).where(_ACTIVITY.c.id.between(
+            int(keys[0]), int(keys[-1]))).limit(1)).first() is None:
+        return None
+    ids = keys.tolist()
+    if sqlite:
+        found = conn.exec_driver_sql(
+            "SELECT id FROM activity WHERE id IN (SELECT value FROM json_each(?))",
+            (json.dumps(ids),)).scalars().all()
+    else:
+        found = conn.exec_driver_sql("SELECT id FROM activity WHERE id = ANY(%s::bigint[])",
+                                     (ids,)).scalars().all()
+    return np.array(found, dtype=np.int64)
 
 
 def _soft_deleted(conn: Connection, table: Table, keys: np.ndarray) -> dict[int, int | None]:
