@@ -230,11 +230,22 @@ def test_two_releases_in_two_namespaces_on_one_kafka_each_land_only_their_own_ro
         "podSelector": {"matchLabels": {"app.kubernetes.io/part-of": "molstream"}}}]}}}))
     upgraded = cluster.make("deploy", f"EXTRA_HELM_ARGS=--values {admit}")
     assert upgraded.returncode == 0, (upgraded.stdout + upgraded.stderr)[-4000:]
-    installed = cluster.make(
-        "deploy", f"NAMESPACE={OTHER}", f"RELEASE={OTHER}", f"LOCAL_ROWS={OTHER_ROWS}",
-        f"EXTRA_HELM_ARGS=--set kafka.external.bootstrapServers={KAFKA} "
-        "--set kafka-ui.enabled=false")
-    assert installed.returncode == 0, (installed.stdout + installed.stderr)[-4000:]
+    # The second release: the first one's Kafka, no Kafka UI, and small CPU requests (the
+    # kind node has two cores, which the first release and the control plane mostly reserve).
+    other = {"kafka": {"external": {"bootstrapServers": KAFKA},
+                       "topics": {"resources": {"requests": {"cpu": "10m"}}}},
+             "kafka-ui": {"enabled": False},
+             **{part: {"resources": {"requests": {"cpu": "20m"}}}
+                for part in ("worker", "operator", "fetcher", "ftp")}}
+    other_values = tmp_path / "other.yaml"
+    other_values.write_text(json.dumps(other))
+
+    def deploy_other(*more: str) -> None:
+        done = cluster.make("deploy", f"NAMESPACE={OTHER}", f"RELEASE={OTHER}",
+                            f"LOCAL_ROWS={OTHER_ROWS}",
+                            f"EXTRA_HELM_ARGS=--values {other_values} {' '.join(more)}")
+        assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+    deploy_other()
     name = "e2e-other-release"
     ir = json.loads(_ingestrequest(name, f"ftp://{OTHER}-ftp:2121/activities.csv.gz",
                                    f"{OTHER}-ftp", namespace=OTHER))  # the chart's Secret
@@ -249,12 +260,7 @@ def test_two_releases_in_two_namespaces_on_one_kafka_each_land_only_their_own_ro
     assert _activities(cluster, NAMESPACE, RELEASE) == before
 
     # A fetcher Pod whose image cannot be pulled: the IngestRequest says so while it waits.
-    pulled = cluster.make("deploy", f"NAMESPACE={OTHER}", f"RELEASE={OTHER}",
-                          f"LOCAL_ROWS={OTHER_ROWS}",
-                          f"EXTRA_HELM_ARGS=--set kafka.external.bootstrapServers={KAFKA} "
-                          "--set kafka-ui.enabled=false "
-                          "--set fetcher.image.repository=molstream-e2e/not-there")
-    assert pulled.returncode == 0, (pulled.stdout + pulled.stderr)[-4000:]
+    deploy_other("--set fetcher.image.repository=molstream-e2e/not-there")
     stuck = "e2e-pull-fails"
     ir["metadata"]["name"] = stuck
     cluster.kubectl("apply", "-f", "-", stdin=json.dumps(ir))
