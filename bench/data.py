@@ -20,6 +20,9 @@ from molstream.contract import COLUMNS, FLOAT, INT
 from molstream_dev._process import CACHE
 
 DATA = CACHE / "bench" / "data"
+# The row orders the bench compares (issue 20): as generated (activity_id ascending), one
+# target at a time (as ChEMBL's web-service dumps come), and shuffled (seeded).
+ORDERS = ("id", "target", "shuffled")
 _TYPES = {INT: pa.int64(), FLOAT: pa.float64()}
 
 
@@ -35,6 +38,61 @@ def sample(rows: int, seed: int = 0, shape: str = "chembl") -> Path:
                        stdout=subprocess.DEVNULL)
         tmp.replace(path)
     return path
+
+
+def ordered(csv_gz: Path, order: str, seed: int = 0) -> Path:
+    """The same rows as `csv_gz` (a generated file, in activity_id order) in `order`: the file
+    itself for "id"; for "target", sorted by target_id (stable: id order within a target); for
+    "shuffled", in a random order drawn from `seed`. Written once, in a child process (reading
+    24M rows takes a few GB), cached beside it, quoted as the generator quotes (only where
+    needed) so that only the order differs."""
+    if order == "id":
+        return csv_gz
+    if order not in ORDERS:
+        raise ValueError(f"unknown row order {order!r}: one of {', '.join(ORDERS)}")
+    path = csv_gz.with_name(csv_gz.name.replace(".csv.gz", f"-{order}.csv.gz"))
+    if not path.exists():
+        tmp = path.with_name(f"tmp-{os.getpid()}-{path.name}")
+        subprocess.run([sys.executable, "-m", "bench.data", str(csv_gz), order, str(seed),
+                        str(tmp)], check=True, cwd=Path(__file__).resolve().parents[1])
+        tmp.replace(path)
+    return path
+
+
+def _write_ordered(src: Path, order: str, seed: int, out: Path) -> None:
+    import csv
+
+    import numpy as np
+
+    try:
+        from isal import igzip as gz
+    except ImportError:  # pragma: no cover - ISA-L is a dependency of molstream
+        import gzip as gz
+    reader = pacsv.open_csv(
+        src, read_options=pacsv.ReadOptions(block_size=8 << 20),
+        parse_options=pacsv.ParseOptions(newlines_in_values=True),
+        convert_options=pacsv.ConvertOptions(
+            column_types={c.name: pa.string() for c in COLUMNS},
+            strings_can_be_null=True, quoted_strings_can_be_null=False))
+    table = reader.read_all()
+    if order == "target":
+        keys = np.array(table.column("target_id").cast(pa.int64()).to_numpy(zero_copy_only=False))
+        take = np.argsort(keys, kind="stable")
+    else:
+        take = np.random.default_rng(seed).permutation(table.num_rows)
+    indices = pa.array(take, pa.int64())
+    names = table.column_names
+    columns = []
+    for name in names:  # one column at a time: the source's column freed as it goes
+        columns.append(table.column(name).take(indices))
+        table = table.drop_columns([name])
+    table = pa.table(columns, names=names)
+    del columns
+    with gz.open(out, "wt", newline="", encoding="utf-8") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(names)
+        for batch in table.to_batches(max_chunksize=65_536):
+            w.writerows(zip(*(c.to_pylist() for c in batch.columns), strict=True))
 
 
 def tsv_zstd(csv_gz: Path) -> Path:
@@ -77,3 +135,7 @@ def read_rows(path: Path, limit: int | None = None) -> pa.Table:
             break
     table = pa.Table.from_batches(batches, reader.schema)
     return table.slice(0, limit) if limit is not None else table
+
+
+if __name__ == "__main__":  # python -m bench.data SRC ORDER SEED OUT (`ordered`'s child)
+    _write_ordered(Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), Path(sys.argv[4]))

@@ -51,12 +51,14 @@ def _tail(path: Path, lines: int = 30) -> str:
 
 
 def run(sample: Path, rows: int, *, kafka_bootstrap: str, redis_url: str, ftp, work: Path,
-        batch_size: int | None = None, timeout_s: float = 1800, database_url: str | None = None,
+        batch_size: int | None = None, timeout_s: float | None = None,
+        database_url: str | None = None,
         workers: int = 1, partitions: int = 1, watch=None) -> dict:
     """One ingest of `sample` (served by `ftp`, a molstream_dev FtpServer); its figures.
     Into a fresh SQLite file, or into `database_url` (an empty PostgreSQL database) with
     `workers` workers on a rows topic of `partitions` partitions; `watch(app_names)`, a
     context manager, runs beside them (bench.pg's lock sampler)."""
+    timeout_s = timeout_s or max(1800.0, rows / 5_000)  # 24M rows: 80 min
     tag = f"bench{uuid.uuid4().hex[:8]}"
     run_dir = work / tag
     run_dir.mkdir(parents=True)
@@ -117,6 +119,9 @@ def run(sample: Path, rows: int, *, kafka_bootstrap: str, redis_url: str, ftp, w
     work_rss = max(rss for _, rss, _ in waited)
     work_cpu = sum(cpu for _, _, cpu in waited)
     result = _last_json(fetcher_out)
+    # kafka-python's asyncio loop, held up by the worker's own work (issue 20)
+    loop_warnings = (run_dir / "worker.log").read_text(errors="replace").count(
+        "blocking the event loop")
     engine = create_engine(normalize_url(database_url))
     try:
         with engine.connect() as conn:
@@ -145,6 +150,7 @@ def run(sample: Path, rows: int, *, kafka_bootstrap: str, redis_url: str, ftp, w
         "fetcher_cpu_seconds": fetch_cpu,
         "worker_cpu_seconds": work_cpu,
         "workers": workers,
+        "loop_warnings": loop_warnings,
         "lock_wait_s": dict(waits),  # per worker (application name), when watched
         "batches": result["batches"],
         "timeline_s": timeline,

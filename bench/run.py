@@ -8,6 +8,9 @@
    up to date, then dropped and rebuilt after: the faster counts);
 4b. PostgreSQL: end to end at N with 1 and with 2 workers (4 partitions, lock waits sampled),
    and its limit, the N rows COPY'd into the eight tables (bench.pg);
+4c. row orders: the same N rows in id order, sorted by target and shuffled (bench.data.ordered),
+   end to end on SQLite and on PostgreSQL (1 worker), side by side (`--rounds`, and `--ab` to
+   alternate two versions of molstream run by run);
 5. the baseline: the first BASELINE_ROWS rows of the same file, the seed's way;
 6. the table on stdout, bench/results/latest.json and a dated copy.
 """
@@ -15,6 +18,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import os
 import shutil
@@ -48,11 +52,12 @@ def _commit() -> str:
         return "unknown"
 
 
-def _postgres_e2e(server: PostgresServer, sample: Path, n: int, common: dict) -> dict:
+def _postgres_e2e(server: PostgresServer, sample: Path, n: int, common: dict,
+                  workers_list: tuple[int, ...] = (1, 2)) -> dict:
     """PostgreSQL end to end with 1 and 2 workers (4 partitions), each into a fresh database
     with its lock waits sampled."""
     out = {}
-    for workers in (1, 2):
+    for workers in workers_list:
         url = server.new_database()
         _log(f"end to end into PostgreSQL, {workers} worker(s), 4 partitions")
         out[workers] = e2e.run(sample, n, **common, database_url=url, workers=workers,
@@ -60,6 +65,59 @@ def _postgres_e2e(server: PostgresServer, sample: Path, n: int, common: dict) ->
         _log(f"  {out[workers]['rows_per_s']:,.0f} rows/s, lock waits "
              f"{out[workers]['lock_wait_s']}")
         shutil.rmtree(out[workers]["dir"], ignore_errors=True)
+    return out
+
+
+def _summary(run: dict) -> dict:
+    return {"seconds": run["seconds"], "rows_per_s": run["rows_per_s"],
+            "apply_seconds": run["stage_seconds"]["apply"],
+            "fetcher_peak_rss_mb": run["fetcher_peak_rss_mb"],
+            "worker_peak_rss_mb": run["worker_peak_rss_mb"],
+            "loop_warnings": run.get("loop_warnings", 0)}
+
+
+@contextlib.contextmanager
+def _code(services: Path | None):
+    """Child processes run the molstream of `services` (a services/ directory), if given."""
+    if services is None:
+        yield
+        return
+    before = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(services), str(REPO / "tools")])
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = before
+
+
+def _orders(server: PostgresServer, files: dict[str, Path], n: int, common: dict, *,
+            rounds: int, codes: dict[str, Path | None], known: dict, keep: bool) -> dict:
+    """End to end for each row order on SQLite and PostgreSQL (1 worker, 4 partitions, as
+    the PostgreSQL figure above), `rounds` times; with two `codes`, each run of one is next to
+    the same run of the other, who goes first alternating. {code: {database: {order: [runs]}}}.
+    `known`: runs already made (the id order's, above), used as the first round's."""
+    out: dict = {code: {"sqlite": {}, "postgres": {}} for code in codes}
+    names = list(codes)
+    for r in range(rounds):
+        for order, sample in files.items():
+            for database in ("sqlite", "postgres"):
+                for code in (names if r % 2 == 0 else names[::-1]):
+                    runs = out[code][database].setdefault(order, [])
+                    if r == 0 and (database, order) in known and codes[code] is None:
+                        runs.append(_summary(known[database, order]))
+                        continue
+                    kw = dict(database_url=server.new_database(), partitions=4) \
+                        if database == "postgres" else {}
+                    with _code(codes[code]):
+                        run = e2e.run(sample, n, **common, **kw)
+                    _log(f"round {r + 1}, {order} order, {database}, {code}: "
+                         f"{run['rows_per_s']:,.0f} rows/s ({run['seconds']:.1f} s)")
+                    runs.append(_summary(run))
+                    if not keep:
+                        shutil.rmtree(run["dir"], ignore_errors=True)
     return out
 
 
@@ -80,16 +138,43 @@ def main(argv: list[str] | None = None) -> int:
                    help="the fetcher's rows per Kafka message (default: molstream's)")
     p.add_argument("--out", type=Path, default=results.RESULTS)
     p.add_argument("--keep", action="store_true", help="keep databases and logs of the runs")
+    p.add_argument("--full", action="store_true",
+                   help="full scale (make bench-full): no run at 2N, none as TSV, PostgreSQL "
+                        "with 1 worker only")
+    p.add_argument("--only", choices=("orders",),
+                   help="run only this part: the row orders on both databases")
+    p.add_argument("--orders", default=",".join(data.ORDERS),
+                   help=f"row orders compared (default: {','.join(data.ORDERS)})")
+    p.add_argument("--rounds", type=int, default=1, help="runs of each row order (default 1)")
+    p.add_argument("--ab", type=Path, metavar="SERVICES",
+                   help="run the row orders with the molstream of SERVICES too (another "
+                        "checkout's services/ directory), alternating with this one's")
+    p.add_argument("--this", type=Path, metavar="SERVICES",
+                   help="with --ab: the services/ directory of the version called this one "
+                        "(default: this checkout's)")
     args = p.parse_args(argv)
     n, n2 = args.rows, 2 * args.rows
+    orders = [o.strip() for o in args.orders.split(",") if o.strip()]
+    codes: dict[str, Path | None] = {"this": None}
+    if args.ab:
+        codes = {"this": (args.this or REPO / "services").resolve(),
+                 "other": args.ab.resolve()}
+    only_orders = args.only == "orders"
     k = min(args.baseline_rows, n)
     meta = {"cpus": os.cpu_count(), "load_before": os.getloadavg()[0], "commit": _commit(),
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seed": args.seed, "shape": args.shape,
             "python": sys.version.split()[0], "batch_size": args.batch_size}
 
-    _log(f"sample files ({args.shape} shape): {n:,} and {n2:,} rows")
-    sample, sample_2n = (data.sample(n, args.seed, args.shape),
-                         data.sample(n2, args.seed, args.shape))
+    meta.update(full=args.full, only=args.only, rounds=args.rounds,
+                ab=str(args.ab) if args.ab else None,
+                this=str(codes["this"]) if args.ab else None)
+    _log(f"sample files ({args.shape} shape): {n:,} rows"
+         + ("" if args.full or only_orders else f" and {n2:,}") + f"; orders {', '.join(orders)}")
+    sample = data.sample(n, args.seed, args.shape)
+    sample_2n = None if args.full or only_orders else data.sample(n2, args.seed, args.shape)
+    files = {order: data.ordered(sample, order, args.seed) for order in orders}
+    at_n = at_2n = base = lim = None
+    postgres: dict = {}
     runs = RUNS / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"  # several benches may run
     runs.mkdir(parents=True)
     _log("starting Kafka, Redis and the FTP server on 127.0.0.1")
@@ -98,43 +183,63 @@ def main(argv: list[str] | None = None) -> int:
         with kafka, RedisServer() as redis, FtpServer(data.DATA) as ftp:
             common = dict(kafka_bootstrap=kafka.bootstrap, redis_url=redis.url, ftp=ftp, work=runs,
                           batch_size=args.batch_size)
-            _log(f"end to end, {n:,} rows")
-            at_n = e2e.run(sample, n, **common)
-            _log(f"  {at_n['rows_per_s']:,.0f} rows/s; the same rows as TSV, zstd")
-            at_tsv = e2e.run(data.tsv_zstd(sample), n, **common)
-            meta["tsv_zstd"] = {k: at_tsv[k] for k in ("rows_per_s", "seconds")}
-            _log(f"  {at_tsv['rows_per_s']:,.0f} rows/s; end to end, {n2:,} rows (memory growth)")
-            at_2n = e2e.run(sample_2n, n2, **common)
-            _log(f"  {at_2n['rows_per_s']:,.0f} rows/s")
-            if not args.keep:
-                for run in (at_n, at_tsv, at_2n):
-                    shutil.rmtree(run["dir"], ignore_errors=True)
+            if not only_orders:
+                _log(f"end to end, {n:,} rows")
+                at_n = e2e.run(sample, n, **common)
+                _log(f"  {at_n['rows_per_s']:,.0f} rows/s")
+                if not args.full:
+                    _log("the same rows as TSV, zstd")
+                    at_tsv = e2e.run(data.tsv_zstd(sample), n, **common)
+                    meta["tsv_zstd"] = {k: at_tsv[k] for k in ("rows_per_s", "seconds")}
+                    _log(f"  {at_tsv['rows_per_s']:,.0f} rows/s; end to end, {n2:,} rows "
+                         "(memory growth)")
+                    at_2n = e2e.run(sample_2n, n2, **common)
+                    _log(f"  {at_2n['rows_per_s']:,.0f} rows/s")
+                    if not args.keep:
+                        for run in (at_tsv, at_2n):
+                            shutil.rmtree(run["dir"], ignore_errors=True)
+                if not args.keep:
+                    shutil.rmtree(at_n["dir"], ignore_errors=True)
             with PostgresServer() as server:
                 # Before the rows are read into this process: a child's peak RSS counts the
                 # pages of the parent it was forked from.
-                postgres = _postgres_e2e(server, sample, n, common)
-                _log(f"limit: bulk load of {n:,} rows")
-                rows = data.read_rows(sample)
-                limits = [limit.load(rows, runs / "limit.db", defer_indexes=defer)
-                          for defer in (False, True)]
-                lim = max(limits, key=lambda r: r["rows_per_s"])
-                lim["indexes_kept_rows_per_s"] = limits[0]["rows_per_s"]
-                lim["indexes_deferred_rows_per_s"] = limits[1]["rows_per_s"]
-                _log(f"  {lim['rows_per_s']:,.0f} rows/s; PostgreSQL's limit (COPY)")
-                postgres["limit"] = pg.limit(rows, server.new_database())
-                _log(f"  {postgres['limit']['rows_per_s']:,.0f} rows/s")
-            del rows
-            _log(f"baseline: {k:,} rows the seed's way")
-            base = baseline.run(data.read_rows(sample, k), bootstrap=kafka.bootstrap,
-                                redis_url=redis.url, database=runs / "baseline.db",
-                                topic=f"baseline-{uuid.uuid4().hex[:8]}")
-            _log(f"  {base['rows_per_s']:,.1f} rows/s")
+                if not only_orders:
+                    postgres = _postgres_e2e(server, sample, n, common,
+                                             (1,) if args.full else (1, 2))
+                known = {}
+                if at_n is not None:
+                    known = {("sqlite", "id"): at_n, ("postgres", "id"): postgres[1]}
+                _log(f"row orders: {', '.join(orders)} on SQLite and PostgreSQL, "
+                     f"{args.rounds} round(s)" + (f", {' and '.join(codes)}" if args.ab else ""))
+                ordered = _orders(server, files, n, common, rounds=args.rounds, codes=codes,
+                                  known=known, keep=args.keep)
+                if not only_orders:
+                    _log(f"limit: bulk load of {n:,} rows")
+                    rows = data.read_rows(sample)
+                    limits = [limit.load(rows, runs / "limit.db", defer_indexes=defer)
+                              for defer in (False, True)]
+                    lim = max(limits, key=lambda r: r["rows_per_s"])
+                    lim["indexes_kept_rows_per_s"] = limits[0]["rows_per_s"]
+                    lim["indexes_deferred_rows_per_s"] = limits[1]["rows_per_s"]
+                    _log(f"  {lim['rows_per_s']:,.0f} rows/s; PostgreSQL's limit (COPY)")
+                    postgres["limit"] = pg.limit(rows, server.new_database())
+                    _log(f"  {postgres['limit']['rows_per_s']:,.0f} rows/s")
+                    del rows
+            if not only_orders:
+                _log(f"baseline: {k:,} rows the seed's way")
+                base = baseline.run(data.read_rows(sample, k), bootstrap=kafka.bootstrap,
+                                    redis_url=redis.url, database=runs / "baseline.db",
+                                    topic=f"baseline-{uuid.uuid4().hex[:8]}")
+                _log(f"  {base['rows_per_s']:,.1f} rows/s")
     finally:
         kafka.remove()  # its log holds every row published: hundreds of MB at 1M rows
     if not args.keep:
         shutil.rmtree(runs, ignore_errors=True)
     meta["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    f = results.figures(at_n, at_2n, base, lim, meta, postgres)
+    if only_orders:
+        f = results.order_figures(ordered, n, meta)
+    else:
+        f = results.figures(at_n, at_2n, base, lim, meta, postgres, ordered)
     print(results.table(f))
     latest, dated = results.write(f, args.out)
     print(f"\nwritten: {latest.relative_to(REPO) if latest.is_relative_to(REPO) else latest}, "
