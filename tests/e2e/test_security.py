@@ -7,7 +7,9 @@ one Kafka, and a fetcher Pod whose image cannot be pulled."""
 from __future__ import annotations
 
 import json
+import subprocess
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -18,6 +20,7 @@ RELEASE = "molstream"
 OTHER = "molstream-b"  # the second release, and its namespace
 OTHER_ROWS = 2_000
 KAFKA = f"{RELEASE}-kafka.{NAMESPACE}.svc:9092"
+HELM = str(Path(__file__).resolve().parents[2] / ".cache/bin/helm")
 
 # The restricted Pod Security Standard, which every Pod in the namespace must meet.
 RESTRICTED_POD = {"runAsNonRoot": True, "runAsUser": 10001,
@@ -221,51 +224,62 @@ def test_two_releases_in_two_namespaces_on_one_kafka_each_land_only_their_own_ro
         cluster, ran, tmp_path):
     assert ran.returncode == 0
     before = _activities(cluster, NAMESPACE, RELEASE)
-    # The first release's Kafka admits the other namespace's molstream Pods.
-    admit = tmp_path / "admit-other.yaml"
-    admit.write_text(json.dumps({"kafka": {"networkPolicy": {"extraFrom": [{
-        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": OTHER}},
-        # its worker, operator, topics Job and fetchers (whose instance label is their
-        # IngestRequest's)
-        "podSelector": {"matchLabels": {"app.kubernetes.io/part-of": "molstream"}}}]}}}))
-    upgraded = cluster.make("deploy", f"EXTRA_HELM_ARGS=--values {admit}")
-    assert upgraded.returncode == 0, (upgraded.stdout + upgraded.stderr)[-4000:]
-    # The second release: the first one's Kafka, no Kafka UI, and small CPU requests (the
-    # kind node has two cores, which the first release and the control plane mostly reserve).
-    other = {"kafka": {"external": {"bootstrapServers": KAFKA},
-                       "topics": {"resources": {"requests": {"cpu": "10m"}}}},
-             "kafka-ui": {"enabled": False},
-             **{part: {"resources": {"requests": {"cpu": "20m"}}}
-                for part in ("worker", "operator", "fetcher", "ftp")}}
-    other_values = tmp_path / "other.yaml"
-    other_values.write_text(json.dumps(other))
+    try:
+        # The first release's Kafka admits the other namespace's molstream Pods.
+        admit = tmp_path / "admit-other.yaml"
+        admit.write_text(json.dumps({"kafka": {"networkPolicy": {"extraFrom": [{
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": OTHER}},
+            # its worker, operator, topics Job and fetchers (whose instance label is their
+            # IngestRequest's)
+            "podSelector": {"matchLabels": {"app.kubernetes.io/part-of": "molstream"}}}]}}}))
+        upgraded = cluster.make("deploy", f"EXTRA_HELM_ARGS=--values {admit}")
+        assert upgraded.returncode == 0, (upgraded.stdout + upgraded.stderr)[-4000:]
+        # The second release: the first one's Kafka, no Kafka UI, and small CPU requests (the
+        # kind node has two cores, which the first release and the control plane mostly reserve).
+        other = {"kafka": {"external": {"bootstrapServers": KAFKA},
+                           "topics": {"resources": {"requests": {"cpu": "10m"}}}},
+                 "kafka-ui": {"enabled": False},
+                 **{part: {"resources": {"requests": {"cpu": "20m"}}}
+                    for part in ("worker", "operator", "fetcher", "ftp")}}
+        other_values = tmp_path / "other.yaml"
+        other_values.write_text(json.dumps(other))
 
-    def deploy_other(*more: str) -> None:
-        done = cluster.make("deploy", f"NAMESPACE={OTHER}", f"RELEASE={OTHER}",
-                            f"LOCAL_ROWS={OTHER_ROWS}",
-                            f"EXTRA_HELM_ARGS=--values {other_values} {' '.join(more)}")
-        assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
-    deploy_other()
-    name = "e2e-other-release"
-    ir = json.loads(_ingestrequest(name, f"ftp://{OTHER}-ftp:2121/activities.csv.gz",
-                                   f"{OTHER}-ftp", namespace=OTHER))  # the chart's Secret
-    ir["spec"]["allowInsecureCredentials"] = True
-    cluster.kubectl("apply", "-f", "-", stdin=json.dumps(ir))
-    status = cluster.wait_for(
-        lambda: (s := json.loads(cluster.kubectl("get", "ir", name, "-n", OTHER, "-o", "json")
-                                 .stdout).get("status", {})).get("phase") in ("Succeeded", "Failed")
-        and s, "the other release's ingest")
-    assert (status["phase"], status["rowsPublished"]) == ("Succeeded", OTHER_ROWS), status
-    assert _activities(cluster, OTHER, OTHER) == OTHER_ROWS
-    assert _activities(cluster, NAMESPACE, RELEASE) == before
+        def deploy_other(*more: str) -> None:
+            done = cluster.make("deploy", f"NAMESPACE={OTHER}", f"RELEASE={OTHER}",
+                                f"LOCAL_ROWS={OTHER_ROWS}",
+                                f"EXTRA_HELM_ARGS=--values {other_values} {' '.join(more)}")
+            assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+        deploy_other()
+        name = "e2e-other-release"
+        ir = json.loads(_ingestrequest(name, f"ftp://{OTHER}-ftp:2121/activities.csv.gz",
+                                       f"{OTHER}-ftp", namespace=OTHER))  # the chart's Secret
+        ir["spec"]["allowInsecureCredentials"] = True
+        cluster.kubectl("apply", "-f", "-", stdin=json.dumps(ir))
+        def other_status(ir_name: str) -> dict:
+            return json.loads(cluster.kubectl("get", "ir", ir_name, "-n", OTHER, "-o", "json")
+                              .stdout).get("status", {})
+        status = cluster.wait_for(
+            lambda: (s := other_status(name)).get("phase") in ("Succeeded", "Failed") and s,
+            "the other release's ingest")
+        assert (status["phase"], status["rowsPublished"]) == ("Succeeded", OTHER_ROWS), status
+        assert _activities(cluster, OTHER, OTHER) == OTHER_ROWS
+        assert _activities(cluster, NAMESPACE, RELEASE) == before
 
-    # A fetcher Pod whose image cannot be pulled: the IngestRequest says so while it waits.
-    deploy_other("--set fetcher.image.repository=molstream-e2e/not-there")
-    stuck = "e2e-pull-fails"
-    ir["metadata"]["name"] = stuck
-    cluster.kubectl("apply", "-f", "-", stdin=json.dumps(ir))
-    message = cluster.wait_for(
-        lambda: "ImagePullBackOff" in (m := json.loads(cluster.kubectl(
-            "get", "ir", stuck, "-n", OTHER, "-o", "json").stdout).get("status", {}).get(
-            "message", "")) and m, "ImagePullBackOff in the status", timeout_s=300)
-    assert "molstream-e2e/not-there" in message, message
+        # A fetcher Pod whose image cannot be pulled: the IngestRequest says so while it waits.
+        deploy_other("--set fetcher.image.repository=molstream-e2e/not-there")
+        stuck = "e2e-pull-fails"
+        ir["metadata"]["name"] = stuck
+        cluster.kubectl("apply", "-f", "-", stdin=json.dumps(ir))
+        message = cluster.wait_for(
+            lambda: "ImagePullBackOff" in (m := other_status(stuck).get("message", "")) and m,
+            "ImagePullBackOff in the status", timeout_s=300)
+        stalled = [c for c in other_status(stuck)["conditions"] if c["type"] == "Stalled"]
+        assert stalled and stalled[0]["status"] == "True", stalled
+        assert "molstream-e2e/not-there" in message, message
+    finally:
+        # The second release goes (its cluster-scoped roles and policy with it), so that later
+        # tests have the node's CPU and one release again.
+        subprocess.run([HELM, "uninstall", OTHER, "--kube-context", cluster.context,
+                        "--namespace", OTHER, "--wait", "--timeout", "5m"],
+                       capture_output=True, timeout=600)
+        cluster.kubectl("delete", "namespace", OTHER, "--wait=false", check=False)
