@@ -1,6 +1,7 @@
-"""Playing the Job controller, the scheduler and the kubelet for the fetcher Pods (none of them
-runs beside the test API server): a Pod made from a Job's template, its status written through
-the status subresource in the shapes they write."""
+"""Playing the CronJob controller, the Job controller, the scheduler and the kubelet for the
+fetcher Jobs and Pods (none of them runs beside the test API server): a Job made from a CronJob's
+jobTemplate, a Pod made from a Job's template, its status written through the status subresource
+in the shapes they write."""
 
 from __future__ import annotations
 
@@ -13,6 +14,29 @@ from operator_harness import Namespace
 
 FETCHER_SA = {"apiVersion": "v1", "kind": "ServiceAccount",
               "metadata": {"name": "molstream-fetcher"}}
+
+
+def create_scheduled_job(ns: Namespace, cronjob: str, minutes: int) -> str:
+    """A Job of CronJob ``cronjob`` as the CronJob controller makes it from its jobTemplate,
+    named ``<cronjob>-<minutes>`` (the scheduled time in minutes); its name."""
+    body = ns.admin.get_cronjob(ns.name, cronjob)
+    assert body is not None, f"CronJob {cronjob} is gone"
+    template = body["spec"]["jobTemplate"]
+    name = f"{cronjob}-{minutes}"
+    ns.admin.create({
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": name,
+            "namespace": ns.name,
+            "labels": template["metadata"]["labels"],
+            "annotations": template["metadata"]["annotations"],
+            "ownerReferences": [{"apiVersion": "batch/v1", "kind": "CronJob", "name": cronjob,
+                                 "uid": body["metadata"]["uid"], "controller": True}],
+        },
+        "spec": template["spec"],
+    })
+    return name
 
 
 def create_pod(ns: Namespace, job_name: str) -> str:

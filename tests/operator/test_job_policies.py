@@ -18,6 +18,7 @@ from click.testing import CliRunner
 from fetcher_pods import (
     FETCHER_SA,
     create_pod,
+    create_scheduled_job,
     job_failed_by_policy,
     kubelet_terminated,
 )
@@ -174,35 +175,16 @@ def test_a_permanent_error_fails_the_request_at_once(ns: Namespace, start_operat
 
 
 @pytest.mark.kube
-def test_scheduled_runs_keep_their_history_limits(
-    ns: Namespace, start_operator: Any, admin: Any
-) -> None:
+def test_scheduled_runs_keep_their_history_limits(ns: Namespace, start_operator: Any) -> None:
     ns.context = start_operator().tail
     ns.apply(_request("nightly", schedule="0 3 * * *", successfulJobsHistoryLimit=2,
                       failedJobsHistoryLimit=1))
     (cronjob,) = wait_for(ns.cronjobs, what="the CronJob", context=ns.context)
     assert (cronjob["spec"]["successfulJobsHistoryLimit"],
             cronjob["spec"]["failedJobsHistoryLimit"]) == (2, 1)
-    template = cronjob["spec"]["jobTemplate"]
 
     def scheduled(minutes: int) -> str:
-        """Play the CronJob controller: a Job from the template, named <cronjob>-<minutes>."""
-        name = f"nightly-cron-{minutes}"
-        admin.create({
-            "apiVersion": "batch/v1",
-            "kind": "Job",
-            "metadata": {
-                "name": name,
-                "namespace": ns.name,
-                "labels": template["metadata"]["labels"],
-                "annotations": template["metadata"]["annotations"],
-                "ownerReferences": [{"apiVersion": "batch/v1", "kind": "CronJob",
-                                     "name": "nightly-cron", "uid": cronjob["metadata"]["uid"],
-                                     "controller": True}],
-            },
-            "spec": template["spec"],
-        })
-        return name
+        return create_scheduled_job(ns, "nightly-cron", minutes)
 
     runs = [(29400000 + i, outcome) for i, outcome in enumerate(
         ["complete", "failed", "complete", "failed", "complete", "complete"])]

@@ -21,6 +21,7 @@ import time
 from typing import Any
 
 import pytest
+from fetcher_pods import create_scheduled_job
 from molstream_operator.models import SOURCE_CREDENTIALS_LABEL
 from operator_harness import Namespace, ingestrequest, secret, wait_for
 
@@ -46,27 +47,6 @@ def _cronjob(ns: Namespace, name: str) -> dict[str, Any]:
     return cronjob
 
 
-def _scheduled(ns: Namespace, cronjob: str, minutes: int) -> str:
-    """Play the CronJob controller: a Job from the jobTemplate, named <cronjob>-<minutes>."""
-    body = _cronjob(ns, cronjob)
-    template = body["spec"]["jobTemplate"]
-    name = f"{cronjob}-{minutes}"
-    ns.admin.create({
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {
-            "name": name,
-            "namespace": ns.name,
-            "labels": template["metadata"]["labels"],
-            "annotations": template["metadata"]["annotations"],
-            "ownerReferences": [{"apiVersion": "batch/v1", "kind": "CronJob", "name": cronjob,
-                                 "uid": body["metadata"]["uid"], "controller": True}],
-        },
-        "spec": template["spec"],
-    })
-    return name
-
-
 def _job_names(ns: Namespace) -> set[str]:
     return {j["metadata"]["name"] for j in ns.jobs() if not j["metadata"].get("deletionTimestamp")}
 
@@ -85,14 +65,14 @@ def test_a_revoked_secret_stops_the_scheduled_runs_until_restored_and_rerun(
     wait_for(lambda: ns.admin.get_cronjob(ns.name, "nightly-cron"), what="the CronJob",
              context=ns.context)
     # labelled: a scheduled run is followed as usual
-    first = _scheduled(ns, "nightly-cron", 29400000)
+    first = create_scheduled_job(ns, "nightly-cron", 29400000)
     ns.wait_status("nightly", lambda s: s.get("jobName") == first, "the first scheduled run")
     ns.job_status(first, "complete")
     ns.wait_phase("nightly", "Ingesting")
 
     # the Secret's owner takes the label away; nothing touches the IngestRequest
     _label(ns, on=False)
-    second = _scheduled(ns, "nightly-cron", 29400060)
+    second = create_scheduled_job(ns, "nightly-cron", 29400060)
     status = ns.wait_phase("nightly", "Failed")
     assert status["message"].startswith(
         "invalid spec: spec.credentialsSecret.name: Secret 'source-creds' is not labelled "
@@ -125,7 +105,7 @@ def test_a_revoked_secret_stops_the_scheduled_runs_until_restored_and_rerun(
              context=ns.context)
     wait_for(lambda: _cronjob(ns, "nightly-cron")["spec"]["suspend"] is False,
              what="the CronJob resumed", context=ns.context)
-    third = _scheduled(ns, "nightly-cron", 29400120)
+    third = create_scheduled_job(ns, "nightly-cron", 29400120)
     ns.wait_status("nightly", lambda s: s.get("jobName") == third, "the next scheduled run")
     ns.job_status(third, "active")
     ns.wait_phase("nightly", "Fetching")
