@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .manifests import ANNOTATION_IR, LABEL_IR
-from .status import Change, Note, Phase, _clip, _condition, _phase
+from .status import Change, Note, Phase, _clip, _condition, _phase, condition
 
 __all__ = [
     "BLOCKING_REASONS",
@@ -121,17 +121,8 @@ def read_pod(pod: Mapping[str, Any]) -> PodState:
 def _stalled(
     status: Mapping[str, Any], value: bool, reason: str, message: str, now: str
 ) -> dict[str, Any]:
-    old = _condition(status, STALLED)
-    flag = "True" if value else "False"
-    since = old.get("lastTransitionTime") if old.get("status") == flag else None
-    return {
-        "type": STALLED,
-        "status": flag,
-        "reason": reason,
-        "message": message,
-        "lastTransitionTime": since or now,
-        "observedGeneration": int(status.get("observedGeneration") or 0),
-    }
+    return condition(status, STALLED, value, reason, message,
+                     generation=int(status.get("observedGeneration") or 0), now=now)
 
 
 def _with_stalled(status: Mapping[str, Any], cond: dict[str, Any]) -> list[dict[str, Any]]:

@@ -40,6 +40,7 @@ __all__ = [
     "Phase",
     "apply_event",
     "apply_job",
+    "condition",
     "format_time",
     "invalid_spec",
     "is_newer_scheduled_run",
@@ -167,6 +168,25 @@ def _clip(message: str) -> str:
     return message if len(message) <= _MESSAGE_MAX else message[: _MESSAGE_MAX - 1] + "…"
 
 
+def condition(
+    status: Mapping[str, Any], kind: str, value: bool, reason: str, message: str, *,
+    generation: int, now: str,
+) -> dict[str, Any]:
+    """Condition ``kind`` as it is now; its lastTransitionTime is kept from ``status`` while
+    its True/False stays the same."""
+    old = _condition(status, kind)
+    flag = "True" if value else "False"
+    since = old.get("lastTransitionTime") if old.get("status") == flag else None
+    return {
+        "type": kind,
+        "status": flag,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": since or now,
+        "observedGeneration": generation,
+    }
+
+
 def _conditions(
     status: Mapping[str, Any],
     *,
@@ -179,17 +199,7 @@ def _conditions(
     complete_reason: str | None = None,
 ) -> list[dict[str, Any]]:
     def cond(kind: str, value: bool, reason: str, text: str) -> dict[str, Any]:
-        old = _condition(status, kind)
-        flag = "True" if value else "False"
-        since = old.get("lastTransitionTime") if old.get("status") == flag else None
-        return {
-            "type": kind,
-            "status": flag,
-            "reason": reason,
-            "message": text,
-            "lastTransitionTime": since or now,
-            "observedGeneration": generation,
-        }
+        return condition(status, kind, value, reason, text, generation=generation, now=now)
 
     if ready is None:
         old_ready = _condition(status, "Ready")
