@@ -22,18 +22,19 @@ from .kube import ApiError, Kube
 from .manifests import (
     ANNOTATION_IR,
     ANNOTATION_RERUN,
-    LABEL_IR,
     build_cronjob,
     build_job,
     cronjob_name,
     ingest_id,
     is_forced,
     job_name,
-    label_value,
     parse_ingest_id,
     run_ingest_id,
 )
 from .models import KIND, IngestRequestRef, IngestRequestSpec, JobView, check_credentials_policy
+from .stopping import deleting as _deleting
+from .stopping import owned_by as _owned_by
+from .stopping import stop_children
 from .urls import InvalidSpecError, redact
 
 __all__ = ["IngestService", "RetryLater"]
@@ -57,11 +58,6 @@ def _generation(body: Mapping[str, Any]) -> int:
     return int((body.get("metadata") or {}).get("generation") or 0)
 
 
-def _owned_by(obj: Mapping[str, Any], uid: str) -> bool:
-    owners = (obj.get("metadata") or {}).get("ownerReferences") or []
-    return any(owner.get("uid") == uid for owner in owners)
-
-
 #: Failed reason of a run whose Job name is held by a Job of another object.
 JOB_NAME_TAKEN = "JobNameTaken"
 
@@ -79,10 +75,6 @@ def _taken_by(job: Mapping[str, Any], ref: IngestRequestRef) -> str | None:
         kinds = ", ".join(f"{o.get('kind')} {o.get('name')}" for o in owners)
         return kinds or "no owner"
     return None
-
-
-def _deleting(obj: Mapping[str, Any]) -> bool:
-    return bool((obj.get("metadata") or {}).get("deletionTimestamp"))
 
 
 def _failed_reason(status: Mapping[str, Any]) -> str | None:
@@ -126,20 +118,26 @@ class IngestService:
     def _now(self) -> str:
         return st.format_time(self._clock())
 
+    def _accepted_spec(self, ref: IngestRequestRef, body: Mapping[str, Any]) -> IngestRequestSpec:
+        """The spec, if the operator may act on it now; else InvalidSpecError. Reads the
+        credentialsSecret's labels (molstream.models.check_credentials_policy)."""
+        spec = IngestRequestSpec.parse(
+            body.get("spec"), allowed_hosts=self.config.allowed_hosts,
+            pinned_known_hosts=self.config.known_hosts,
+        )
+        check_credentials_policy(
+            spec, allow_insecure=self.config.allow_insecure_credentials,
+            secret_labels=lambda name: self.kube.secret_labels(ref.namespace, name),
+        )
+        return spec
+
     # --- IngestRequest created, resumed or changed ---------------------------------------------
 
     def reconcile(self, body: Mapping[str, Any]) -> None:
         """Bring the children of one IngestRequest in line with its spec and annotations."""
         ref = IngestRequestRef.from_body(body)
         try:
-            spec = IngestRequestSpec.parse(
-                body.get("spec"), allowed_hosts=self.config.allowed_hosts,
-                pinned_known_hosts=self.config.known_hosts,
-            )
-            check_credentials_policy(  # (reads the Secret's labels: molstream.models)
-                spec, allow_insecure=self.config.allow_insecure_credentials,
-                secret_labels=lambda name: self.kube.secret_labels(ref.namespace, name),
-            )
+            spec = self._accepted_spec(ref, body)
         except InvalidSpecError as exc:
             self._refuse(ref, body, str(exc))
             return
@@ -175,7 +173,7 @@ class IngestService:
     def _refuse(self, ref: IngestRequestRef, body: Mapping[str, Any], error: str) -> None:
         """The spec is refused: stop what runs for it (whatever spec.suspend says, since
         nothing of a refused spec may run), then Failed/InvalidSpec saying what was stopped."""
-        stopped = self._stop_children(ref, body)
+        stopped = stop_children(self.kube, ref, body)
         if stopped:
             error += f"; stopped until the spec is accepted: {', '.join(stopped)}"
         logger.warning("IngestRequest %s/%s refused: %s", ref.namespace, ref.name, error)
@@ -185,71 +183,6 @@ class IngestService:
             ref.name,
             lambda b: st.invalid_spec(_status(b), error=error, generation=_generation(b), now=now),
         )
-
-    def _stop_children(self, ref: IngestRequestRef, body: Mapping[str, Any]) -> list[str]:
-        """Delete the unfinished Jobs of scheduled runs (a suspended one would hold the
-        CronJob's Forbid policy forever), suspend the unfinished Jobs of counter runs (their
-        Pods stop) and the CronJob. Returns what is stopped, for the status message."""
-        current = _status(body)
-        crons = {current.get("cronJobName")}
-        if (body.get("spec") or {}).get("schedule"):
-            crons.add(cronjob_name(ref.name))
-        crons.discard(None)
-        stopped: list[str] = []
-        if current.get("jobName") or crons:
-            for job_body in self._jobs_of(ref, crons):
-                job = JobView.from_body(job_body)
-                if job.complete or job.failure_reason or _deleting(job_body):
-                    continue
-                if job.scheduled:
-                    self._delete_job(ref.namespace, job.name)
-                    stopped.append(f"scheduled Job {job.name} deleted")
-                else:
-                    if not (job_body.get("spec") or {}).get("suspend"):
-                        self.kube.patch_job(ref.namespace, job.name, {"spec": {"suspend": True}})
-                    stopped.append(f"Job {job.name} suspended")
-        for name in sorted(crons):
-            cronjob = self.kube.get_cronjob(ref.namespace, name)
-            if cronjob is None or not _owned_by(cronjob, ref.uid) or _deleting(cronjob):
-                continue
-            if not (cronjob.get("spec") or {}).get("suspend"):
-                self.kube.patch_cronjob(ref.namespace, name, {"spec": {"suspend": True}})
-            stopped.append(f"CronJob {name} suspended")
-        if stopped:
-            logger.warning("IngestRequest %s/%s: spec refused, %s", ref.namespace, ref.name,
-                           ", ".join(stopped))
-        return stopped
-
-    def _jobs_of(self, ref: IngestRequestRef, crons: set[str]) -> list[dict[str, Any]]:
-        """The Jobs of ``ref``: its counter runs' (owned by it) and its CronJobs' runs."""
-        listed = self.kube.request(
-            "GET",
-            f"/apis/batch/v1/namespaces/{quote(ref.namespace, safe='')}/jobs",
-            query={"labelSelector": f"{LABEL_IR}={label_value(ref.name)}"},
-        )
-        jobs = []
-        for job in listed.get("items") or []:
-            meta = job.get("metadata") or {}
-            if (meta.get("annotations") or {}).get(ANNOTATION_IR, ref.name) != ref.name:
-                continue  # the label may be a shortened name: the annotation is exact
-            owners = meta.get("ownerReferences") or []
-            if _owned_by(job, ref.uid) or any(
-                o.get("kind") == "CronJob" and o.get("name") in crons for o in owners
-            ):
-                jobs.append(job)
-        return jobs
-
-    def _delete_job(self, namespace: str, name: str) -> None:
-        try:
-            self.kube.request(
-                "DELETE",
-                f"/apis/batch/v1/namespaces/{quote(namespace, safe='')}/jobs/"
-                f"{quote(name, safe='')}",
-                body={"propagationPolicy": "Background"},  # its Pods go with it
-            )
-        except ApiError as exc:
-            if exc.status != 404:
-                raise
 
     def _plan(
         self, body: Mapping[str, Any], spec: IngestRequestSpec, rerun: str, now: str
@@ -528,14 +461,7 @@ class IngestService:
         ):
             return False  # not a run of this object
         try:
-            spec = IngestRequestSpec.parse(
-                body.get("spec"), allowed_hosts=self.config.allowed_hosts,
-                pinned_known_hosts=self.config.known_hosts,
-            )
-            check_credentials_policy(
-                spec, allow_insecure=self.config.allow_insecure_credentials,
-                secret_labels=lambda name: self.kube.secret_labels(ref.namespace, name),
-            )
+            self._accepted_spec(ref, body)
         except InvalidSpecError as exc:
             self._refuse(ref, body, str(exc))
             return True
@@ -627,14 +553,8 @@ class IngestService:
             return
         ref = IngestRequestRef.from_body(body)
         try:
-            spec = IngestRequestSpec.parse(
-                body.get("spec"), allowed_hosts=self.config.allowed_hosts,
-                pinned_known_hosts=self.config.known_hosts,
-            )
-            check_credentials_policy(  # never resume a CronJob stopped for a refused Secret
-                spec, allow_insecure=self.config.allow_insecure_credentials,
-                secret_labels=lambda name: self.kube.secret_labels(ref.namespace, name),
-            )
+            # (never resume a CronJob stopped for a refused Secret)
+            spec = self._accepted_spec(ref, body)
             self._ensure_cronjob(
                 ref, spec, status.get("loadedSources"), history=history_limits(body.get("spec"))
             )
