@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
-from .kube import ApiError, Kube
+from .kube import Kube
 from .manifests import (
     ANNOTATION_IR,
     FAILED_JOBS_HISTORY_LIMIT,
@@ -23,6 +23,7 @@ from .manifests import (
     SUCCESSFUL_JOBS_HISTORY_LIMIT,
     label_value,
 )
+from .stopping import delete_job
 
 __all__ = ["HISTORY_MAX", "history_limits", "prune_scheduled_jobs", "to_delete"]
 
@@ -89,17 +90,7 @@ def prune_scheduled_jobs(
         # the label may be a shortened name: the annotation names the IngestRequest exactly
         if ((job.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_IR, name) == name
     ]
-    deleted = []
-    for job_name in to_delete(jobs, limits):
-        try:
-            kube.request(
-                "DELETE",
-                f"/apis/batch/v1/namespaces/{quote(namespace, safe='')}/jobs/"
-                f"{quote(job_name, safe='')}",
-                body={"propagationPolicy": "Background"},
-            )
-        except ApiError as exc:
-            if exc.status != 404:  # the CronJob controller was first
-                raise
-        deleted.append(job_name)
-    return deleted
+    doomed = to_delete(jobs, limits)
+    for job_name in doomed:
+        delete_job(kube, namespace, job_name)  # (gone already: the CronJob controller was first)
+    return doomed

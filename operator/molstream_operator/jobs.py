@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import kopf
@@ -28,16 +29,9 @@ def job_changed(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) ->
     metrics.RECONCILES.labels("job").inc()
     # kopf does not retry event handlers: retry here, then leave it to the Job's next change
     # (or to the operator's next start, which lists every Job again).
-    for delay in (1, 2, 4, 8, 0):
-        try:
-            service.on_job(body)
-            return
-        except TransientApiError as exc:
-            if not delay:
-                metrics.RECONCILE_ERRORS.labels("job").inc()
-                kopf.warn(body, reason="StatusNotUpdated", message=f"Kubernetes API: {exc}")
-                return
-            time.sleep(delay)
+    _retrying("job", lambda: service.on_job(body), (1, 2, 4, 8),
+              lambda exc: kopf.warn(body, reason="StatusNotUpdated",
+                                    message=f"Kubernetes API: {exc}"))
 
 
 @kopf.on.startup()
@@ -52,14 +46,22 @@ def pod_changed(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) ->
         return
     service: IngestService = memo.service
     metrics.RECONCILES.labels("pod").inc()
-    for delay in (1, 2, 4, 0):
+    _retrying("pod", lambda: service.on_pod(body), (1, 2, 4),
+              lambda exc: logging.getLogger(__name__).warning(
+                  "Pod %s: status not updated: %s", body.get("metadata", {}).get("name"), exc))
+
+
+def _retrying(kind: str, call: Callable[[], None], delays: tuple[float, ...],
+              give_up: Callable[[TransientApiError], None]) -> None:
+    """``call``, tried again after each of ``delays`` seconds while the API server fails it
+    transiently; then counted as an error and handed to ``give_up``."""
+    for delay in (*delays, None):
         try:
-            service.on_pod(body)
+            call()
             return
         except TransientApiError as exc:
-            if not delay:
-                metrics.RECONCILE_ERRORS.labels("pod").inc()
-                logging.getLogger(__name__).warning("Pod %s: status not updated: %s",
-                                                    body.get("metadata", {}).get("name"), exc)
+            if delay is None:
+                metrics.RECONCILE_ERRORS.labels(kind).inc()
+                give_up(exc)
                 return
             time.sleep(delay)

@@ -13,7 +13,7 @@ from .kube import ApiError, Kube
 from .manifests import ANNOTATION_IR, LABEL_IR, cronjob_name, label_value
 from .models import IngestRequestRef, JobView
 
-__all__ = ["deleting", "owned_by", "stop_children"]
+__all__ = ["delete_job", "deleting", "owned_by", "stop_children"]
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ def stop_children(kube: Kube, ref: IngestRequestRef, body: Mapping[str, Any]) ->
             if job.complete or job.failure_reason or deleting(job_body):
                 continue
             if job.scheduled:
-                _delete_job(kube, ref.namespace, job.name)
+                delete_job(kube, ref.namespace, job.name)
                 stopped.append(f"scheduled Job {job.name} deleted")
             else:
                 if not (job_body.get("spec") or {}).get("suspend"):
@@ -82,7 +82,8 @@ def _jobs_of(kube: Kube, ref: IngestRequestRef, crons: set[str]) -> list[dict[st
     return jobs
 
 
-def _delete_job(kube: Kube, namespace: str, name: str) -> None:
+def delete_job(kube: Kube, namespace: str, name: str) -> None:
+    """Delete Job ``name`` and its Pods (Background); gone already is fine."""
     try:
         kube.request(
             "DELETE",

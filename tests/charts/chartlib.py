@@ -72,6 +72,27 @@ def env_of(container: dict[str, Any]) -> dict[str, Any]:
     return {e["name"]: e.get("value", e.get("valueFrom")) for e in container.get("env", [])}
 
 
+def operator_built_job(objects: list[dict[str, Any]], tmp_path: Path, spec: dict[str, Any], *,
+                       namespace: str = "molstream") -> dict[str, Any]:
+    """The fetcher Job the operator would build for an IngestRequest ``spec`` from the rendered
+    chart's operator environment and fetcher template file."""
+    from molstream_operator.config import OperatorConfig
+    from molstream_operator.manifests import build_job
+    from molstream_operator.models import IngestRequestRef, IngestRequestSpec
+
+    operator = next(o for o in objects if o["kind"] == "Deployment"
+                    and o["metadata"]["name"].endswith("operator"))
+    env = {k: v for k, v in env_of(pod_spec(operator)["containers"][0]).items()
+           if isinstance(v, str)}
+    template = next(o for o in objects if o["kind"] == "ConfigMap"
+                    and o["metadata"]["name"].endswith("fetcher-template"))
+    path = tmp_path / "fetcher-template.yaml"
+    path.write_text(template["data"]["fetcher-template.yaml"])
+    env["MOLSTREAM_FETCHER_TEMPLATE"] = str(path)
+    ref = IngestRequestRef(namespace=namespace, name="sample", uid="u", generation=1)
+    return build_job(ref, IngestRequestSpec.parse(spec), OperatorConfig.from_env(env), run=1)
+
+
 def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
     """Whether a Kubernetes label selector (matchLabels, matchExpressions) selects `labels`."""
     if any(labels.get(key) != value for key, value in selector.get("matchLabels", {}).items()):

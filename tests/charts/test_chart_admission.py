@@ -26,11 +26,8 @@ from typing import Any
 
 import pytest
 import yaml
-from chartlib import CHART, KIND_VALUES, parse, pod_spec
+from chartlib import CHART, KIND_VALUES, operator_built_job, parse, pod_spec
 from molstream_dev.pytest_kube import Tool
-from molstream_operator.config import OperatorConfig
-from molstream_operator.manifests import build_job
-from molstream_operator.models import IngestRequestRef, IngestRequestSpec
 
 RELEASE = "molstream"
 USER = "alice"
@@ -237,27 +234,10 @@ def _as_pod(obj: dict[str, Any], name: str) -> dict[str, Any]:
 
 def _fetcher_pod(objects: list[dict[str, Any]], tmp_path: Path) -> dict[str, Any]:
     """The fetcher Pod the operator would create from the chart's environment and template."""
-    operator = next(
-        o
-        for o in objects
-        if o["kind"] == "Deployment" and o["metadata"]["name"].endswith("operator")
-    )
-    container = operator["spec"]["template"]["spec"]["containers"][0]
-    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
-    config_map = next(
-        o
-        for o in objects
-        if o["kind"] == "ConfigMap" and o["metadata"]["name"].endswith("fetcher-template")
-    )
-    path = tmp_path / "fetcher-template.yaml"
-    path.write_text(config_map["data"]["fetcher-template.yaml"])
-    env["MOLSTREAM_FETCHER_TEMPLATE"] = str(path)
-    config = OperatorConfig.from_env(env)
-    ref = IngestRequestRef(namespace="x", name="sample", uid="u", generation=1)
-    spec = IngestRequestSpec.parse(
-        {"url": "https://example.org/a.csv", "credentialsSecret": {"name": "db-app"}}
-    )
-    return build_job(ref, spec, config, run=1)
+    return operator_built_job(
+        objects, tmp_path,
+        {"url": "https://example.org/a.csv", "credentialsSecret": {"name": "db-app"}},
+        namespace="x")
 
 
 def test_every_pod_is_admitted_by_pod_security_restricted(

@@ -9,10 +9,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from chartlib import CHART, Helm, Render, env_of, find, pod_spec, refused, selects
-from molstream_operator.config import OperatorConfig
-from molstream_operator.manifests import build_job
-from molstream_operator.models import IngestRequestRef, IngestRequestSpec
+from chartlib import (
+    CHART,
+    Helm,
+    Render,
+    env_of,
+    find,
+    operator_built_job,
+    pod_spec,
+    refused,
+    selects,
+)
 
 ON = {"metrics.enabled": "true"}
 MONITORS = {"ServiceMonitor", "PodMonitor"}
@@ -54,14 +61,9 @@ def _pod_labels(objects: list[dict[str, Any]], component: str) -> dict[str, str]
 def _fetcher_pod(objects: list[dict[str, Any]], tmp_path: Path) -> dict[str, Any]:
     """The Pod template of a Job the operator would build from the chart's environment and
     fetcher template file."""
-    env = {k: v for k, v in env_of(_container(objects, "operator")).items() if isinstance(v, str)}
-    data = find(objects, "ConfigMap", "molstream-fetcher-template")["data"]
-    (tmp_path / "fetcher-template.yaml").write_text(data["fetcher-template.yaml"])
-    env["MOLSTREAM_FETCHER_TEMPLATE"] = str(tmp_path / "fetcher-template.yaml")
-    config = OperatorConfig.from_env(env)
-    ref = IngestRequestRef(namespace="molstream", name="sample", uid="u", generation=1)
-    spec = IngestRequestSpec.parse({"url": "ftp://molstream-ftp:2121/activities.csv.gz"})
-    return build_job(ref, spec, config, run=1)["spec"]["template"]
+    job = operator_built_job(objects, tmp_path,
+                             {"url": "ftp://molstream-ftp:2121/activities.csv.gz"})
+    return job["spec"]["template"]
 
 
 def test_metrics_off_by_default(render: Render, tmp_path: Path) -> None:

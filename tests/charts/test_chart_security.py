@@ -13,10 +13,8 @@ from typing import Any
 
 import pytest
 import yaml
-from chartlib import KIND_VALUES, Render, env_of, find, pod_spec, selects
-from molstream_operator.config import FetcherTemplate, OperatorConfig
-from molstream_operator.manifests import build_job
-from molstream_operator.models import IngestRequestRef, IngestRequestSpec
+from chartlib import KIND_VALUES, Render, env_of, find, operator_built_job, pod_spec, selects
+from molstream_operator.config import FetcherTemplate
 
 FETCHER = {
     "app.kubernetes.io/name": "molstream",
@@ -48,14 +46,7 @@ def _template(objects: list[dict[str, Any]]) -> dict[str, Any]:
 
 def _fetcher_job(objects: list[dict[str, Any]], tmp_path: Path) -> dict[str, Any]:
     """The Job the operator would build from the chart's environment and fetcher template."""
-    env = {k: v for k, v in _operator_env(objects).items() if isinstance(v, str)}
-    data = find(objects, "ConfigMap", "molstream-fetcher-template")["data"]
-    (tmp_path / "fetcher-template.yaml").write_text(data["fetcher-template.yaml"])
-    env["MOLSTREAM_FETCHER_TEMPLATE"] = str(tmp_path / "fetcher-template.yaml")
-    config = OperatorConfig.from_env(env)
-    ref = IngestRequestRef(namespace="molstream", name="sample", uid="u", generation=1)
-    spec = IngestRequestSpec.parse({"url": "https://example.org/activities.csv.gz"})
-    return build_job(ref, spec, config, run=1)
+    return operator_built_job(objects, tmp_path, {"url": "https://example.org/activities.csv.gz"})
 
 
 def _ingress_admits(
