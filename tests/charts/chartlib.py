@@ -17,6 +17,9 @@ CHART = REPO_ROOT / "charts" / "molstream"
 KIND_VALUES = REPO_ROOT / "k8s" / "kind-values.yaml"
 CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
 CACHE = CACHE_BIN.parent
+# `helm install` into the tests' shared API server: the CRD is there already (fixture ir_crd),
+# owned by no release, and cluster-scoped, so no release takes it.
+INSTALL_ARGS = ("--set", "crds.create=false")
 
 Helm = Callable[..., subprocess.CompletedProcess[str]]
 Render = Callable[..., list[dict[str, Any]]]

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from chartlib import CHART, Helm, Render, parse, set_args, tool
+from molstream_dev.crd import crd_manifest
 from molstream_dev.kube import PROVISION_HINT
 
 
@@ -54,3 +55,16 @@ def render(helm_offline: Helm) -> Render:
         return parse(result.stdout)
 
     return run
+
+
+@pytest.fixture(scope="session")
+def ir_crd(kubectl: Any) -> str:
+    """The chart's CRD, applied once for every release the tests install into the shared API
+    server: cluster-scoped, it belongs to one release (crds.create), so they all install with
+    crds.create=false (INSTALL_ARGS). tests/charts/test_chart_upgrade.py installs it through
+    helm, in an API server of its own."""
+    manifest = crd_manifest()
+    kubectl("apply", "-f", "-", input=manifest)
+    kubectl("wait", "--for=condition=Established", "crd/ingestrequests.molstream.io",
+            "--timeout=60s")
+    return manifest

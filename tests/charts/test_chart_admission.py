@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 import yaml
-from chartlib import CHART, KIND_VALUES, operator_built_job, parse, pod_spec
+from chartlib import CHART, INSTALL_ARGS, KIND_VALUES, operator_built_job, parse, pod_spec
 from molstream_dev.pytest_kube import Tool
 
 RELEASE = "molstream"
@@ -43,7 +43,9 @@ def _namespace(kubectl: Tool, prefix: str, **labels: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def restricted(helm: Tool, kubectl: Tool) -> Iterator[tuple[str, list[dict[str, Any]], str]]:
+def restricted(
+    helm: Tool, kubectl: Tool, ir_crd: str
+) -> Iterator[tuple[str, list[dict[str, Any]], str]]:
     """The chart with the kind values and metrics on, installed as release `molstream` into a
     namespace enforcing Pod Security "restricted"; (namespace, objects, helm's stderr)."""
     namespace = _namespace(
@@ -64,6 +66,7 @@ def restricted(helm: Tool, kubectl: Tool) -> Iterator[tuple[str, list[dict[str, 
         "--namespace",
         namespace,
         "--no-hooks",
+        *INSTALL_ARGS,
         "--values",
         KIND_VALUES,
         "--set",

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 import yaml
-from chartlib import CHART, CI_VALUES, KIND_VALUES, parse
+from chartlib import CHART, CI_VALUES, INSTALL_ARGS, KIND_VALUES, parse
 from molstream_dev.kube import REPO_ROOT
 from molstream_dev.pytest_kube import Tool
 
@@ -34,7 +34,8 @@ def _namespace(kubectl: Tool, prefix: str) -> str:
 def _install(
     helm: Tool, kubectl: Tool, release: str, namespace: str, *args: Any
 ) -> list[dict[str, Any]]:
-    helm("install", release, CHART, "--namespace", namespace, "--no-hooks", *args, timeout=180)
+    helm("install", release, CHART, "--namespace", namespace, "--no-hooks", *INSTALL_ARGS, *args,
+         timeout=180)
     manifest = parse(helm("get", "manifest", release, "--namespace", namespace).stdout)
     hooks = parse(helm("get", "hooks", release, "--namespace", namespace).stdout)
     # Hooks, created for real (a dry run would not see the ServiceAccount the Pod needs).
@@ -44,7 +45,9 @@ def _install(
 
 
 @pytest.fixture(scope="module")
-def installed(helm: Tool, kubectl: Tool) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+def installed(
+    helm: Tool, kubectl: Tool, ir_crd: str
+) -> Iterator[tuple[str, list[dict[str, Any]]]]:
     """The chart installed with the kind values as release `molstream` (the sample's host)."""
     namespace = _namespace(kubectl, "chart")
     objects = _install(helm, kubectl, "molstream", namespace, "--values", KIND_VALUES)
@@ -171,7 +174,7 @@ def test_workloads_have_no_api_rights(kubectl: Tool, installed: Any, account: st
 
 @pytest.mark.parametrize("values", CI_VALUES, ids=lambda p: p.stem)
 def test_install_ci_value_sets(helm: Tool, kubectl: Tool, installed: Any, values: Any) -> None:
-    """The non-default sets install too (the CRD is already there: helm skips crds/)."""
+    """The non-default sets install too (beside the first release, crds.create=false)."""
     namespace = _namespace(kubectl, values.stem[:20])
     try:
         objects = _install(helm, kubectl, f"ms-{values.stem[:20]}", namespace, "--values", values)

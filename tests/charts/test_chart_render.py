@@ -101,9 +101,11 @@ def test_defaults(render: Render) -> None:
         ("Pod", "molstream-test"),
     }
     assert expected <= kinds
-    # The chart never carries the CRD as a template: it is in crds/ (installed before the rest).
-    assert not any(o["kind"] == "CustomResourceDefinition" for o in objects)
-    assert (CHART / "crds" / "ingestrequests.molstream.io.yaml").is_file()
+    # The CRD is a template (helm upgrades it), kept on uninstall; never in crds/, which helm
+    # would install but never upgrade.
+    crd = find(objects, "CustomResourceDefinition", "ingestrequests.molstream.io")
+    assert crd["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
+    assert not (CHART / "crds").exists()
 
     worker = find(objects, "Deployment", "molstream-worker")
     assert worker["spec"]["replicas"] == 1

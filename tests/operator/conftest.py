@@ -20,10 +20,10 @@ import pytest
 import yaml
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import TopicAlreadyExistsError
+from molstream_dev.crd import crd_manifest
 from molstream_operator.kube import Kube
 from operator_harness import (
     ALLOWED_HOSTS,
-    CRD,
     IMAGE,
     RBAC_RULES,
     Namespace,
@@ -35,12 +35,14 @@ from operator_harness import (
 
 
 @pytest.fixture(scope="session")
-def ir_crd(kubectl: Any) -> Path:
-    kubectl("apply", "-f", CRD)
+def ir_crd(kubectl: Any) -> str:
+    """The chart's CRD (templates/crd.yaml, rendered), applied; its manifest."""
+    manifest = crd_manifest()
+    kubectl("apply", "-f", "-", input=manifest)
     kubectl(
         "wait", "--for=condition=Established", "crd/ingestrequests.molstream.io", "--timeout=60s"
     )
-    return CRD
+    return manifest
 
 
 @pytest.fixture(scope="session")

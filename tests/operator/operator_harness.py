@@ -19,7 +19,6 @@ from molstream_operator.kube import Kube
 from molstream_operator.status import format_time
 
 ROOT = Path(__file__).resolve().parents[2]
-CRD = ROOT / "charts" / "molstream" / "crds" / "ingestrequests.molstream.io.yaml"
 RBAC_RULES = ROOT / "operator" / "rbac-rules.yaml"
 IMAGE = "registry.test/molstream:test"
 ALLOWED_HOSTS = "molstream-ftp,*.example.org"

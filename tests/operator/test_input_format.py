@@ -3,20 +3,19 @@ handed to the fetcher Job as its options (and read back by the fetcher's own com
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from click.testing import CliRunner
 from molstream.contract import COLUMN_NAMES
+from molstream_dev.crd import spec_schema
 from molstream_operator.config import FetcherTemplate, OperatorConfig
 from molstream_operator.manifests import build_cronjob, build_job
 from molstream_operator.models import CONTRACT_COLUMNS, IngestRequestRef, IngestRequestSpec
 from molstream_operator.urls import InvalidSpecError
 from operator_harness import Namespace, ingestrequest, secret
 
-CRD = Path(__file__).parents[2] / "charts/molstream/crds/ingestrequests.molstream.io.yaml"
 REF = IngestRequestRef(namespace="chem", name="chembl", uid="uid-1", generation=1)
 CONFIG = OperatorConfig(kafka_bootstrap="kafka:9092", topic_prefix="molstream",
                         fetcher=FetcherTemplate.from_mapping({"image": "molstream:dev"}))
@@ -28,8 +27,7 @@ ARGS = ["--delimiter=\t", "--null-token=NULL", "--null-token=\\N", "--null-token
 
 
 def _spec_schema() -> dict[str, Any]:
-    crd = yaml.safe_load(CRD.read_text())
-    return crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    return spec_schema()
 
 
 def test_the_contract_columns_agree_with_molstream_and_the_crd() -> None:
