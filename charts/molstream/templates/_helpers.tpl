@@ -196,6 +196,7 @@ true
 {{- if and $metrics.enabled .Values.operator.enabled (eq (int $metrics.port) (int .Values.operator.healthPort)) -}}
 {{- fail (printf "metrics.port=%d is operator.healthPort too: the operator serves /metrics and its health endpoint on different ports." (int $metrics.port)) -}}
 {{- end -}}
+{{- include "molstream.validateKafkaClient" . -}}
 {{- end -}}
 
 {{/* MOLSTREAM_INTERNAL_HOSTS of the operator: operator.internalHosts, plus the demo FTP
