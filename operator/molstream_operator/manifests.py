@@ -28,7 +28,7 @@ from typing import Any
 import kopf
 
 from .config import OperatorConfig
-from .models import IngestRequestRef, IngestRequestSpec, Mode
+from .models import IngestRequestRef, IngestRequestSpec, Mode, fetcher_resources
 
 __all__ = [
     "ANNOTATION_INGEST_ID",
@@ -363,7 +363,8 @@ def _pod_template(
         "command": ["molstream"],
         "args": args,
         "env": _env(ref, spec, config, ingest=ingest, loaded=loaded, force=force),
-        "resources": copy.deepcopy(template.resources),
+        # The chart's, with the IngestRequest's spec.fetcher.resources over them.
+        "resources": fetcher_resources(copy.deepcopy(template.resources), spec),
         # Its last lines (the fetcher's "error: ..." line) when it fails: the Pod's status says
         # why the run failed, for the operator and for `kubectl describe`.
         "terminationMessagePolicy": "FallbackToLogsOnError",

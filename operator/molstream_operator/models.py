@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import decimal
 import enum
 import re
 from collections.abc import Callable, Collection, Mapping
@@ -24,6 +25,7 @@ __all__ = [
     "Mode",
     "SOURCE_CREDENTIALS_LABEL",
     "check_credentials_policy",
+    "fetcher_resources",
 ]
 
 GROUP = "molstream.io"
@@ -51,6 +53,20 @@ DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*
 #: whoever may create IngestRequests must not get the fetcher to send any other Secret away.
 SOURCE_CREDENTIALS_LABEL = "molstream.io/source-credentials"
 INSECURE_SCHEMES = ("ftp", "http")
+#: spec.fetcher.resources: the sections and the keys the CRD allows.
+RESOURCE_SECTIONS = ("requests", "limits")
+RESOURCE_KEYS = ("cpu", "memory", "ephemeral-storage")
+#: A resource.Quantity, as the CRD's pattern (Kubernetes' own, without a sign).
+QUANTITY = re.compile(
+    r"(?P<number>[0-9]+(?:\.[0-9]*)?|\.[0-9]+)"
+    r"(?P<suffix>[KMGTPE]i|[numkMGTPE]|[eE][+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))?")
+_QUANTITY_SUFFIXES = {
+    **{s: decimal.Decimal(1024) ** (i + 1) for i, s in enumerate(("Ki", "Mi", "Gi", "Ti", "Pi",
+                                                                   "Ei"))},
+    **{s: decimal.Decimal(10) ** e for s, e in (("n", -9), ("u", -6), ("m", -3), ("", 0),
+                                                ("k", 3), ("M", 6), ("G", 9), ("T", 12),
+                                                ("P", 15), ("E", 18))},
+}
 
 
 class Mode(enum.StrEnum):
@@ -127,6 +143,8 @@ class IngestRequestSpec:
     # spec.allowInsecureCredentials: the requester accepts that the credentials go over plain
     # ftp:// or http:// (the operator must allow it too: MOLSTREAM_ALLOW_INSECURE_CREDENTIALS).
     allow_insecure_credentials: bool = False
+    # spec.fetcher.resources: (section, key, quantity), over the chart's (fetcher_resources).
+    fetcher_resources: tuple[tuple[str, str, str], ...] = ()
 
     @property
     def sftp(self) -> bool:
@@ -193,6 +211,7 @@ class IngestRequestSpec:
             release=_release(spec.get("release")),
             known_hosts=known_hosts,
             allow_insecure_credentials=insecure,
+            fetcher_resources=_resources(spec.get("fetcher")),
         )
 
 
@@ -280,6 +299,80 @@ def _sftp(raw: Any, url: str, pinned: str) -> str:
             "prints it, to be checked with the server's administrator (an unknown key is "
             "never trusted)")
     return text
+
+
+def parse_quantity(value: str) -> decimal.Decimal:
+    """A Kubernetes quantity (500m, 2, 1.5Gi, 1e3) as a number, to compare two of them."""
+    match = QUANTITY.fullmatch(value)
+    if not match:
+        raise ValueError(f"{value!r} is not a quantity")
+    suffix = match["suffix"] or ""
+    number = decimal.Decimal(match["number"])
+    if suffix[:1] in ("e", "E") and len(suffix) > 1:
+        return number.scaleb(int(decimal.Decimal(suffix[1:])))
+    return number * _QUANTITY_SUFFIXES[suffix]
+
+
+def _resources(raw: Any) -> tuple[tuple[str, str, str], ...]:
+    """``spec.fetcher`` (its ``resources``: requests and limits of the fetcher container)."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, Mapping):
+        raise InvalidSpecError("spec.fetcher", "must be an object")
+    resources = raw.get("resources")
+    if resources is None:
+        return ()
+    if not isinstance(resources, Mapping) or set(resources) - set(RESOURCE_SECTIONS):
+        raise InvalidSpecError("spec.fetcher.resources", "holds requests and limits only")
+    out = []
+    for section in RESOURCE_SECTIONS:
+        values = resources.get(section) or {}
+        field = f"spec.fetcher.resources.{section}"
+        if not isinstance(values, Mapping):
+            raise InvalidSpecError(field, "must map cpu, memory or ephemeral-storage to a quantity")
+        for key, value in values.items():
+            if key not in RESOURCE_KEYS:
+                raise InvalidSpecError(field, f"{key!r}: the keys are {', '.join(RESOURCE_KEYS)}")
+            if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+                value = str(value)
+            if not isinstance(value, str) or not QUANTITY.fullmatch(value):
+                raise InvalidSpecError(f"{field}.{key}",
+                                       f"{value!r} is not a quantity (e.g. 500m, 2, 4Gi)")
+            out.append((section, key, value))
+    return tuple(sorted(out))  # one Job for one spec, whatever the map's order
+
+
+def fetcher_resources(base: Mapping[str, Any], spec: IngestRequestSpec) -> dict[str, Any]:
+    """The fetcher container's resources: the chart's (``base``: the fetcher template's) with
+    the IngestRequest's spec.fetcher.resources over them key by key. InvalidSpecError when a
+    request ends up above its limit (the API server would refuse the Pod later, less clearly)."""
+    merged: dict[str, Any] = {k: dict(v) if isinstance(v, Mapping) else v for k, v in base.items()}
+    for section, key, value in spec.fetcher_resources:
+        merged.setdefault(section, {})[key] = value
+    given = {(section, key) for section, key, _ in spec.fetcher_resources}
+    requests, limits = merged.get("requests") or {}, merged.get("limits") or {}
+    for key in sorted(set(requests) & set(limits)):
+        try:
+            above = parse_quantity(str(requests[key])) > parse_quantity(str(limits[key]))
+        except ValueError:
+            continue  # the chart's own value: the API server judges it
+        if not above:
+            continue
+        if ("requests", key) in given and ("limits", key) in given:
+            raise InvalidSpecError(
+                f"spec.fetcher.resources.requests.{key}",
+                f"{requests[key]} is more than spec.fetcher.resources.limits.{key} "
+                f"{limits[key]}")
+        if ("requests", key) in given:
+            raise InvalidSpecError(
+                f"spec.fetcher.resources.requests.{key}",
+                f"{requests[key]} is more than the fetcher's limit {limits[key]} (the chart's "
+                f"fetcher.resources.limits.{key}): raise spec.fetcher.resources.limits.{key} too")
+        raise InvalidSpecError(
+            f"spec.fetcher.resources.limits.{key}",
+            f"{limits[key]} is less than the fetcher's request {requests[key]} (the chart's "
+            f"fetcher.resources.requests.{key}): lower spec.fetcher.resources.requests.{key} too")
+    return merged
 
 
 def _release(raw: Any) -> str | None:

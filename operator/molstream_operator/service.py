@@ -31,7 +31,14 @@ from .manifests import (
     parse_ingest_id,
     run_ingest_id,
 )
-from .models import KIND, IngestRequestRef, IngestRequestSpec, JobView, check_credentials_policy
+from .models import (
+    KIND,
+    IngestRequestRef,
+    IngestRequestSpec,
+    JobView,
+    check_credentials_policy,
+    fetcher_resources,
+)
 from .stopping import deleting as _deleting
 from .stopping import owned_by as _owned_by
 from .stopping import stop_children
@@ -129,6 +136,7 @@ class IngestService:
             spec, allow_insecure=self.config.allow_insecure_credentials,
             secret_labels=lambda name: self.kube.secret_labels(ref.namespace, name),
         )
+        fetcher_resources(self.config.fetcher.resources, spec)  # a request above its limit
         return spec
 
     # --- IngestRequest created, resumed or changed ---------------------------------------------
