@@ -1,0 +1,303 @@
+"""Kafka client security (global.kafka.security) and PostgreSQL TLS (database.tls) as the chart
+renders them: every Pod that talks to Kafka (worker, operator, the fetcher Job the operator
+builds from the fetcher template, Kafka UI, the helm test) gets the MOLSTREAM_KAFKA_* variables
+pointing at files, and the Secrets as files (items, mode 0440, readable through fsGroup), never
+as environment values; inconsistent values fail the render with one message naming the value.
+The secured release is then installed into the real API server, and the fetcher Job the
+operator builds is created there (server-side dry run)."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from chartlib import (
+    CHART,
+    INSTALL_ARGS,
+    Helm,
+    Render,
+    env_of,
+    find,
+    operator_built_job,
+    parse,
+    pod_spec,
+    refused,
+)
+from molstream_dev.pytest_kube import Tool
+
+EXTERNAL = {"kafka.external.bootstrapServers": "my-cluster-kafka-bootstrap:9093"}
+SASL_SSL = {
+    **EXTERNAL,
+    "global.kafka.security.protocol": "SASL_SSL",
+    "global.kafka.security.sasl.username": "molstream",
+    "global.kafka.security.sasl.passwordSecret.name": "molstream-kafka",
+    "global.kafka.security.tls.caSecret.name": "my-cluster-cluster-ca-cert",
+}
+MTLS = {
+    **EXTERNAL,
+    "global.kafka.security.protocol": "SSL",
+    "global.kafka.security.tls.caSecret.name": "my-cluster-cluster-ca-cert",
+    "global.kafka.security.tls.clientSecret.name": "molstream-user",
+}
+SPEC = {"url": "https://ftp.example.org/chembl/activities.csv.gz"}
+
+
+def _kafka_pods(objects: list[dict[str, Any]], tmp_path: Path) -> dict[str, dict[str, Any]]:
+    """The Pod specs that talk to Kafka: worker, operator, the operator-built fetcher, test."""
+    return {
+        "worker": pod_spec(find(objects, "Deployment", "molstream-worker")),
+        "operator": pod_spec(find(objects, "Deployment", "molstream-operator")),
+        "fetcher": pod_spec(operator_built_job(objects, tmp_path, SPEC)),
+        "test": pod_spec(find(objects, "Pod", "molstream-test")),
+    }
+
+
+def _files(spec: dict[str, Any]) -> dict[str, tuple[str, str, int]]:
+    """mount path/file → (Secret, key, mode) for every Secret volume with items."""
+    container = spec["containers"][0]
+    volumes = {v["name"]: v for v in spec.get("volumes", [])}
+    files = {}
+    for mount in container.get("volumeMounts", []):
+        secret = volumes[mount["name"]].get("secret")
+        if secret is None:
+            continue
+        assert mount.get("readOnly") is True
+        for item in secret["items"]:
+            files[f"{mount['mountPath']}/{item['path']}"] = (
+                secret["secretName"], item["key"], secret["defaultMode"])
+    return files
+
+
+def test_plaintext_by_default(render: Render, tmp_path: Path) -> None:
+    objects = render()
+    for name, spec in _kafka_pods(objects, tmp_path).items():
+        env = env_of(spec["containers"][0])
+        assert not [k for k in env if k.startswith("MOLSTREAM_KAFKA_") and k != (
+            "MOLSTREAM_KAFKA_BOOTSTRAP")], name
+        assert not [v for v in spec["volumes"] if v["name"].startswith("kafka-")], name
+
+
+def test_sasl_ssl_in_every_pod(render: Render, tmp_path: Path) -> None:
+    objects = render(set=SASL_SSL)
+    for name, spec in _kafka_pods(objects, tmp_path).items():
+        env = env_of(spec["containers"][0])
+        assert env["MOLSTREAM_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL", name
+        assert env["MOLSTREAM_KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512", name
+        assert env["MOLSTREAM_KAFKA_SASL_USERNAME"] == "molstream", name
+        assert env["MOLSTREAM_KAFKA_SASL_PASSWORD_FILE"] == "/etc/molstream/kafka-sasl/password"
+        assert env["MOLSTREAM_KAFKA_CA_FILE"] == "/etc/molstream/kafka-ca/ca.crt", name
+        assert env["MOLSTREAM_KAFKA_CHECK_HOSTNAME"] == "true", name
+        assert "MOLSTREAM_KAFKA_SASL_PASSWORD" not in env, name
+        assert "MOLSTREAM_KAFKA_CERT_FILE" not in env, name
+        # Each file the variables name is exactly one Secret key, group-readable (fsGroup).
+        assert _files(spec) == {
+            "/etc/molstream/kafka-sasl/password": ("molstream-kafka", "password", 0o440),
+            "/etc/molstream/kafka-ca/ca.crt": ("my-cluster-cluster-ca-cert", "ca.crt", 0o440),
+        }, name
+        assert spec["securityContext"]["fsGroup"] == 10001
+        assert spec["securityContext"]["runAsUser"] == 10001
+        # No Secret reaches the environment (the fetcher's source credentials are not set here).
+        assert not [k for k, v in env.items() if isinstance(v, dict) and "secretKeyRef" in v
+                    and "KAFKA" in k], name
+
+
+def test_mtls_in_every_pod(render: Render, tmp_path: Path) -> None:
+    objects = render(set={**MTLS, "global.kafka.security.tls.checkHostname": "false"})
+    for name, spec in _kafka_pods(objects, tmp_path).items():
+        env = env_of(spec["containers"][0])
+        assert env["MOLSTREAM_KAFKA_SECURITY_PROTOCOL"] == "SSL", name
+        assert env["MOLSTREAM_KAFKA_CERT_FILE"] == "/etc/molstream/kafka-user/user.crt", name
+        assert env["MOLSTREAM_KAFKA_KEY_FILE"] == "/etc/molstream/kafka-user/user.key", name
+        assert env["MOLSTREAM_KAFKA_CHECK_HOSTNAME"] == "false", name
+        assert not [k for k in env if k.startswith("MOLSTREAM_KAFKA_SASL")], name
+        assert _files(spec) == {
+            "/etc/molstream/kafka-ca/ca.crt": ("my-cluster-cluster-ca-cert", "ca.crt", 0o440),
+            "/etc/molstream/kafka-user/user.crt": ("molstream-user", "user.crt", 0o440),
+            "/etc/molstream/kafka-user/user.key": ("molstream-user", "user.key", 0o440),
+        }, name
+
+
+def test_tls_without_ca_uses_system_cas(render: Render, tmp_path: Path) -> None:
+    objects = render(set={**EXTERNAL, "global.kafka.security.protocol": "SSL"})
+    for name, spec in _kafka_pods(objects, tmp_path).items():
+        env = env_of(spec["containers"][0])
+        assert env["MOLSTREAM_KAFKA_SECURITY_PROTOCOL"] == "SSL", name
+        assert "MOLSTREAM_KAFKA_CA_FILE" not in env, name
+        assert _files(spec) == {}, name
+
+
+def test_operator_template_mount_leaves_room_for_secrets(render: Render) -> None:
+    """The fetcher template's ConfigMap has a directory of its own: the Kafka Secrets are
+    mounted beside it, not inside a ConfigMap volume."""
+    operator = pod_spec(find(render(set=SASL_SSL), "Deployment", "molstream-operator"))
+    container = operator["containers"][0]
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    template = env_of(container)["MOLSTREAM_FETCHER_TEMPLATE"]
+    assert template.startswith(mounts["fetcher-template"] + "/")
+    for name in ("kafka-sasl", "kafka-ca"):
+        assert not mounts[name].startswith(mounts["fetcher-template"] + "/")
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ({}, {"MOLSTREAM_CREATE_TOPICS": "false"}),
+        ({"kafka.topics.create": "false", "kafka.topics.replicationFactor": "3",
+          "kafka.topics.minInsyncReplicas": "2"},
+         {"MOLSTREAM_CREATE_TOPICS": "true", "MOLSTREAM_TOPIC_REPLICATION_FACTOR": "3",
+          "MOLSTREAM_TOPIC_MIN_INSYNC_REPLICAS": "2"}),
+    ],
+    ids=["topics-job", "components-create"],
+)
+def test_topics_env(render: Render, tmp_path: Path, values: dict[str, str],
+                    expected: dict[str, str]) -> None:
+    objects = render(set={**EXTERNAL, **values})
+    pods = _kafka_pods(objects, tmp_path)
+    for name in ("worker", "fetcher"):
+        env = env_of(pods[name]["containers"][0])
+        got = {k: v for k, v in env.items() if k.startswith("MOLSTREAM_CREATE_TOPICS")
+               or k.startswith("MOLSTREAM_TOPIC_")}
+        got.pop("MOLSTREAM_TOPIC_PREFIX")
+        assert got == expected, name
+
+
+def test_kafka_ui_sasl_ssl(render: Render) -> None:
+    objects = render(set={**SASL_SSL, "kafka-ui.enabled": "true",
+                          "kafka-ui.bootstrapServers": EXTERNAL["kafka.external.bootstrapServers"]})
+    spec = pod_spec(find(objects, "Deployment", "molstream-kafka-ui"))
+    env = env_of(spec["containers"][0])
+    names = [e["name"] for e in spec["containers"][0]["env"]]
+    assert env["KAFKA_CLUSTERS_0_PROPERTIES_SECURITY_PROTOCOL"] == "SASL_SSL"
+    assert env["KAFKA_CLUSTERS_0_PROPERTIES_SASL_MECHANISM"] == "SCRAM-SHA-512"
+    # The kubelet expands $(KAFKA_SASL_PASSWORD), defined before, from the Secret.
+    assert env["KAFKA_CLUSTERS_0_PROPERTIES_SASL_JAAS_CONFIG"] == (
+        'org.apache.kafka.common.security.scram.ScramLoginModule required '
+        'username="molstream" password="$(KAFKA_SASL_PASSWORD)";')
+    assert env["KAFKA_SASL_PASSWORD"] == {
+        "secretKeyRef": {"name": "molstream-kafka", "key": "password"}}
+    assert names.index("KAFKA_SASL_PASSWORD") < names.index(
+        "KAFKA_CLUSTERS_0_PROPERTIES_SASL_JAAS_CONFIG")
+    assert env["KAFKA_CLUSTERS_0_PROPERTIES_SSL_TRUSTSTORE_TYPE"] == "PEM"
+    assert env["KAFKA_CLUSTERS_0_PROPERTIES_SSL_TRUSTSTORE_LOCATION"] == (
+        "/etc/kafka-ui/kafka-ca/ca.crt")
+    assert _files(spec) == {
+        "/etc/kafka-ui/kafka-ca/ca.crt": ("my-cluster-cluster-ca-cert", "ca.crt", 0o440)}
+
+
+def test_kafka_ui_mtls(render: Render) -> None:
+    objects = render(set={**MTLS, "global.kafka.security.tls.checkHostname": "false",
+                          "kafka-ui.enabled": "true",
+                          "kafka-ui.bootstrapServers": EXTERNAL["kafka.external.bootstrapServers"]})
+    env = env_of(pod_spec(find(objects, "Deployment", "molstream-kafka-ui"))["containers"][0])
+    assert env["KAFKA_CLUSTERS_0_PROPERTIES_SECURITY_PROTOCOL"] == "SSL"
+    assert env["KAFKA_CLUSTERS_0_PROPERTIES_SSL_KEYSTORE_TYPE"] == "PEM"
+    assert env["KAFKA_CLUSTERS_0_PROPERTIES_SSL_KEYSTORE_CERTIFICATE_CHAIN"] == {
+        "secretKeyRef": {"name": "molstream-user", "key": "user.crt"}}
+    assert env["KAFKA_CLUSTERS_0_PROPERTIES_SSL_KEYSTORE_KEY"] == {
+        "secretKeyRef": {"name": "molstream-user", "key": "user.key"}}
+    assert env["KAFKA_CLUSTERS_0_PROPERTIES_SSL_ENDPOINT_IDENTIFICATION_ALGORITHM"] == ""
+    assert not [k for k in env if "SASL" in k]
+
+
+def test_database_tls_cloudnativepg(render: Render) -> None:
+    """CloudNativePG: the URL from <cluster>-app (key uri), the CA from <cluster>-ca (only
+    ca.crt: the Secret also holds the CA's private key), sslmode verify-full."""
+    objects = render(set={"database.existingSecret": "pg-app", "database.existingSecretKey": "uri",
+                          "database.tls.caSecret.name": "pg-ca"})
+    spec = pod_spec(find(objects, "Deployment", "molstream-worker"))
+    env = env_of(spec["containers"][0])
+    assert env["MOLSTREAM_DATABASE_URL"] == {"secretKeyRef": {"name": "pg-app", "key": "uri"}}
+    assert env["PGSSLMODE"] == "verify-full"
+    assert env["PGSSLROOTCERT"] == "/etc/molstream/db-ca/ca.crt"
+    assert _files(spec) == {"/etc/molstream/db-ca/ca.crt": ("pg-ca", "ca.crt", 0o440)}
+    # The operator does not touch the database.
+    operator = env_of(pod_spec(find(objects, "Deployment", "molstream-operator"))["containers"][0])
+    assert "PGSSLMODE" not in operator
+
+
+def test_database_tls_mode_without_ca(render: Render) -> None:
+    objects = render(set={"database.url": "postgresql+psycopg://u:p@db/molstream",
+                          "database.tls.mode": "require"})
+    env = env_of(pod_spec(find(objects, "Deployment", "molstream-worker"))["containers"][0])
+    assert env["PGSSLMODE"] == "require"
+    assert "PGSSLROOTCERT" not in env
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"global.kafka.security.protocol": "SASL_SSL",
+          "global.kafka.security.sasl.passwordSecret.name": "s"},
+         "global.kafka.security.protocol=SASL_SSL needs global.kafka.security.sasl.username"),
+        ({"global.kafka.security.protocol": "SASL_PLAINTEXT",
+          "global.kafka.security.sasl.username": "u"},
+         "global.kafka.security.protocol=SASL_PLAINTEXT needs "
+         "global.kafka.security.sasl.passwordSecret.name"),
+        ({"global.kafka.security.protocol": "SSL", "global.kafka.security.sasl.username": "u"},
+         "global.kafka.security.sasl is set but protocol SSL uses no SASL"),
+        ({"global.kafka.security.tls.caSecret.name": "ca"},
+         "global.kafka.security.tls.caSecret is set but protocol PLAINTEXT uses no TLS"),
+        ({"global.kafka.security.protocol": "SASL_PLAINTEXT",
+          "global.kafka.security.sasl.username": "u",
+          "global.kafka.security.sasl.passwordSecret.name": "s",
+          "global.kafka.security.tls.clientSecret.name": "c"},
+         "global.kafka.security.tls.clientSecret (mTLS) needs TLS, not protocol SASL_PLAINTEXT"),
+        # The schema's own message, naming the value by its path.
+        ({"global.kafka.security.protocol": "TLS"}, "/global/kafka/security/protocol"),
+        ({"global.kafka.security.protocol": "SASL_SSL", "global.kafka.security.sasl.username": "u",
+          "global.kafka.security.sasl.passwordSecret.name": "s",
+          "global.kafka.security.sasl.mechanism": "GSSAPI"},
+         "/global/kafka/security/sasl/mechanism"),
+        ({"database.tls.caSecret.name": "pg-ca"},
+         "database.tls is set but the database is SQLite"),
+        ({"database.url": "postgresql+psycopg://u:p@db/m", "database.tls.mode": "verify-full"},
+         "database.tls.mode=verify-full needs database.tls.caSecret.name"),
+    ],
+    ids=["sasl-no-username", "sasl-no-password", "sasl-without-sasl-protocol",
+         "ca-without-tls", "mtls-without-tls", "unknown-protocol", "unknown-mechanism",
+         "db-tls-sqlite", "verify-full-without-ca"],
+)
+def test_refused(helm_offline: Helm, values: dict[str, str], message: str) -> None:
+    stderr = refused(helm_offline, {**EXTERNAL, **values})
+    assert message in stderr
+    assert len([line for line in stderr.splitlines() if line.strip()]) <= 3, stderr
+
+
+@pytest.fixture(scope="module")
+def secured_release(helm: Tool, kubectl: Tool, ir_crd: str) -> Iterator[tuple[str, Any]]:
+    """The SASL_SSL + PostgreSQL-over-TLS release, installed (hooks created separately: no
+    controller runs them)."""
+    namespace = f"kafka-security-{secrets.token_hex(3)}"
+    kubectl("create", "namespace", namespace)
+    args = [f"{k}={v}" for k, v in {**SASL_SSL, "database.existingSecret": "pg-app",
+                                    "database.existingSecretKey": "uri",
+                                    "database.tls.caSecret.name": "pg-ca",
+                                    "worker.replicas": "1"}.items()]
+    helm("install", "molstream", CHART, "--namespace", namespace, "--no-hooks", *INSTALL_ARGS,
+         *(a for arg in args for a in ("--set", arg)), timeout=180)
+    manifest = parse(helm("get", "manifest", "molstream", "--namespace", namespace).stdout)
+    hooks = parse(helm("get", "hooks", "molstream", "--namespace", namespace).stdout)
+    hooks.sort(key=lambda o: 0 if o["kind"] in {"ServiceAccount", "ConfigMap", "Secret"} else 1)
+    kubectl("create", "-f", "-", namespace=namespace, input=yaml.safe_dump_all(hooks))
+    yield namespace, manifest + hooks
+    helm("uninstall", "molstream", "--namespace", namespace, check=False)
+    kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+
+
+def test_secured_release_installs(kubectl: Tool, secured_release: Any, tmp_path: Path) -> None:
+    namespace, objects = secured_release
+    for obj in objects:
+        ref = f"{obj['kind']}/{obj['metadata']['name']}"
+        kubectl("get", ref, "--output=name", namespace=namespace)
+    stored = yaml.safe_load(kubectl("get", "deployment/molstream-worker", "--output=yaml",
+                                    namespace=namespace).stdout)
+    assert {v["name"] for v in pod_spec(stored)["volumes"]} >= {"kafka-sasl", "kafka-ca", "db-ca"}
+    # The fetcher Job the operator builds from this release's template is valid as well.
+    job = operator_built_job(objects, tmp_path, SPEC, namespace=namespace)
+    result = kubectl("create", "--dry-run=server", "-f", "-", namespace=namespace,
+                     input=yaml.safe_dump(job), check=False)
+    assert result.returncode == 0, result.stderr
