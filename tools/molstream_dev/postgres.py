@@ -1,8 +1,15 @@
 """A throwaway PostgreSQL cluster on loopback (Debian's binaries); fresh databases on demand.
 
     with PostgresServer() as pg:
-        pg.url                 # "postgresql+psycopg://USER@127.0.0.1:PORT/molstream"
+        pg.url                 # "postgresql+psycopg://USER@127.0.0.1:PORT/molstream?sslmode=..."
         pg.new_database()      # URL of a new, empty database
+        pg.new_login("app")    # a CloudNativePG-style `uri`: postgresql://app:PASS@.../app
+
+TCP takes TLS only (a certificate for 127.0.0.1 and localhost signed by certs.test_ca()); a
+plaintext connection is refused by pg_hba. Every URL handed out asks for `sslmode=verify-full`
+with the test CA as `sslrootcert`, so every client verifies the server as a user's would. The
+cluster's own superuser is trusted over TLS; any other login needs its password (SCRAM). The
+Unix socket in the run directory stays open to everyone on the machine, with no password.
 
 PostgreSQL refuses to run as root, so as root (CI) the cluster belongs to the `postgres` system
 user that Debian's package creates (`nobody` if there is none). The postmaster runs directly
@@ -20,8 +27,10 @@ import subprocess
 import time
 import uuid
 from pathlib import Path
+from urllib.parse import quote
 
 from ._process import PROVISION, Managed, ServiceError, free_port
+from .certs import issue_cert, test_ca
 
 
 def pg_bin(name: str) -> str:
@@ -32,7 +41,7 @@ def pg_bin(name: str) -> str:
     return found
 
 
-def _system_user() -> str | None:
+def system_user() -> str | None:
     """Who runs the cluster when we are root."""
     if os.geteuid() != 0:
         return None
@@ -43,6 +52,17 @@ def _system_user() -> str | None:
         except KeyError:
             continue
     raise ServiceError("running as root and neither a `postgres` nor a `nobody` user exists")
+
+
+def run_as_options(user: str | None) -> dict:
+    """Popen arguments that run the child as `user` (None: as we are)."""
+    # Switch user in the child itself rather than through runuser: the postmaster is then
+    # our own child, reaped at once after a kill(), so a restart never finds its PID
+    # still taken in postmaster.pid.
+    if not user:
+        return {}
+    pw = pwd.getpwnam(user)
+    return {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": []}
 
 
 class PostgresServer(Managed):
@@ -56,7 +76,7 @@ class PostgresServer(Managed):
         self.port = port or free_port()
         self.data = self.dir / "data"
         self.database = database
-        self.run_as = _system_user()
+        self.run_as = system_user()
         self.user = self.run_as or pwd.getpwuid(os.geteuid()).pw_name
 
     @property
@@ -64,25 +84,31 @@ class PostgresServer(Managed):
         """SQLAlchemy URL of the database made at first start."""
         return self.url_for(self.database)
 
+    @property
+    def ca_file(self) -> Path:
+        """The CA a client must trust (libpq's sslrootcert) to verify this server."""
+        return test_ca()[0]
+
+    @property
+    def tls_query(self) -> str:
+        return f"sslmode=verify-full&sslrootcert={quote(str(self.ca_file), safe='')}"
+
     def url_for(self, db: str) -> str:
-        return f"postgresql+psycopg://{self.user}@127.0.0.1:{self.port}/{db}"
+        return f"postgresql+psycopg://{self.user}@127.0.0.1:{self.port}/{db}?{self.tls_query}"
 
     @property
     def admin_dsn(self) -> str:
-        return f"postgresql://{self.user}@127.0.0.1:{self.port}/postgres"
+        return f"postgresql://{self.user}@127.0.0.1:{self.port}/postgres?{self.tls_query}"
 
     def popen_options(self) -> dict:
-        # Switch user in the child itself rather than through runuser: the postmaster is then
-        # our own child, reaped at once after a kill(), so a restart never finds its PID
-        # still taken in postmaster.pid.
-        if not self.run_as:
-            return {}
-        pw = pwd.getpwnam(self.run_as)
-        return {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": []}
+        return run_as_options(self.run_as)
 
     def prepare(self) -> None:
-        if (self.data / "PG_VERSION").exists():
-            return
+        if not (self.data / "PG_VERSION").exists():
+            self._initdb_cluster()
+        self._install_tls()
+
+    def _initdb_cluster(self) -> None:
         if self.run_as:
             shutil.chown(self.dir, self.run_as)
             os.chmod(self.dir, 0o755)
@@ -98,12 +124,31 @@ class PostgresServer(Managed):
                     "be searchable by it)" if self.run_as else "")
             raise ServiceError(f"initdb failed{hint}:\n{done.stdout[-3000:]}")
 
+    def _install_tls(self) -> None:
+        """The server's certificate and key, copied where the server's user owns them (the
+        server refuses a key others may read), and a pg_hba.conf that takes TLS only on TCP."""
+        cert, key = issue_cert("postgres")
+        tls = self.dir / "tls"
+        tls.mkdir(exist_ok=True)
+        for src, dst in ((cert, tls / "server.crt"), (key, tls / "server.key")):
+            shutil.copyfile(src, dst)
+            os.chmod(dst, 0o600)
+            if self.run_as:
+                shutil.chown(dst, self.run_as, self.run_as)
+        (self.data / "pg_hba.conf").write_text(
+            "local all all trust\n"
+            f"hostssl all {self.user} 127.0.0.1/32 trust\n"
+            "hostssl all all 127.0.0.1/32 scram-sha-256\n"
+            "hostnossl all all 0.0.0.0/0 reject\n")
+
     def command(self) -> list[str]:
         # No fsync: a commit still reaches the kernel before it is acknowledged, so killing
         # the server loses nothing (only a machine crash would), at a fraction of the cost.
         # synchronous_commit stays on: off, a kill() would drop acknowledged commits.
         return [pg_bin("postgres"), "-D", str(self.data), "-p", str(self.port),
                 "-c", "listen_addresses=127.0.0.1", "-k", str(self.dir),
+                "-c", "ssl=on", "-c", f"ssl_cert_file={self.dir / 'tls' / 'server.crt'}",
+                "-c", f"ssl_key_file={self.dir / 'tls' / 'server.key'}",
                 "-c", "fsync=off", "-c", "full_page_writes=off",
                 "-c", "max_connections=200", "-c", "shared_buffers=128MB"]
 
@@ -128,6 +173,22 @@ class PostgresServer(Managed):
         """Create an empty database; return its SQLAlchemy URL."""
         return create_database(self.admin_dsn, name)
 
+    def new_login(self, user: str | None = None) -> str:
+        """A role with a password and a database it owns, as CloudNativePG's `<cluster>-app`
+        Secret describes them: its `uri`, postgresql://USER:PASSWORD@127.0.0.1:PORT/USER,
+        without TLS parameters (a client gets those from PGSSLMODE/PGSSLROOTCERT)."""
+        import psycopg
+        from psycopg import sql
+
+        user = user or f"u_{uuid.uuid4().hex[:12]}"
+        password = uuid.uuid4().hex
+        with psycopg.connect(self.admin_dsn, autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+                sql.Identifier(user), sql.Literal(password)))
+            conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                sql.Identifier(user), sql.Identifier(user)))
+        return f"postgresql://{user}:{password}@127.0.0.1:{self.port}/{user}"
+
     def drop_database(self, name: str) -> None:
         drop_database(self.admin_dsn, name)
 
@@ -149,6 +210,7 @@ def drop_database(server_url: str, name: str) -> bool:
     """Drop a database if nothing is connected to it any more; False if it could not be."""
     import psycopg
 
+    name = name.split("?", 1)[0]  # a name cut from a URL with rsplit("/") keeps its query
     try:
         with psycopg.connect(_libpq(server_url, "postgres"), autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}"')  # name is ours

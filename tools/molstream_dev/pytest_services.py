@@ -1,8 +1,8 @@
 """pytest plugin: the real services the pipeline tests use, started on 127.0.0.1.
 
-Session-wide: a Kafka broker, a Redis server, a PostgreSQL cluster (each test gets its own
-empty database). Per test: FTP/FTPS, HTTP(S) and SFTP servers over a directory of the test's
-choosing.
+Session-wide: a Kafka broker, a Redis server, a PostgreSQL cluster (TLS only: each test gets
+its own empty database, reached with sslmode=verify-full), PgBouncer in front of it. Per test:
+FTP/FTPS, HTTP(S) and SFTP servers over a directory of the test's choosing.
 Set MOLSTREAM_TEST_KAFKA (bootstrap), MOLSTREAM_TEST_REDIS (URL) or MOLSTREAM_TEST_POSTGRES
 (SQLAlchemy URL of a server where databases may be created) to use services already running;
 the handle fixtures (kafka_broker, redis_server, postgres_server) are then None.
@@ -24,6 +24,7 @@ from .certs import self_signed
 from .ftp import FtpServer
 from .http import HttpServer
 from .kafka import KafkaServer
+from .pgbouncer import PgBouncer
 from .postgres import PostgresServer, create_database, drop_database
 from .redis import RedisServer
 from .sftp import SftpServer
@@ -92,6 +93,34 @@ def postgres_server() -> Iterator[PostgresServer | None]:
         yield server
     finally:
         server.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_local(postgres_server: PostgresServer | None) -> Iterator[PostgresServer]:
+    """The test environment's own PostgreSQL (TLS only, its CA, certificate and logins at
+    hand), even where MOLSTREAM_TEST_POSTGRES names another server: for the tests of TLS and
+    of PgBouncer."""
+    if postgres_server is not None:
+        yield postgres_server
+        return
+    server = _start(lambda: PostgresServer().start())
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture(scope="session")
+def pgbouncer(postgres_local: PostgresServer) -> Iterator[PgBouncer]:
+    """PgBouncer in transaction pooling in front of `postgres_local`, TLS on both sides;
+    `pgbouncer.url_for(postgres_local.new_login())` is a login through it. Two server sessions
+    per database and role: fewer than the connections of two workers, so their transactions
+    do take turns in the same sessions."""
+    bouncer = _start(lambda: PgBouncer(postgres_local, pool_size=2).start())
+    try:
+        yield bouncer
+    finally:
+        bouncer.close()
 
 
 @pytest.fixture

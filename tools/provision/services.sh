@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the pipeline's tests, `make local` and the benchmarks run on 127.0.0.1:
-#   - from Debian: redis-server, PostgreSQL (initdb/postgres), openssl, Java 17 (and Maven,
-#     only while the Kafka jars are still to be fetched);
+#   - from Debian: redis-server, PostgreSQL (initdb/postgres), PgBouncer, openssl, Java 17 (and
+#     Maven, only while the Kafka jars are still to be fetched);
 #   - from Maven Central: Apache Kafka's broker jars (KRaft) into .cache/kafka/<version>/libs,
 #     resolved by tools/provision/kafka/pom.xml, Maven's own cache in .cache/m2.
 # The FTP server (pyftpdlib) and the Python clients come with the venv's `dev` extra.
@@ -25,6 +25,7 @@ command -v redis-server >/dev/null || missing+=(redis-server)
 command -v openssl >/dev/null || missing+=(openssl)
 command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
 have_pg || missing+=(postgresql)
+command -v pgbouncer >/dev/null || [ -x /usr/sbin/pgbouncer ] || missing+=(pgbouncer)
 if [ ! -f "$libs/.complete" ] && ! command -v mvn >/dev/null; then missing+=(maven); fi
 if [ ${#missing[@]} -gt 0 ] && [ -z "${KAFKA_JARS_ONLY:-}" ]; then
   [ "$(id -u)" = 0 ] || { echo "provision: run as root to install ${missing[*]}" >&2; exit 1; }
