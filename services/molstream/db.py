@@ -42,6 +42,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.schema import CreateColumn
@@ -293,10 +294,34 @@ def normalize_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
+def _psycopg_options(url: str) -> tuple[str, dict]:
+    """psycopg's `prepare_threshold` taken out of the URL (libpq refuses it as a connection
+    parameter) and given to psycopg: `prepare_threshold=none` turns server-side prepared
+    statements off, as a pooler in transaction mode needs (a statement prepared in one server
+    session is not there in the next: PgBouncer before 1.22, or without max_prepared_statements).
+    TLS needs nothing of ours: libpq reads sslmode/sslrootcert from the URL or PGSSLMODE and
+    PGSSLROOTCERT from the environment."""
+    parsed = make_url(url)
+    if "prepare_threshold" not in parsed.query:
+        return url, {}
+    value = parsed.query["prepare_threshold"]
+    value = value[-1] if isinstance(value, tuple) else value
+    if value.strip().lower() in ("none", ""):
+        threshold = None
+    elif value.strip().isdigit():
+        threshold = int(value)
+    else:
+        raise ArgumentError(f"prepare_threshold={value!r} in the database URL: a number, "
+                            "or none")
+    rest = parsed.difference_update_query(["prepare_threshold"])
+    return rest.render_as_string(hide_password=False), {"prepare_threshold": threshold}
+
+
 def make_engine(url: str, *, busy_timeout_s: float = 60.0) -> Engine:
     url = normalize_url(url)
     if not url.startswith("sqlite"):
-        return create_engine(url, pool_pre_ping=True)
+        url, connect_args = _psycopg_options(url)
+        return create_engine(url, pool_pre_ping=True, connect_args=connect_args)
     engine = create_engine(url, connect_args={"timeout": busy_timeout_s})
 
     @event.listens_for(engine, "connect")

@@ -79,12 +79,20 @@ def classify(error: BaseException) -> Kind:
     return Kind.FATAL
 
 
+# psycopg's prepared statements (named _pg3_N) meeting a server session that is not the one
+# they were prepared in: a pooler in transaction mode (42P05 duplicate, 26000 missing).
+_PREPARED_ELSEWHERE = {"42P05", "26000"}
+_POOLER_HINT = ("; behind a pooler in transaction mode (PgBouncer)? add prepare_threshold=none "
+                "to the database URL")
+
+
 def describe(error: BaseException) -> str:
     """The database's own words, first line, with its code."""
     orig = error.orig if isinstance(error, DBAPIError) and error.orig is not None else error
     text = (str(orig).strip().splitlines() or [type(orig).__name__])[0]
     code = getattr(orig, "sqlstate", None) or getattr(orig, "sqlite_errorname", None)
-    return f"{text} ({code})" if code else text
+    hint = _POOLER_HINT if code in _PREPARED_ELSEWHERE and '"_pg3_' in text else ""
+    return f"{text} ({code}){hint}" if code else text
 
 
 _SQLITE_CONSTRAINT_FOREIGNKEY = 787

@@ -11,8 +11,10 @@ the executemany of the SQLite path, a statement instead of one per row, and lock
 rows that change. `ON CONFLICT DO UPDATE` alone would lock every conflicting row, changed or
 not, until the transaction ends.
 
-The staging tables are created once per connection (`TEMPORARY`, `ON COMMIT DELETE ROWS`), when
-the pool opens it (a session of its own: not through a pooler in transaction mode), with the
+The staging tables (`TEMPORARY`, `ON COMMIT DELETE ROWS`) are created when the pool opens a
+connection, and again, if missing, by the transaction that uses them (`IF NOT EXISTS`: a look-up
+in the catalog): through a pooler in transaction mode (PgBouncer) a connection's transactions
+run in whichever server session is free, and a session that has them keeps them. They have the
 data columns of their table and no constraint: the table's own constraints judge the rows when
 they are merged, and a refused value is found as on SQLite (the batch in halves, each in a
 savepoint).
@@ -46,6 +48,8 @@ STAGE = {
                 prefixes=["TEMPORARY"], postgresql_on_commit="DELETE ROWS")
     for name, table in MERGED.items()
 }
+_STAGE_DDL = {name: str(CreateTable(t, if_not_exists=True).compile(dialect=postgresql.dialect()))
+              for name, t in STAGE.items()}
 
 
 _installed: weakref.WeakSet[Engine] = weakref.WeakSet()
@@ -57,12 +61,11 @@ def install(engine: Engine) -> None:
     readers such as `molstream report` may hold a read-only session."""
     if engine in _installed:
         return
-    ddl = [str(CreateTable(t).compile(dialect=engine.dialect)) for t in STAGE.values()]
 
     @event.listens_for(engine, "connect")
     def _stages(dbapi_connection, _record) -> None:
         with dbapi_connection.cursor() as cursor:
-            for statement in ddl:
+            for statement in _STAGE_DDL.values():
                 cursor.execute(statement)
         dbapi_connection.commit()
 
@@ -137,6 +140,7 @@ def merge(conn: Connection, table: Table, mode: Mode, columns: tuple[str, ...],
         else:
             rows = rows.take(arrow(np.unique(keys, return_index=True)[1]))
     stage = STAGE[table.name].name
+    conn.exec_driver_sql(_STAGE_DDL[table.name])  # (this server session may not have it)
     # Empty unless a savepoint's earlier part of the batch left rows (a commit empties it).
     conn.exec_driver_sql(f"DELETE FROM {stage}")  # noqa: S608 - our own table's name
     _copy(conn, stage, rows)
