@@ -133,11 +133,16 @@ deploy: ## helm upgrade --install the chart into the kind cluster (a namespace e
 	  $(KUBECTL) --context $(KUBE_CONTEXT) apply -f - >/dev/null
 	$(KUBECTL) --context $(KUBE_CONTEXT) label namespace $(NAMESPACE) --overwrite \
 	  pod-security.kubernetes.io/enforce=restricted pod-security.kubernetes.io/warn=restricted >/dev/null
-	$(HELM) upgrade --install $(RELEASE) $(CHART) --kube-context $(KUBE_CONTEXT) \
+	@# A cluster where chart 0.1.0 ran has the CRD from its crds/, owned by no release: helm
+	@# adopts it only with --take-ownership (helm 3.17 or later), and then upgrades it.
+	@owner=$$($(KUBECTL) --context $(KUBE_CONTEXT) get crd ingestrequests.molstream.io \
+	  -o jsonpath='{.metadata.annotations.meta\.helm\.sh/release-name}' 2>/dev/null) && \
+	  [ -z "$$owner" ] && take=--take-ownership; \
+	set -x; $(HELM) upgrade --install $(RELEASE) $(CHART) --kube-context $(KUBE_CONTEXT) \
 	  --namespace $(NAMESPACE) --values k8s/kind-values.yaml \
 	  $(if $(EXTRA_VALUES),--values $(EXTRA_VALUES)) \
 	  --set image.repository=$(IMAGE_REPO) --set image.tag=$(IMAGE_TAG) \
-	  --set ftp.sampleRows=$(LOCAL_ROWS) $(EXTRA_HELM_ARGS) --wait --timeout 10m
+	  --set ftp.sampleRows=$(LOCAL_ROWS) $(EXTRA_HELM_ARGS) $$take --wait --timeout 10m
 	$(HELM) test $(RELEASE) --kube-context $(KUBE_CONTEXT) --namespace $(NAMESPACE) --logs
 
 .PHONY: run
