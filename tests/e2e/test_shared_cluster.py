@@ -239,6 +239,8 @@ def test_two_releases_in_two_namespaces_on_one_kafka_each_land_only_their_own_ro
         other = {"kafka": {"external": {"bootstrapServers": KAFKA},
                            "topics": {"resources": {"requests": {"cpu": "10m"}}}},
                  "kafka-ui": {"enabled": False},
+                 # The CRD is cluster-scoped and the first release's.
+                 "crds": {"create": False},
                  **{part: {"resources": {"requests": {"cpu": "20m"}}}
                     for part in ("worker", "operator", "fetcher", "ftp")}}
         other_values = tmp_path / "other.yaml"
