@@ -1,0 +1,271 @@
+"""Strimzi resources (global.kafka.strimzi): KafkaTopics as kafka.topics says and one KafkaUser
+per component with the least ACLs its code needs, each Pod mounting its own user's Secret;
+checked against Strimzi's own CRD schemas (tests/data/crds) in the real API server, which
+refuses a wrong field. The tested production values (charts/molstream/examples/
+strimzi-cnpg-values.yaml: Strimzi SCRAM-SHA-512 over TLS + CloudNativePG) install as a whole."""
+
+from __future__ import annotations
+
+import copy
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import thirdparty_crds
+import yaml
+from chartlib import (
+    CHART,
+    INSTALL_ARGS,
+    Helm,
+    Render,
+    env_of,
+    find,
+    operator_built_job,
+    parse,
+    pod_spec,
+    refused,
+)
+from molstream_dev.pytest_kube import Tool
+
+EXAMPLE = CHART / "examples" / "strimzi-cnpg-values.yaml"
+SPEC = {"url": "https://ftp.example.org/chembl/activities.csv.gz"}
+# A Strimzi cluster with a TLS listener and mTLS (KafkaUsers with authentication tls).
+MTLS = {
+    "kafka.external.bootstrapServers": "my-cluster-kafka-bootstrap:9093",
+    "kafka.topics.create": "false",
+    "global.kafka.security.protocol": "SSL",
+    "global.kafka.security.tls.caSecret.name": "my-cluster-cluster-ca-cert",
+    "global.kafka.strimzi.enabled": "true",
+    "global.kafka.strimzi.clusterName": "my-cluster",
+}
+
+
+def _kinds(objects: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
+    return {o["metadata"]["name"]: o for o in objects if o["kind"] == kind}
+
+
+def _acls(user: dict[str, Any]) -> set[tuple[str, str, str]]:
+    """(resource type, name, operation) of a KafkaUser's allow rules."""
+    return {
+        (acl["resource"]["type"], acl["resource"].get("name", ""), op)
+        for acl in user["spec"]["authorization"]["acls"]
+        for op in acl["operations"]
+        if acl.get("type", "allow") == "allow"
+    }
+
+
+def _secret_volumes(spec: dict[str, Any]) -> dict[str, tuple[str, list[str]]]:
+    return {v["name"]: (v["secret"]["secretName"], [i["key"] for i in v["secret"]["items"]])
+            for v in spec["volumes"] if "secret" in v}
+
+
+def test_example_topics(render: Render) -> None:
+    topics = _kinds(render(values_files=[EXAMPLE], namespace="kafka"), "KafkaTopic")
+    assert set(topics) == {"molstream-rows", "molstream-rejected", "molstream-events"}
+    for topic in topics.values():
+        assert topic["apiVersion"] == "kafka.strimzi.io/v1"
+        assert topic["metadata"]["labels"]["strimzi.io/cluster"] == "my-cluster"
+        assert topic["spec"]["replicas"] == 3
+        assert topic["spec"]["config"]["min.insync.replicas"] == 2
+    rows = topics["molstream-rows"]["spec"]
+    assert rows["topicName"] == "chembl.rows"
+    assert rows["partitions"] == 6
+    assert rows["config"]["max.message.bytes"] == 16777216
+    assert topics["molstream-events"]["spec"]["topicName"] == "chembl.events"
+    assert topics["molstream-events"]["spec"]["partitions"] == 1
+    assert topics["molstream-rejected"]["spec"]["partitions"] == 1
+
+
+def test_example_users_least_acls(render: Render) -> None:
+    users = _kinds(render(values_files=[EXAMPLE], namespace="kafka"), "KafkaUser")
+    assert set(users) == {"molstream-worker", "molstream-operator", "molstream-fetcher"}
+    for user in users.values():
+        assert user["spec"]["authentication"] == {"type": "scram-sha-512"}
+        assert user["spec"]["authorization"]["type"] == "simple"
+        assert user["metadata"]["labels"]["strimzi.io/cluster"] == "my-cluster"
+    topic = "topic"
+    assert _acls(users["molstream-fetcher"]) == {
+        (topic, f"chembl.{t}", op) for t in ("rows", "rejected", "events")
+        for op in ("Write", "Describe")}
+    assert _acls(users["molstream-worker"]) == {
+        (topic, "chembl.rows", "Read"), (topic, "chembl.rows", "Describe"),
+        *((topic, f"chembl.{t}", op)
+          for t in ("rejected", "events") for op in ("Write", "Describe")),
+        ("group", "chembl-worker", "Read"),
+    }
+    assert _acls(users["molstream-operator"]) == {
+        (topic, "chembl.events", "Read"), (topic, "chembl.events", "Describe"),
+        ("group", "chembl-operator", "Read"),
+    }
+
+
+def test_example_each_pod_its_own_user(render: Render, tmp_path: Path) -> None:
+    objects = render(values_files=[EXAMPLE], namespace="kafka")
+    pods = {
+        "worker": pod_spec(find(objects, "Deployment", "molstream-worker")),
+        "operator": pod_spec(find(objects, "Deployment", "molstream-operator")),
+        "fetcher": pod_spec(operator_built_job(objects, tmp_path, SPEC, namespace="kafka")),
+        "test": pod_spec(find(objects, "Pod", "molstream-test")),
+    }
+    for component, spec in pods.items():
+        user = f"molstream-{'worker' if component == 'test' else component}"
+        env = env_of(spec["containers"][0])
+        assert env["MOLSTREAM_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL", component
+        assert env["MOLSTREAM_KAFKA_SASL_USERNAME"] == user, component
+        assert env["MOLSTREAM_KAFKA_SASL_PASSWORD_FILE"] == "/etc/molstream/kafka-sasl/password"
+        volumes = _secret_volumes(spec)
+        assert volumes["kafka-sasl"] == (user, ["password"]), component
+        assert volumes["kafka-ca"] == ("my-cluster-cluster-ca-cert", ["ca.crt"]), component
+        assert "kafka-user" not in volumes, component
+    worker = env_of(pods["worker"]["containers"][0])
+    assert worker["MOLSTREAM_CREATE_TOPICS"] == "false"
+    assert worker["MOLSTREAM_DATABASE_URL"] == {
+        "secretKeyRef": {"name": "molstream-pg-app", "key": "uri"}}
+    assert worker["PGSSLMODE"] == "verify-full"
+    assert _secret_volumes(pods["worker"])["db-ca"] == ("molstream-pg-ca", ["ca.crt"])
+    assert env_of(pods["fetcher"]["containers"][0])["MOLSTREAM_CREATE_TOPICS"] == "false"
+    # The chart's topics Job does not run: the KafkaTopics create the topics.
+    assert not [o for o in objects if o["kind"] == "Job"]
+
+
+def test_mtls_users(render: Render, tmp_path: Path) -> None:
+    objects = render(set=MTLS)
+    users = _kinds(objects, "KafkaUser")
+    assert {u["spec"]["authentication"]["type"] for u in users.values()} == {"tls"}
+    for component in ("worker", "operator"):
+        spec = pod_spec(find(objects, "Deployment", f"molstream-{component}"))
+        env = env_of(spec["containers"][0])
+        assert env["MOLSTREAM_KAFKA_CERT_FILE"] == "/etc/molstream/kafka-user/user.crt"
+        assert env["MOLSTREAM_KAFKA_KEY_FILE"] == "/etc/molstream/kafka-user/user.key"
+        assert not [k for k in env if "SASL" in k]
+        assert _secret_volumes(spec)["kafka-user"] == (
+            f"molstream-{component}", ["user.crt", "user.key"])
+    fetcher = pod_spec(operator_built_job(objects, tmp_path, SPEC))
+    assert _secret_volumes(fetcher)["kafka-user"] == ("molstream-fetcher", ["user.crt", "user.key"])
+
+
+def test_components_create_topics_only_when_nothing_else_does(render: Render) -> None:
+    """Strimzi users without KafkaTopics and without the topics Job: the worker and the
+    fetcher create missing topics, so they (only they) may Create."""
+    objects = render(set={**MTLS, "global.kafka.strimzi.topics": "false"})
+    assert not _kinds(objects, "KafkaTopic")
+    users = _kinds(objects, "KafkaUser")
+    prefix = "molstream.molstream"
+    for name in ("molstream-worker", "molstream-fetcher"):
+        assert {n for t, n, op in _acls(users[name]) if op == "Create"} == {
+            f"{prefix}.rows", f"{prefix}.rejected", f"{prefix}.events"}, name
+    assert not [op for _, _, op in _acls(users["molstream-operator"]) if op == "Create"]
+    worker = env_of(pod_spec(find(objects, "Deployment", "molstream-worker"))["containers"][0])
+    assert worker["MOLSTREAM_CREATE_TOPICS"] == "true"
+
+
+def test_kafka_ui_user(render: Render) -> None:
+    objects = render(values_files=[EXAMPLE], namespace="kafka", set={
+        "kafka-ui.enabled": "true", "kafka-ui.bootstrapServers": "my-cluster-kafka-bootstrap:9093"})
+    user = find(objects, "KafkaUser", "molstream-kafka-ui")
+    acls = _acls(user)
+    assert not [a for a in acls if a[2] in {"Write", "Create", "Delete", "Alter", "All"}]
+    assert ("topic", "chembl.rows", "Read") in acls
+    env = env_of(pod_spec(find(objects, "Deployment", "molstream-kafka-ui"))["containers"][0])
+    assert 'username="molstream-kafka-ui"' in env["KAFKA_CLUSTERS_0_PROPERTIES_SASL_JAAS_CONFIG"]
+    assert env["KAFKA_SASL_PASSWORD"] == {
+        "secretKeyRef": {"name": "molstream-kafka-ui", "key": "password"}}
+
+
+def test_secret_prefix(render: Render) -> None:
+    objects = render(values_files=[EXAMPLE], namespace="kafka",
+                     set={"global.kafka.strimzi.secretPrefix": "kafka-"})
+    spec = pod_spec(find(objects, "Deployment", "molstream-worker"))
+    assert _secret_volumes(spec)["kafka-sasl"] == ("kafka-molstream-worker", ["password"])
+    assert env_of(spec["containers"][0])["MOLSTREAM_KAFKA_SASL_USERNAME"] == "molstream-worker"
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"global.kafka.strimzi.clusterName": ""},
+         "global.kafka.strimzi.enabled=true needs global.kafka.strimzi.clusterName"),
+        ({"kafka.external.bootstrapServers": "", "global.kafka.strimzi.users": "false",
+          "global.kafka.security.protocol": "PLAINTEXT",
+          "global.kafka.security.tls.caSecret.name": ""},
+         "global.kafka.strimzi.enabled=true needs kafka.external.bootstrapServers"),
+        ({"kafka.topics.create": "true"},
+         "global.kafka.strimzi.topics=true creates the topics as KafkaTopics: set "
+         "kafka.topics.create=false"),
+        ({"global.kafka.security.protocol": "PLAINTEXT",
+          "global.kafka.security.tls.caSecret.name": ""},
+         "global.kafka.strimzi.users=true needs global.kafka.security.protocol SASL_SSL"),
+        ({"global.kafka.security.protocol": "SASL_SSL",
+          "global.kafka.security.sasl.mechanism": "SCRAM-SHA-256"},
+         "Strimzi's KafkaUsers (global.kafka.strimzi.users) authenticate with SCRAM-SHA-512 only"),
+        ({"global.kafka.security.tls.clientSecret.name": "shared"},
+         "global.kafka.strimzi.users=true gives each component its own KafkaUser and Secret"),
+    ],
+    ids=["no-cluster", "no-bootstrap", "topics-twice", "users-plaintext", "users-scram-256",
+         "users-and-shared-secret"],
+)
+def test_refused(helm_offline: Helm, values: dict[str, str], message: str) -> None:
+    assert message in refused(helm_offline, {**MTLS, **values})
+
+
+@pytest.fixture(scope="module")
+def example_release(helm: Tool, kubectl: Tool, ir_crd: str) -> Iterator[tuple[str, Any]]:
+    """The example values installed (Strimzi's CRDs in the API server; hooks created apart)."""
+    thirdparty_crds.install(kubectl)
+    namespace = f"strimzi-cnpg-{secrets.token_hex(3)}"
+    kubectl("create", "namespace", namespace)
+    helm("install", "molstream", CHART, "--namespace", namespace, "--no-hooks", *INSTALL_ARGS,
+         "--values", EXAMPLE, timeout=180)
+    manifest = parse(helm("get", "manifest", "molstream", "--namespace", namespace).stdout)
+    hooks = parse(helm("get", "hooks", "molstream", "--namespace", namespace).stdout)
+    hooks.sort(key=lambda o: 0 if o["kind"] in {"ServiceAccount", "ConfigMap", "Secret"} else 1)
+    kubectl("create", "-f", "-", namespace=namespace, input=yaml.safe_dump_all(hooks))
+    yield namespace, manifest + hooks
+    helm("uninstall", "molstream", "--namespace", namespace, check=False)
+    kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+
+
+def test_example_installs(kubectl: Tool, example_release: Any) -> None:
+    namespace, objects = example_release
+    kinds = {o["kind"] for o in objects}
+    assert {"KafkaTopic", "KafkaUser", "Deployment"} <= kinds
+    for obj in objects:
+        kubectl("get", f"{obj['kind']}/{obj['metadata']['name']}", "--output=name",
+                namespace=namespace)
+    stored = yaml.safe_load(kubectl("get", "kafkatopic/molstream-rows", "--output=yaml",
+                                    namespace=namespace).stdout)
+    assert stored["spec"]["topicName"] == "chembl.rows"
+
+
+def test_mtls_users_accepted(kubectl: Tool, example_release: Any, render: Render) -> None:
+    namespace, _ = example_release
+    for user in _kinds(render(set=MTLS), "KafkaUser").values():
+        user["metadata"]["name"] += "-tls"
+        result = thirdparty_crds.dry_run(kubectl, namespace, user)
+        assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("kind", "change", "message"),
+    [
+        ("KafkaUser", lambda o: o["spec"]["authorization"]["acls"][0]["operations"].append(
+            "Produce"), 'Unsupported value: "Produce"'),
+        ("KafkaUser", lambda o: o["spec"]["authentication"].update(type="scram-sha-256"),
+         'Unsupported value: "scram-sha-256"'),
+        ("KafkaTopic", lambda o: o["spec"].update(partitions=0), "spec.partitions"),
+    ],
+    ids=["acl-operation", "authentication", "partitions"],
+)
+def test_schema_refuses_a_wrong_field(kubectl: Tool, example_release: Any, kind: str,
+                                      change: Any, message: str) -> None:
+    """The API server checks these objects against Strimzi's schema: a wrong field fails."""
+    namespace, objects = example_release
+    obj = copy.deepcopy(next(o for o in objects if o["kind"] == kind))
+    obj["metadata"]["name"] += "-wrong"
+    assert thirdparty_crds.dry_run(kubectl, namespace, obj).returncode == 0
+    change(obj)
+    result = thirdparty_crds.dry_run(kubectl, namespace, obj)
+    assert result.returncode != 0
+    assert message in result.stderr
