@@ -190,6 +190,10 @@ class KafkaServer(Managed):
     def command(self) -> list[str]:
         return self._java("kafka.Kafka", str(self.dir / "server.properties"))
 
+    def admin_config(self) -> dict:
+        """kafka-python client settings of a client allowed everything."""
+        return {"bootstrap_servers": self.bootstrap}
+
     def ready(self) -> None:
         """The port opens before the broker serves metadata; wait until a client can list
         topics, as the pipeline's first call would."""
@@ -200,8 +204,8 @@ class KafkaServer(Managed):
         while True:
             admin = None
             try:
-                admin = KafkaAdminClient(bootstrap_servers=self.bootstrap,
-                                         request_timeout_ms=5000, client_id="molstream-dev")
+                admin = KafkaAdminClient(**self.admin_config(), request_timeout_ms=5000,
+                                         client_id="molstream-dev")
                 admin.list_topics()
                 return
             except KafkaError:

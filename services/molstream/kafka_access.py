@@ -1,0 +1,175 @@
+"""One look at Kafka before a component starts: is this client let in, and may it do what it
+needs? A refusal raises KafkaAccessError with one line naming it, at once.
+
+Why a probe: kafka-python 3 retries a refused connection (a wrong password, a certificate not
+trusted, a client certificate missing) like an unreachable broker, until its bootstrap times
+out, and then says only "Unable to bootstrap"; the reason is at best in a log line (and a SASL
+refusal is often lost: the broker closes the connection right after its answer, and
+kafka-python drops data read together with the close). So the probe logs in itself, on one
+blocking connection (kafka-python's own request classes and SASL mechanisms), and sees the
+TLS error or the broker's answer as they are. An ACL missing for a topic or a group shows in
+the operations Kafka says this client is authorized for (KIP-430), before anything is sent: a
+consumer without Read on its topic would otherwise wait silently forever.
+
+A broker that does not answer is not a refusal: the probe returns and the component rides
+out the outage as it always has.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import ssl
+import time
+from collections.abc import Iterable, Mapping
+
+from kafka import KafkaAdminClient
+from kafka import errors as kerrors
+from kafka.net.sasl import get_sasl_mechanism
+from kafka.protocol.metadata import ApiVersionsRequest
+from kafka.protocol.parser import KafkaProtocol
+from kafka.protocol.sasl import SaslAuthenticateRequest, SaslHandshakeRequest
+
+from .kafka_security import KafkaAccessError, KafkaSecurity, explain_kafka_error
+
+log = logging.getLogger(__name__)
+
+__all__ = ["check_access"]
+
+#: How long the probe waits for one broker's answers; past this it is taken as unreachable,
+#: which the component's own retries ride out.
+PROBE_TIMEOUT_S = 10.0
+
+
+def check_access(bootstrap: str, security: KafkaSecurity, *,
+                 topics: Mapping[str, Iterable[str]] | None = None,
+                 groups: Iterable[str] = (), timeout_s: float = PROBE_TIMEOUT_S) -> None:
+    """Raise KafkaAccessError when Kafka refuses `security`'s client, or denies it an
+    operation it needs: `topics` maps a topic to operations (READ, WRITE, DESCRIBE, CREATE),
+    `groups` must allow READ. PLAINTEXT clients are not probed (no login to refuse)."""
+    if security.protocol == "PLAINTEXT" or not _logged_in(bootstrap, security, timeout_s):
+        return
+    groups = list(groups)
+    if not topics and not groups:
+        return
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="molstream-probe",
+                                 request_timeout_ms=int(timeout_s * 1000),
+                                 **security.client_kwargs())
+    except kerrors.KafkaError as e:  # went away since the login: not a refusal
+        log.debug("kafka access probe: %s", e)
+        return
+    try:
+        if topics:
+            _check_topics(admin, security, topics)
+        for group in groups:
+            _check_group(admin, security, group)
+    except kerrors.KafkaError as e:
+        line = explain_kafka_error(e, security, bootstrap=bootstrap)
+        if line:
+            raise KafkaAccessError(line) from None
+        log.debug("kafka access probe: %s", e)
+    finally:
+        admin.close()
+
+
+def _logged_in(bootstrap: str, security: KafkaSecurity, timeout_s: float) -> bool:
+    """True once one bootstrap server let this client in; False when none answered."""
+    for server in (s.strip() for s in bootstrap.split(",") if s.strip()):
+        host, _, port = server.rpartition(":")
+        host = host.strip("[]")
+        try:
+            with socket.create_connection((host, int(port)), timeout=timeout_s) as raw:
+                _log_in(raw, host, server, security, timeout_s)
+                return True
+        except KafkaAccessError:
+            raise
+        except ssl.SSLError as e:  # a certificate refused, either way
+            line = explain_kafka_error(e, security, bootstrap=server)
+            if line:
+                raise KafkaAccessError(line) from None
+            log.debug("kafka access probe: %s: %s", server, e)
+        except (OSError, ValueError, kerrors.KafkaError) as e:  # unreachable, cut: an outage
+            log.debug("kafka access probe: %s: %s", server, e)
+    return False
+
+
+def _log_in(raw: socket.socket, host: str, server: str, security: KafkaSecurity,
+            timeout_s: float) -> None:
+    sock = _tls_context(security).wrap_socket(raw, server_hostname=host) if security.tls \
+        else raw
+    deadline = time.monotonic() + timeout_s
+    protocol = KafkaProtocol(client_id="molstream-probe")
+
+    def call(request):
+        protocol.send_request(request)
+        sock.sendall(protocol.send_bytes())
+        while time.monotonic() < deadline:
+            data = sock.recv(65536)
+            if not data:
+                raise ConnectionError(f"{server} closed the connection")
+            for _, response in protocol.receive_bytes(data):
+                return response
+        raise TimeoutError(f"{server} did not answer")
+
+    call(ApiVersionsRequest(version=0))  # where TLS 1.3 hears of a refused client certificate
+    if not security.sasl:
+        return
+    def refused(error: Exception):
+        return KafkaAccessError(explain_kafka_error(error, security, bootstrap=server))
+
+    offered = call(SaslHandshakeRequest(mechanism=security.sasl_mechanism, version=1))
+    if security.sasl_mechanism not in offered.mechanisms:
+        raise refused(kerrors.UnsupportedSaslMechanismError(
+            f"Enabled mechanisms: {', '.join(offered.mechanisms)}"))
+    mechanism = get_sasl_mechanism(security.sasl_mechanism)(host=host,
+                                                             **security.client_kwargs())
+    while not mechanism.is_done():
+        answer = call(SaslAuthenticateRequest(auth_bytes=mechanism.auth_bytes(), version=1))
+        if answer.error_code:
+            raise refused(kerrors.SaslAuthenticationFailedError(answer.error_message))
+        mechanism.receive(answer.auth_bytes)
+    if not mechanism.is_authenticated():
+        raise refused(kerrors.SaslAuthenticationFailedError("server signature not verified"))
+
+
+def _tls_context(security: KafkaSecurity) -> ssl.SSLContext:
+    """The context kafka-python builds from the same settings (KafkaSSLTransport)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.check_hostname = security.check_hostname
+    if security.ca_file is not None:
+        ctx.load_verify_locations(security.ca_file)
+    else:
+        ctx.load_default_certs()
+    if security.cert_file is not None:
+        ctx.load_cert_chain(security.cert_file, security.key_file)
+    return ctx
+
+
+def _check_topics(admin: KafkaAdminClient, security: KafkaSecurity,
+                  topics: Mapping[str, Iterable[str]]) -> None:
+    for described in admin.describe_topics(list(topics)):
+        name = described["name"]
+        allowed = described.get("authorized_operations")
+        if described.get("error_code") == 29:  # TOPIC_AUTHORIZATION_FAILED: not even Describe
+            allowed = []
+        if allowed is None:  # the broker did not say (no authorizer)
+            continue
+        for op in topics[name]:
+            if op.upper() not in allowed and "ALL" not in allowed:
+                raise KafkaAccessError(
+                    f"Kafka denies user {security.principal!r} {op.capitalize()} on topic "
+                    f"{name!r}: grant the ACL")
+
+
+def _check_group(admin: KafkaAdminClient, security: KafkaSecurity, group: str) -> None:
+    try:
+        described = admin.describe_groups([group], include_authorized_operations=True)
+    except kerrors.GroupAuthorizationFailedError:
+        allowed: list[str] | None = []
+    else:
+        allowed = (described.get(group) or {}).get("authorized_operations")
+    if allowed is not None and "READ" not in allowed and "ALL" not in allowed:
+        raise KafkaAccessError(f"Kafka denies user {security.principal!r} Read on consumer "
+                               f"group {group!r}: grant the ACL")
