@@ -164,14 +164,15 @@ def test_components_create_topics_only_when_nothing_else_does(render: Render) ->
 def test_kafka_ui_user(render: Render) -> None:
     objects = render(values_files=[EXAMPLE], namespace="kafka", set={
         "kafka-ui.enabled": "true", "kafka-ui.bootstrapServers": "my-cluster-kafka-bootstrap:9093"})
-    user = find(objects, "KafkaUser", "molstream-kafka-ui")
+    user = find(objects, "KafkaUser", "molstream-kafka-ui-user")
     acls = _acls(user)
     assert not [a for a in acls if a[2] in {"Write", "Create", "Delete", "Alter", "All"}]
     assert ("topic", "chembl.rows", "Read") in acls
     env = env_of(pod_spec(find(objects, "Deployment", "molstream-kafka-ui"))["containers"][0])
-    assert 'username="molstream-kafka-ui"' in env["KAFKA_CLUSTERS_0_PROPERTIES_SASL_JAAS_CONFIG"]
+    jaas = env["KAFKA_CLUSTERS_0_PROPERTIES_SASL_JAAS_CONFIG"]
+    assert 'username="molstream-kafka-ui-user"' in jaas
     assert env["KAFKA_SASL_PASSWORD"] == {
-        "secretKeyRef": {"name": "molstream-kafka-ui", "key": "password"}}
+        "secretKeyRef": {"name": "molstream-kafka-ui-user", "key": "password"}}
 
 
 def test_secret_prefix(render: Render) -> None:

@@ -26,13 +26,13 @@ key at /etc/molstream/kafka-user/<certKey|keyKey>, the SASL password at
 {{- end -}}
 
 {{/* Name of a component's KafkaUser (the Kafka user name, and for tls its certificate's CN);
-call with (list $ "component"). Kafka UI's is the kafka-ui subchart's name, which that
-subchart computes the same way. */}}
+call with (list $ "component"). Kafka UI's is <release>-kafka-ui-user, which the kafka-ui
+subchart computes the same way (<release>-kafka-ui is its login Secret). */}}
 {{- define "molstream.strimziUserName" -}}
 {{- $top := index . 0 -}}
 {{- $component := index . 1 -}}
 {{- if eq $component "kafka-ui" -}}
-{{- printf "%s-kafka-ui" $top.Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- printf "%s-kafka-ui-user" $top.Release.Name | trunc 63 | trimSuffix "-" -}}
 {{- else -}}
 {{- include "molstream.componentName" (list $top $component) -}}
 {{- end -}}

@@ -38,13 +38,15 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
 {{/* The UI's Kafka identity as JSON {username, passwordSecret, clientSecret}: with the umbrella
-chart's Strimzi users (global.kafka.strimzi) its own KafkaUser, named as this chart's objects
-(the umbrella chart renders it), else global.kafka.security's. */}}
+chart's Strimzi users (global.kafka.strimzi) its own KafkaUser <release>-kafka-ui-user (the
+umbrella chart renders it), else global.kafka.security's. */}}
 {{- define "kafka-ui.kafkaIdentity" -}}
 {{- $security := include "kafka-ui.security" . | fromJson -}}
 {{- $strimzi := (((.Values.global).kafka).strimzi) | default dict -}}
 {{- if and $strimzi.enabled $strimzi.users -}}
-{{- $user := include "kafka-ui.fullname" . -}}
+{{- /* Not <release>-kafka-ui: that is the login Secret, and Strimzi names a user's Secret as
+the user. */ -}}
+{{- $user := printf "%s-kafka-ui-user" .Release.Name | trunc 63 | trimSuffix "-" -}}
 {{- $secret := printf "%s%s" ($strimzi.secretPrefix | default "") $user -}}
 {{- $mtls := eq $security.protocol "SSL" -}}
 {{- dict "username" $user "passwordSecret" (dict "name" (ternary "" $secret $mtls) "key" "password") "clientSecret" (dict "name" (ternary $secret "" $mtls) "certKey" "user.crt" "keyKey" "user.key") | toJson -}}
