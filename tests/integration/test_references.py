@@ -242,7 +242,8 @@ def test_a_second_schema_is_checked_against_its_own_tables(dsn):
     is checked against its own schema's parents, whatever the schema's name."""
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute('CREATE SCHEMA "Other_Schema"')
-    engine = make_engine(f"{dsn}?options=-csearch_path%3D%22Other_Schema%22")
+    engine = make_engine(make_url(dsn).update_query_dict(  # (beside the URL's sslmode)
+        {"options": '-csearch_path="Other_Schema"'}).render_as_string(hide_password=False))
     try:
         create_schema(engine)
         with psycopg.connect(dsn, autocommit=True) as conn:
