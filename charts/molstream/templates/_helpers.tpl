@@ -196,6 +196,9 @@ true
 {{- if and $metrics.enabled .Values.operator.enabled (eq (int $metrics.port) (int .Values.operator.healthPort)) -}}
 {{- fail (printf "metrics.port=%d is operator.healthPort too: the operator serves /metrics and its health endpoint on different ports." (int $metrics.port)) -}}
 {{- end -}}
+{{- if and $metrics.enabled .Values.worker.enabled (eq (int $metrics.port) (int .Values.worker.healthPort)) -}}
+{{- fail (printf "metrics.port=%d is worker.healthPort too: the worker serves /metrics and /healthz on different ports." (int $metrics.port)) -}}
+{{- end -}}
 {{- include "molstream.validateKafkaClient" . -}}
 {{- end -}}
 
