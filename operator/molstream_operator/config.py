@@ -2,6 +2,10 @@
 
 * ``MOLSTREAM_KAFKA_BOOTSTRAP``: Kafka bootstrap servers, for the fetcher and the event
   consumer (unset: no consumer, the status follows the Jobs only);
+* ``MOLSTREAM_KAFKA_SECURITY_PROTOCOL``, ``MOLSTREAM_KAFKA_SASL_*``, ``MOLSTREAM_KAFKA_CA_FILE``,
+  ``MOLSTREAM_KAFKA_CERT_FILE``, ``MOLSTREAM_KAFKA_KEY_FILE``, ``MOLSTREAM_KAFKA_CHECK_HOSTNAME``:
+  how the event consumer connects (TLS, SASL, mTLS), as the fetcher and the worker do
+  (molstream.kafka_security);
 * ``MOLSTREAM_TOPIC_PREFIX``: topic prefix, events are read from ``<prefix>.events``
   (default ``molstream``);
 * ``MOLSTREAM_ALLOWED_HOSTS``: comma-separated source hosts allowed, ``*.example.org`` too
@@ -45,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from molstream.kafka_security import KafkaSecurity
 
 DEFAULT_SCRATCH_SIZE = "8Gi"
 DEFAULT_METRICS_LINGER_S = 60.0
@@ -228,6 +233,8 @@ def _seconds(env: Mapping[str, str], var: str, default: float) -> float:
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class OperatorConfig:
     kafka_bootstrap: str | None = None
+    #: TLS, SASL, mTLS of the event consumer (checked; its repr hides the password).
+    kafka_security: KafkaSecurity = dataclasses.field(default_factory=KafkaSecurity)
     topic_prefix: str = "molstream"
     allowed_hosts: tuple[str, ...] = ()
     #: The fetchers' address policy (molstream.addresses), checked, passed on as written.
@@ -265,6 +272,7 @@ class OperatorConfig:
         )
         return cls(
             kafka_bootstrap=env.get("MOLSTREAM_KAFKA_BOOTSTRAP", "").strip() or None,
+            kafka_security=KafkaSecurity.from_env(env),
             topic_prefix=env.get("MOLSTREAM_TOPIC_PREFIX", "").strip() or "molstream",
             allowed_hosts=_split(env.get("MOLSTREAM_ALLOWED_HOSTS")),
             allowed_networks=_networks(env, "MOLSTREAM_ALLOWED_NETWORKS"),

@@ -5,6 +5,12 @@ judged irrelevant), so an operator restart re-applies at most a few events, whic
 applying an event twice gives the status it gave once. When the Kubernetes API is unreachable
 the thread seeks back to the record and tries again, with a growing delay; malformed records are
 logged (type and offset only, never their content) and skipped.
+
+The consumer connects as the fetchers and workers do (MOLSTREAM_KAFKA_SECURITY_PROTOCOL and the
+rest: molstream.kafka_security). Kafka refusing it (a login, a certificate, an ACL) is logged as
+one line naming the problem, shown by the events probe, and tried again with the same growing
+delay: the operator keeps running (the status follows the Jobs meanwhile) and recovers once the
+Secret or the ACL is fixed.
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ from collections.abc import Callable
 from typing import Any
 
 from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
+from molstream.kafka_access import check_access
+from molstream.kafka_security import KafkaAccessError, KafkaSecurity, explain_kafka_error
 
 from . import metrics
 from .ingest_events import IngestEvent, MalformedEvent, parse_event
@@ -36,8 +44,11 @@ class EventConsumer:
         topic: str,
         group_id: str,
         handle: Callable[[IngestEvent], str],
+        security: KafkaSecurity | None = None,
     ) -> None:
         self.bootstrap = bootstrap
+        self.security = security if security is not None else KafkaSecurity.from_env()
+        self.error: str | None = None  # Kafka's refusal, while it lasts
         self.topic = topic
         self.group_id = group_id
         self._handle = handle
@@ -66,11 +77,18 @@ class EventConsumer:
             "lastPoll": self.last_poll,
             "applied": self.applied,
             "skipped": self.skipped,
+            **({"error": self.error} if self.error else {}),
         }
 
     # --- the thread --------------------------------------------------------------------------
 
     def _connect(self) -> KafkaConsumer:
+        check_access(
+            self.bootstrap,
+            self.security,
+            topics={self.topic: ("READ",)},
+            groups=[self.group_id],
+        )
         consumer = KafkaConsumer(
             bootstrap_servers=self.bootstrap.split(","),
             group_id=self.group_id,
@@ -81,6 +99,7 @@ class EventConsumer:
             # A crashed operator's partitions go to its successor within 15 s.
             session_timeout_ms=15_000,
             heartbeat_interval_ms=3_000,
+            **self.security.client_kwargs(),
         )
         consumer.subscribe([self.topic])
         return consumer
@@ -90,6 +109,10 @@ class EventConsumer:
         while not self._stop.is_set():
             try:
                 consumer = self._connect()
+            except KafkaAccessError as exc:
+                self._refused(str(exc), backoff)
+                backoff = min(backoff * 2, _MAX_BACKOFF)
+                continue
             except Exception as exc:  # noqa: BLE001 - the broker may be down: retry forever
                 logger.warning(
                     "Kafka %s not reachable (%s); retrying in %.0fs",
@@ -102,18 +125,28 @@ class EventConsumer:
                 continue
             logger.info("Reading events from %s as group %s", self.topic, self.group_id)
             self.connected = True
+            self.error = None
             backoff = 1.0
             try:
                 self._consume(consumer)
-            except Exception:
-                logger.exception("Event consumer failed; reconnecting in %.0fs", backoff)
-                self._stop.wait(backoff)
+            except Exception as exc:
+                refusal = explain_kafka_error(exc, self.security, bootstrap=self.bootstrap)
+                if refusal:  # an ACL taken away meanwhile
+                    self._refused(refusal, backoff)
+                else:
+                    logger.exception("Event consumer failed; reconnecting in %.0fs", backoff)
+                    self._stop.wait(backoff)
             finally:
                 self.connected = False
                 try:
                     consumer.close(autocommit=False)
                 except Exception:  # noqa: BLE001
                     logger.debug("closing the consumer failed", exc_info=True)
+
+    def _refused(self, line: str, backoff: float) -> None:
+        self.error = line
+        logger.error("%s; retrying in %.0fs", line, backoff)
+        self._stop.wait(backoff)
 
     def _consume(self, consumer: KafkaConsumer) -> None:
         backoff = 1.0

@@ -26,8 +26,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kafka import errors as kerrors
-
 PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_SSL", "SASL_PLAINTEXT")
 MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN")
 _V = "MOLSTREAM_KAFKA_"
@@ -167,6 +165,8 @@ def explain_kafka_error(exc: BaseException, security: KafkaSecurity | None = Non
                         bootstrap: str = "") -> str | None:
     """One line naming why Kafka refused this client, or None when `exc` is not a refusal
     (an outage, a timeout: worth waiting for)."""
+    from kafka import errors as kerrors  # not at import: the settings are read by every command
+
     s = security or KafkaSecurity()
     at = f" at {bootstrap}" if bootstrap else ""
     who = s.principal
@@ -225,7 +225,8 @@ def _name(exc: BaseException) -> str:
     found = re.search(r"(?:name|group_id|topic)='([^']+)'", text)
     if found:
         return found[1]
-    return text if text and " " not in text else "?"
+    arg = str(exc.args[0]) if exc.args else ""  # str(exc) is "[Error 29] <class>: <name>"
+    return arg if arg and " " not in arg else "?"
 
 
 def _subject(cert: Path) -> str:

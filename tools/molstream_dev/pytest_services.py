@@ -1,6 +1,7 @@
 """pytest plugin: the real services the pipeline tests use, started on 127.0.0.1.
 
-Session-wide: a Kafka broker, a Redis server, a PostgreSQL cluster (TLS only: each test gets
+Session-wide: a Kafka broker (and, for the tests that ask, a secured one: secured_kafka), a
+Redis server, a PostgreSQL cluster (TLS only: each test gets
 its own empty database, reached with sslmode=verify-full), PgBouncer in front of it. Per test:
 FTP/FTPS, HTTP(S) and SFTP servers over a directory of the test's choosing.
 Set MOLSTREAM_TEST_KAFKA (bootstrap), MOLSTREAM_TEST_REDIS (URL) or MOLSTREAM_TEST_POSTGRES
@@ -24,6 +25,7 @@ from .certs import self_signed
 from .ftp import FtpServer
 from .http import HttpServer
 from .kafka import KafkaServer
+from .kafka_secured import SecuredKafkaServer
 from .pgbouncer import PgBouncer
 from .postgres import PostgresServer, create_database, drop_database
 from .redis import RedisServer
@@ -61,6 +63,20 @@ def kafka_broker() -> Iterator[KafkaServer | None]:
 def kafka_bootstrap(kafka_broker: KafkaServer | None) -> str:
     """"127.0.0.1:PORT" of a running broker."""
     return os.environ.get("MOLSTREAM_TEST_KAFKA") or kafka_broker.bootstrap
+
+
+@pytest.fixture(scope="session")
+def secured_kafka() -> Iterator[SecuredKafkaServer]:
+    """A broker secured as Strimzi runs one (molstream_dev.kafka_secured): SASL_SSL
+    (`.bootstrap`; SCRAM-SHA-512/256, PLAIN) and mTLS (`.ssl_bootstrap`) listeners with
+    certificates of the test CA (`.ca_file`), an authorizer, users with ACLs on topics and
+    groups starting with TOPIC_PREFIX; `.client_env(user, mtls=...)` gives a component's
+    MOLSTREAM_KAFKA_* variables. Started only by the tests that ask for it."""
+    server = _start(lambda: SecuredKafkaServer().start())
+    try:
+        yield server
+    finally:
+        server.close()
 
 
 @pytest.fixture(scope="session")
