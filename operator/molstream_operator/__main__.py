@@ -4,21 +4,33 @@ Namespaces: ``-n NS`` (repeatable), else ``MOLSTREAM_WATCH_NAMESPACES`` (comma-s
 the Pod's own namespace; ``--all-namespaces`` serves the whole cluster (needs a ClusterRole).
 Logs are JSON lines by default (``--log-format text`` for people); ``--liveness`` serves kopf's
 health endpoint (``/healthz``) for the liveness probe.
+
+With ``MOLSTREAM_LEASE_NAME`` set, replicas elect one leader on that Lease (``leadership``):
+until it holds the Lease a replica only serves ``--liveness`` (no watch, no Kafka consumer, no
+handler); it then runs kopf, exits with status 1 the moment it loses the Lease (its Pod
+restarts as a standby) and releases the Lease once kopf has stopped on SIGTERM.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
+import signal
+import threading
 from pathlib import Path
+from typing import Any
 
 import click
 import kopf
 
 from . import (
+    leadership,
     metrics,
     startup,  # noqa: F401 - registers the handlers (the package imports all of them)
 )
 from .config import OperatorConfig
+from .kube import ApiError, Kube
 
 _SA_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
@@ -84,18 +96,73 @@ def main(
             )
     config = OperatorConfig.from_env(namespaces=() if all_namespaces else tuple(namespaces))
     try:
+        own = _SA_NAMESPACE.read_text().strip() if _SA_NAMESPACE.is_file() else ""
+        election = leadership.ElectionSettings.from_env(
+            fallback_namespace=own or next(iter(namespaces), ""))
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    try:
         metrics.serve(metrics.OPERATOR, metrics_port)
     except OSError as exc:
         raise click.ClickException(
             f"cannot serve metrics on port {metrics_port}: {exc.strerror or exc}"
         ) from None
-    kopf.run(
-        clusterwide=all_namespaces,
-        namespaces=() if all_namespaces else list(namespaces),
-        standalone=True,
-        liveness_endpoint=liveness or None,
-        memo=kopf.Memo(config=config),
-    )
+    # Set by SIGTERM/SIGINT while standing by; kopf installs its own handlers once it runs.
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    elector = _lead(election, liveness, stop) if election else None
+    try:
+        asyncio.run(_operate(
+            stop,
+            clusterwide=all_namespaces,
+            namespaces=() if all_namespaces else list(namespaces),
+            standalone=True,
+            liveness_endpoint=liveness or None,
+            memo=kopf.Memo(config=config, elector=elector),
+        ))
+    except asyncio.CancelledError:  # as kopf.run
+        pass
+    finally:
+        if elector is not None:
+            elector.release()
+
+
+async def _operate(stop: threading.Event, **options: Any) -> None:
+    """kopf.run, with a stop flag the signals set until kopf installs its own handlers (a
+    SIGTERM between the election and kopf's start still stops it, and releases the Lease)."""
+    loop = asyncio.get_running_loop()
+    flag = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: loop.call_soon_threadsafe(flag.set))
+    if not stop.is_set():
+        await kopf.operator(stop_flag=flag, **options)
+
+
+def _lead(
+    election: leadership.ElectionSettings, liveness: str, stop: threading.Event
+) -> leadership.LeaderElector:
+    """Stand by until this replica holds the Lease, then keep renewing it."""
+    elector = leadership.LeaderElector(election, Kube.from_environment())
+    health = leadership.StandbyHealth(liveness, elector) if liveness else None
+    try:
+        if not elector.acquire(stop):
+            return elector
+    except ApiError as exc:
+        raise click.ClickException(f"cannot take part in the election on the Lease "
+                                   f"{election.where}: {exc}") from None
+    finally:
+        if health is not None:
+            health.close()  # kopf serves the same address from now on
+    elector.keep(_stop_acting)
+    return elector
+
+
+def _stop_acting(reason: str) -> None:
+    """Another replica may lead already: no handler, no consumer may act one moment longer.
+    No graceful stop (it could outlast the lease); the Pod restarts as a standby."""
+    logging.getLogger("molstream_operator").error("Lost the leadership: %s; exiting", reason)
+    os._exit(1)
 
 
 if __name__ == "__main__":

@@ -84,7 +84,9 @@ class Kube:
         content_type: str = "application/json",
         query: Mapping[str, str] | None = None,
         accept: str = "application/json",
+        timeout: tuple[float, float] = _TIMEOUT,
     ) -> dict[str, Any]:
+        """``timeout``: (connect, read) seconds; the lease's renewals need shorter ones."""
         headers = {"Accept": accept, "Content-Type": content_type}
         method, url, headers, _, _ = self._api.param_serialize(
             method=method,
@@ -96,7 +98,7 @@ class Kube:
         try:
             # The REST layer serializes the body as JSON for every */json and */*+json type.
             response = self._api.call_api(
-                method, url, header_params=headers, body=body, _request_timeout=_TIMEOUT
+                method, url, header_params=headers, body=body, _request_timeout=timeout
             )
             data = response.read()
         except kubernetes.client.exceptions.ApiException as exc:

@@ -13,7 +13,7 @@ from .kube import Kube
 from .manifests import LABEL_IR
 from .service import IngestService
 
-__all__ = ["cleanup", "events_probe", "startup"]
+__all__ = ["cleanup", "events_probe", "leadership_probe", "startup"]
 
 
 def configure(settings: kopf.OperatorSettings) -> None:
@@ -27,7 +27,8 @@ def configure(settings: kopf.OperatorSettings) -> None:
         prefix=prefix, key="last-handled-configuration"
     )
     settings.persistence.finalizer = f"{prefix}/finalizer"
-    # One replica, no peering objects; no cluster-wide scan of CRDs and namespaces.
+    # No peering objects (one replica, or one leader of a Lease: leadership, before kopf
+    # starts); no cluster-wide scan of CRDs and namespaces.
     settings.peering.standalone = True
     settings.scanning.disabled = True
     # Watch only our Jobs, filtered by the API server.
@@ -57,6 +58,7 @@ def startup(
             topic=config.events_topic,
             group_id=config.group_id,
             handle=memo.service.on_event,
+            security=config.kafka_security,
         )
         memo.consumer.start()
     else:
@@ -82,3 +84,10 @@ def cleanup(memo: kopf.Memo, **_: Any) -> None:
 def events_probe(memo: kopf.Memo, **_: Any) -> dict[str, Any]:
     consumer = memo.get("consumer")
     return consumer.health() if consumer is not None else {"enabled": False}
+
+
+@kopf.on.probe(id="leadership")
+def leadership_probe(memo: kopf.Memo, **_: Any) -> dict[str, Any]:
+    """Who we are and that we lead (a standby's endpoint says so too: leadership)."""
+    elector = memo.get("elector")
+    return elector.health() if elector is not None else {"enabled": False}

@@ -375,4 +375,5 @@ def test_deleting_the_request_leaves_garbage_collection_to_owner_references(
 
 def test_liveness_endpoint_reports_the_event_consumer(start_operator: Any) -> None:
     op = start_operator()
-    assert op.healthy() == {"events": {"enabled": False}}
+    # no Kafka, no Lease (MOLSTREAM_LEASE_NAME): neither reported
+    assert op.healthy() == {"events": {"enabled": False}, "leadership": {"enabled": False}}
