@@ -98,6 +98,14 @@ def _log_in(raw: socket.socket, host: str, server: str, security: KafkaSecurity,
             timeout_s: float) -> None:
     sock = _tls_context(security).wrap_socket(raw, server_hostname=host) if security.tls \
         else raw
+    try:
+        _exchange(sock, host, server, security, timeout_s)
+    finally:
+        sock.close()  # (the TLS socket took over `raw`: closing that closes nothing)
+
+
+def _exchange(sock: socket.socket, host: str, server: str, security: KafkaSecurity,
+              timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     protocol = KafkaProtocol(client_id="molstream-probe")
 
