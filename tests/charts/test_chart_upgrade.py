@@ -10,7 +10,9 @@ the CRD is cluster-scoped, so this test must not change the one the other tests 
   keeps it, and the IngestRequests made before are still there;
 - `helm uninstall` leaves the CRD and the IngestRequests (helm.sh/resource-policy: keep), and
   installing the release again takes the kept CRD back;
-- a second release in another namespace installs with crds.create=false.
+- a second release in another namespace installs with crds.create=false;
+- without --take-ownership (helm before 3.17), the ownership metadata put on the CRD by hand
+  lets a plain upgrade adopt it.
 
 No controller-manager runs: hooks are skipped (--no-hooks), as in test_chart_install.py."""
 
@@ -173,3 +175,23 @@ def test_a_second_release_leaves_the_crd_to_the_first(
     cluster.helm(*args, "--set", "crds.create=false", timeout=180)
     owner = cluster.crd()["metadata"]["annotations"]["meta.helm.sh/release-namespace"]
     assert owner != other
+
+
+def test_an_older_helm_upgrades_once_the_crd_is_given_its_owner_by_hand(
+    upgraded: tuple[Cluster, str],
+) -> None:
+    """The README's way without --take-ownership (helm before 3.17): label and annotate."""
+    cluster, _ = upgraded
+    for release in (RELEASE, "molstream-b"):
+        cluster.helm("uninstall", release, "--namespace", release, check=False, timeout=180)
+    cluster.kubectl("delete", CRD, "--timeout=60s")  # kept by the uninstalls
+    old = "old-release"
+    cluster.kubectl("create", "namespace", old)
+    cluster.helm("install", old, PREVIOUS, "--namespace", old, "--no-hooks", timeout=180)
+    assert "fetcher" not in _spec_properties(cluster.crd())
+    name = "ingestrequests.molstream.io"
+    cluster.kubectl("label", "crd", name, "app.kubernetes.io/managed-by=Helm")
+    cluster.kubectl("annotate", "crd", name, f"meta.helm.sh/release-name={old}",
+                    f"meta.helm.sh/release-namespace={old}")
+    cluster.helm("upgrade", old, CHART, "--namespace", old, "--no-hooks", timeout=180)
+    assert "resources" in _spec_properties(cluster.crd())["fetcher"]["properties"]
