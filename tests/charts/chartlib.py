@@ -85,8 +85,11 @@ def operator_built_job(objects: list[dict[str, Any]], tmp_path: Path, spec: dict
 
     operator = next(o for o in objects if o["kind"] == "Deployment"
                     and o["metadata"]["name"].endswith("operator"))
+    # Without the operator's own Kafka security (files of its Pod, read by from_env): a
+    # fetcher Job takes its Kafka settings from the template, never from the operator's.
     env = {k: v for k, v in env_of(pod_spec(operator)["containers"][0]).items()
-           if isinstance(v, str)}
+           if isinstance(v, str) and not (k.startswith("MOLSTREAM_KAFKA_")
+                                          and k != "MOLSTREAM_KAFKA_BOOTSTRAP")}
     template = next(o for o in objects if o["kind"] == "ConfigMap"
                     and o["metadata"]["name"].endswith("fetcher-template"))
     path = tmp_path / "fetcher-template.yaml"

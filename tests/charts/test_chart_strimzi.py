@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import secrets
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -270,3 +271,182 @@ def test_schema_refuses_a_wrong_field(kubectl: Tool, example_release: Any, kind:
     result = thirdparty_crds.dry_run(kubectl, namespace, obj)
     assert result.returncode != 0
     assert message in result.stderr
+
+
+# --- The ACLs against a real Kafka authorizer --------------------------------------------------
+
+_OPERATIONS = {"Read": "READ", "Write": "WRITE", "Create": "CREATE", "Describe": "DESCRIBE",
+               "DescribeConfigs": "DESCRIBE_CONFIGS"}
+
+
+@pytest.fixture(scope="module")
+def acl_kafka(tmp_path_factory: pytest.TempPathFactory, render: Render) -> Iterator[Any]:
+    """A broker secured as Strimzi runs one (SASL_SSL, an authorizer that denies what no ACL
+    allows), holding the topics and users the example's KafkaTopics and KafkaUsers declare,
+    with exactly their ACLs; and each component's client settings from its rendered
+    environment (its Secret files written where the variables point)."""
+    from kafka import KafkaAdminClient
+    from kafka.admin import (
+        ACL,
+        ACLOperation,
+        ACLPermissionType,
+        ACLResourcePatternType,
+        NewTopic,
+        ResourcePattern,
+        ResourceType,
+        UserScramCredentialUpsertion,
+    )
+    from molstream.kafka_security import KafkaSecurity
+    from molstream_dev._process import ServiceError
+    from molstream_dev.kafka_secured import SecuredKafkaServer
+
+    prefix = f"acl{secrets.token_hex(3)}"
+    helm_dir = tmp_path_factory.mktemp("acl-render")
+    objects = render(values_files=[EXAMPLE], namespace="kafka", set={
+        "global.topicPrefix": prefix, "kafka.topics.replicationFactor": "1",
+        "kafka.topics.minInsyncReplicas": "1"})  # one broker
+    try:
+        kafka = SecuredKafkaServer().start()
+    except ServiceError as e:
+        pytest.fail(str(e), pytrace=False)
+    try:
+        admin = KafkaAdminClient(**kafka.admin_config(), client_id="acl-test")
+        passwords = {}
+        acls = []
+        for user in _kinds(objects, "KafkaUser").values():
+            name = user["metadata"]["name"]
+            passwords[name] = secrets.token_urlsafe(12)
+            for rule in user["spec"]["authorization"]["acls"]:
+                resource = rule["resource"]
+                pattern = ResourcePattern(
+                    ResourceType[resource["type"].upper()],
+                    resource.get("name", "kafka-cluster"),
+                    ACLResourcePatternType[resource.get("patternType", "literal").upper()])
+                acls += [ACL(f"User:{name}", "*", ACLOperation[_OPERATIONS[op]],
+                             ACLPermissionType.ALLOW, pattern) for op in rule["operations"]]
+        admin.alter_user_scram_credentials(
+            [UserScramCredentialUpsertion(n, "SCRAM-SHA-512", p) for n, p in passwords.items()])
+        assert not admin.create_acls(acls)["failed"]
+        admin.create_topics([
+            NewTopic(t["spec"]["topicName"], t["spec"]["partitions"], t["spec"]["replicas"],
+                     topic_configs={k: str(v) for k, v in t["spec"].get("config", {}).items()})
+            for t in _kinds(objects, "KafkaTopic").values()])
+        admin.close()
+
+        clients = {}
+        spec_of = {
+            "worker": pod_spec(find(objects, "Deployment", "molstream-worker")),
+            "operator": pod_spec(find(objects, "Deployment", "molstream-operator")),
+            "fetcher": pod_spec(operator_built_job(objects, helm_dir, SPEC, namespace="kafka")),
+        }
+        for component, spec in spec_of.items():
+            env = {k: v for k, v in env_of(spec["containers"][0]).items() if isinstance(v, str)}
+            files = helm_dir / component
+            files.mkdir()
+            user = env["MOLSTREAM_KAFKA_SASL_USERNAME"]
+            (files / "password").write_text(passwords[user])
+            env["MOLSTREAM_KAFKA_SASL_PASSWORD_FILE"] = str(files / "password")
+            env["MOLSTREAM_KAFKA_CA_FILE"] = str(kafka.ca_file)
+            security = KafkaSecurity.from_env(env)
+            clients[component] = {"bootstrap_servers": kafka.bootstrap,
+                                  **security.client_kwargs(), "env": env}
+        _wait_for_logins(clients)
+        yield clients
+    finally:
+        kafka.close()
+
+
+def _wait_for_logins(clients: dict[str, dict[str, Any]]) -> None:
+    """The broker applies new SCRAM credentials a moment after the controller commits them."""
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    deadline = time.monotonic() + 60
+    for settings in clients.values():
+        kwargs = {k: v for k, v in settings.items() if k != "env"}
+        while True:
+            try:
+                KafkaAdminClient(**kwargs, request_timeout_ms=5000).close()
+                break
+            except KafkaError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
+
+def _kwargs(clients: dict[str, dict[str, Any]], component: str) -> dict[str, Any]:
+    return {k: v for k, v in clients[component].items() if k != "env"}
+
+
+def _produce(clients: dict[str, dict[str, Any]], component: str, topic: str) -> None:
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(**_kwargs(clients, component), acks="all", max_block_ms=10_000,
+                             request_timeout_ms=10_000, delivery_timeout_ms=20_000)
+    try:
+        producer.send(topic, key=b"k", value=component.encode()).get(timeout=30)
+    finally:
+        producer.close(timeout=5)
+
+
+def _consume(clients: dict[str, dict[str, Any]], component: str, topic: str, group: str) -> bytes:
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(topic, group_id=group, auto_offset_reset="earliest",
+                             enable_auto_commit=False, **_kwargs(clients, component))
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            for records in consumer.poll(timeout_ms=1000).values():
+                consumer.commit()
+                return records[0].value
+        raise AssertionError(f"{component}: nothing consumed from {topic} as {group}")
+    finally:
+        consumer.close(autocommit=False)
+
+
+@pytest.mark.kafka
+def test_acls_let_each_component_do_its_work(acl_kafka: dict[str, dict[str, Any]]) -> None:
+    """Each component, as its own KafkaUser with the rendered ACLs, does what its code does:
+    the fetcher publishes rows, rejections and events; the worker consumes the rows in its
+    group and publishes rejections and events; the operator consumes the events in its group."""
+    env = {c: acl_kafka[c]["env"] for c in acl_kafka}
+    prefix = env["worker"]["MOLSTREAM_TOPIC_PREFIX"]
+    for topic in ("rows", "rejected", "events"):
+        _produce(acl_kafka, "fetcher", f"{prefix}.{topic}")
+    assert _consume(acl_kafka, "worker", f"{prefix}.rows",
+                    env["worker"]["MOLSTREAM_WORKER_GROUP"]) == b"fetcher"
+    for topic in ("rejected", "events"):
+        _produce(acl_kafka, "worker", f"{prefix}.{topic}")
+    assert _consume(acl_kafka, "operator", f"{prefix}.events",
+                    env["operator"]["MOLSTREAM_OPERATOR_GROUP_ID"]) == b"fetcher"
+
+
+@pytest.mark.kafka
+@pytest.mark.parametrize(
+    ("component", "action"),
+    [
+        ("fetcher", ("consume", "rows", "worker-group")),
+        ("operator", ("produce", "events")),
+        ("worker", ("produce", "rows")),
+        ("worker", ("consume", "rows", "other-group")),
+    ],
+    ids=["fetcher-reads-rows", "operator-writes-events", "worker-writes-rows",
+         "worker-other-group"],
+)
+def test_acls_refuse_the_rest(acl_kafka: dict[str, dict[str, Any]], component: str,
+                              action: tuple[str, ...]) -> None:
+    from kafka.errors import KafkaError
+
+    prefix = acl_kafka["worker"]["env"]["MOLSTREAM_TOPIC_PREFIX"]
+    topic = f"{prefix}.{action[1]}"
+    with pytest.raises(KafkaError) as refused:
+        if action[0] == "produce":
+            _produce(acl_kafka, component, topic)
+        else:
+            group = (acl_kafka["worker"]["env"]["MOLSTREAM_WORKER_GROUP"]
+                     if action[2] == "worker-group" else f"{prefix}-other")
+            _consume(acl_kafka, component, topic, group)
+    # TopicAuthorizationFailed, GroupAuthorizationFailed, or for a producer with Write on no
+    # topic at all ClusterAuthorizationFailed (its idempotent session needs Write somewhere).
+    assert "AuthorizationFailed" in repr(refused.value), repr(refused.value)
