@@ -61,3 +61,49 @@ affinity:
 priorityClassName: {{ . | quote }}
 {{- end }}
 {{- end -}}
+
+{{/* global.kafka.security (the umbrella chart's values), with its defaults when absent. */}}
+{{- define "kafka.security" -}}
+{{- $s := dig "kafka" "security" dict (.Values.global | default dict) -}}
+{{- $sasl := $s.sasl | default dict -}}
+{{- $tls := $s.tls | default dict -}}
+{{- toJson (dict
+  "protocol" ($s.protocol | default "PLAINTEXT")
+  "mechanism" ($sasl.mechanism | default "SCRAM-SHA-512")
+  "username" ($sasl.username | default "")
+  "passwordSecret" (mergeOverwrite (dict "name" "" "key" "password") ($sasl.passwordSecret | default dict))
+  "caSecret" (mergeOverwrite (dict "name" "" "key" "ca.crt") ($tls.caSecret | default dict))
+  "clientSecret" (mergeOverwrite (dict "name" "" "certKey" "user.crt" "keyKey" "user.key") ($tls.clientSecret | default dict))
+  "checkHostname" (ternary true $tls.checkHostname (kindIs "invalid" $tls.checkHostname))
+) -}}
+{{- end -}}
+
+{{/* The bundled broker's settings checked; fails naming the value. */}}
+{{- define "kafka.validate" -}}
+{{- $sec := include "kafka.security" . | fromJson -}}
+{{- $protocols := list "PLAINTEXT" "SSL" "SASL_PLAINTEXT" "SASL_SSL" -}}
+{{- if not (has $sec.protocol $protocols) -}}
+{{- fail (printf "global.kafka.security.protocol=%s: use one of %s" $sec.protocol (join ", " $protocols)) -}}
+{{- end -}}
+{{- if not .Values.external.bootstrapServers -}}
+{{- if and (hasSuffix "SSL" $sec.protocol) (not .Values.listener.tls.secretName) -}}
+{{- fail (printf "kafka.listener.tls.secretName is empty: the bundled broker's listener speaks %s (global.kafka.security.protocol) and needs a Secret with its certificate (tls.crt, tls.key)" $sec.protocol) -}}
+{{- end -}}
+{{- if hasPrefix "SASL_" $sec.protocol -}}
+{{- if not (has $sec.mechanism (list "SCRAM-SHA-512" "SCRAM-SHA-256")) -}}
+{{- fail (printf "global.kafka.security.sasl.mechanism=%s: the bundled broker offers SCRAM-SHA-512 or SCRAM-SHA-256 only (use kafka.external.bootstrapServers for another)" $sec.mechanism) -}}
+{{- end -}}
+{{- if or (not $sec.username) (not $sec.passwordSecret.name) -}}
+{{- fail "global.kafka.security.sasl.username and .passwordSecret.name must be set for SASL: the bundled broker creates that user's SCRAM credential" -}}
+{{- end -}}
+{{- end -}}
+{{- if gt (int .Values.topics.replicationFactor) 1 -}}
+{{- fail (printf "kafka.topics.replicationFactor=%d: the bundled broker is one node (replication factor 1); use a Kafka cluster through kafka.external.bootstrapServers" (int .Values.topics.replicationFactor)) -}}
+{{- end -}}
+{{- end -}}
+{{- with .Values.topics.minInsyncReplicas -}}
+{{- if gt (int .) (int $.Values.topics.replicationFactor) -}}
+{{- fail (printf "kafka.topics.minInsyncReplicas=%d is more than kafka.topics.replicationFactor=%d: producers waiting for all in-sync replicas could never write" (int .) (int $.Values.topics.replicationFactor)) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
