@@ -186,7 +186,7 @@ e2e-node: ## Test machines: Docker, kind, the offline kind node image and the st
 # What the e2e suite passes to the same make targets users run (tests/e2e).
 export E2E_PYTHON_IMAGE ?= molstream-e2e/python:3.11-bookworm
 export E2E_MAKE_ARGS = KIND_NODE_IMAGE=$(E2E_NODE_IMAGE) EXTRA_VALUES=k8s/e2e-values.yaml \
-  EXTRA_IMAGES="molstream-e2e/kafka:3.9.1 molstream-e2e/redis:7 molstream-e2e/kafka-ui:standin" \
+  EXTRA_IMAGES="molstream-e2e/kafka:3.9.1 molstream-e2e/redis:7 molstream-e2e/kafka-ui:standin molstream-e2e/postgres:15" \
   DOCKER_BUILD_ARGS="--network host --build-arg PYTHON_IMAGE=$(E2E_PYTHON_IMAGE)"
 
 .PHONY: e2e
