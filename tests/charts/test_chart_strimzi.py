@@ -28,6 +28,10 @@ from chartlib import (
     pod_spec,
     refused,
 )
+from molstream.config import Topics
+from molstream.kafka_access import check_access
+from molstream.kafka_security import KafkaSecurity
+from molstream.publish import ensure_topics
 from molstream_dev.pytest_kube import Tool
 
 EXAMPLE = CHART / "examples" / "strimzi-cnpg-values.yaml"
@@ -157,7 +161,10 @@ def test_components_create_topics_only_when_nothing_else_does(render: Render) ->
     for name in ("molstream-worker", "molstream-fetcher"):
         assert {n for t, n, op in _acls(users[name]) if op == "Create"} == {
             f"{prefix}.rows", f"{prefix}.rejected", f"{prefix}.events"}, name
-    assert not [op for _, _, op in _acls(users["molstream-operator"]) if op == "Create"]
+        # More partitions for a grown rowsPartitions (ensure_topics) need Alter on the rows.
+        assert {n for t, n, op in _acls(users[name]) if op == "Alter"} == {f"{prefix}.rows"}
+    assert not [op for _, _, op in _acls(users["molstream-operator"])
+                if op in {"Create", "Alter"}]
     worker = env_of(pod_spec(find(objects, "Deployment", "molstream-worker"))["containers"][0])
     assert worker["MOLSTREAM_CREATE_TOPICS"] == "true"
 
@@ -275,16 +282,33 @@ def test_schema_refuses_a_wrong_field(kubectl: Tool, example_release: Any, kind:
 
 # --- The ACLs against a real Kafka authorizer --------------------------------------------------
 
-_OPERATIONS = {"Read": "READ", "Write": "WRITE", "Create": "CREATE", "Describe": "DESCRIBE",
-               "DescribeConfigs": "DESCRIBE_CONFIGS"}
+_OPERATIONS = {"Read": "READ", "Write": "WRITE", "Create": "CREATE", "Alter": "ALTER",
+               "Describe": "DESCRIBE", "DescribeConfigs": "DESCRIBE_CONFIGS"}
 
 
 @pytest.fixture(scope="module")
-def acl_kafka(tmp_path_factory: pytest.TempPathFactory, render: Render) -> Iterator[Any]:
-    """A broker secured as Strimzi runs one (SASL_SSL, an authorizer that denies what no ACL
-    allows), holding the topics and users the example's KafkaTopics and KafkaUsers declare,
-    with exactly their ACLs; and each component's client settings from its rendered
-    environment (its Secret files written where the variables point)."""
+def secured_kafka() -> Iterator[Any]:
+    """A broker secured as Strimzi runs one: SASL_SSL with SCRAM-SHA-512, certificates of the
+    test CA, an authorizer that denies what no ACL allows."""
+    from molstream_dev._process import ServiceError
+    from molstream_dev.kafka_secured import SecuredKafkaServer
+
+    try:
+        kafka = SecuredKafkaServer().start()
+    except ServiceError as e:
+        pytest.fail(str(e), pytrace=False)
+    try:
+        yield kafka
+    finally:
+        kafka.close()
+
+
+def _provision(kafka: Any, objects: list[dict[str, Any]], directory: Path,
+               fullname: str = "molstream") -> dict[str, dict[str, Any]]:
+    """The users the rendered KafkaUsers declare, with exactly their ACLs, and the topics of
+    the KafkaTopics (if any) created as Strimzi's Topic Operator would; then each component's
+    client settings from its rendered environment, its Secret files written where the
+    variables point."""
     from kafka import KafkaAdminClient
     from kafka.admin import (
         ACL,
@@ -296,64 +320,59 @@ def acl_kafka(tmp_path_factory: pytest.TempPathFactory, render: Render) -> Itera
         ResourceType,
         UserScramCredentialUpsertion,
     )
-    from molstream.kafka_security import KafkaSecurity
-    from molstream_dev._process import ServiceError
-    from molstream_dev.kafka_secured import SecuredKafkaServer
 
-    prefix = f"acl{secrets.token_hex(3)}"
-    helm_dir = tmp_path_factory.mktemp("acl-render")
-    objects = render(values_files=[EXAMPLE], namespace="kafka", set={
-        "global.topicPrefix": prefix, "kafka.topics.replicationFactor": "1",
-        "kafka.topics.minInsyncReplicas": "1"})  # one broker
+    admin = KafkaAdminClient(**kafka.admin_config(), client_id="acl-test")
+    passwords = {}
+    acls = []
+    for user in _kinds(objects, "KafkaUser").values():
+        name = user["metadata"]["name"]
+        passwords[name] = secrets.token_urlsafe(12)
+        for rule in user["spec"]["authorization"]["acls"]:
+            resource = rule["resource"]
+            pattern = ResourcePattern(
+                ResourceType[resource["type"].upper()], resource.get("name", "kafka-cluster"),
+                ACLResourcePatternType[resource.get("patternType", "literal").upper()])
+            acls += [ACL(f"User:{name}", "*", ACLOperation[_OPERATIONS[op]],
+                         ACLPermissionType.ALLOW, pattern) for op in rule["operations"]]
     try:
-        kafka = SecuredKafkaServer().start()
-    except ServiceError as e:
-        pytest.fail(str(e), pytrace=False)
-    try:
-        admin = KafkaAdminClient(**kafka.admin_config(), client_id="acl-test")
-        passwords = {}
-        acls = []
-        for user in _kinds(objects, "KafkaUser").values():
-            name = user["metadata"]["name"]
-            passwords[name] = secrets.token_urlsafe(12)
-            for rule in user["spec"]["authorization"]["acls"]:
-                resource = rule["resource"]
-                pattern = ResourcePattern(
-                    ResourceType[resource["type"].upper()],
-                    resource.get("name", "kafka-cluster"),
-                    ACLResourcePatternType[resource.get("patternType", "literal").upper()])
-                acls += [ACL(f"User:{name}", "*", ACLOperation[_OPERATIONS[op]],
-                             ACLPermissionType.ALLOW, pattern) for op in rule["operations"]]
         admin.alter_user_scram_credentials(
             [UserScramCredentialUpsertion(n, "SCRAM-SHA-512", p) for n, p in passwords.items()])
         assert not admin.create_acls(acls)["failed"]
-        admin.create_topics([
-            NewTopic(t["spec"]["topicName"], t["spec"]["partitions"], t["spec"]["replicas"],
-                     topic_configs={k: str(v) for k, v in t["spec"].get("config", {}).items()})
-            for t in _kinds(objects, "KafkaTopic").values()])
+        if topics := _kinds(objects, "KafkaTopic"):
+            admin.create_topics([
+                NewTopic(t["spec"]["topicName"], t["spec"]["partitions"], t["spec"]["replicas"],
+                         topic_configs={k: str(v) for k, v in t["spec"].get("config", {}).items()})
+                for t in topics.values()])
+    finally:
         admin.close()
 
-        clients = {}
-        spec_of = {
-            "worker": pod_spec(find(objects, "Deployment", "molstream-worker")),
-            "operator": pod_spec(find(objects, "Deployment", "molstream-operator")),
-            "fetcher": pod_spec(operator_built_job(objects, helm_dir, SPEC, namespace="kafka")),
-        }
-        for component, spec in spec_of.items():
-            env = {k: v for k, v in env_of(spec["containers"][0]).items() if isinstance(v, str)}
-            files = helm_dir / component
-            files.mkdir()
-            user = env["MOLSTREAM_KAFKA_SASL_USERNAME"]
-            (files / "password").write_text(passwords[user])
-            env["MOLSTREAM_KAFKA_SASL_PASSWORD_FILE"] = str(files / "password")
-            env["MOLSTREAM_KAFKA_CA_FILE"] = str(kafka.ca_file)
-            security = KafkaSecurity.from_env(env)
-            clients[component] = {"bootstrap_servers": kafka.bootstrap,
-                                  **security.client_kwargs(), "env": env}
-        _wait_for_logins(clients)
-        yield clients
-    finally:
-        kafka.close()
+    clients = {}
+    spec_of = {
+        "worker": pod_spec(find(objects, "Deployment", f"{fullname}-worker")),
+        "operator": pod_spec(find(objects, "Deployment", f"{fullname}-operator")),
+        "fetcher": pod_spec(operator_built_job(objects, directory, SPEC, namespace="kafka")),
+    }
+    for component, spec in spec_of.items():
+        env = {k: v for k, v in env_of(spec["containers"][0]).items() if isinstance(v, str)}
+        files = directory / component
+        files.mkdir()
+        (files / "password").write_text(passwords[env["MOLSTREAM_KAFKA_SASL_USERNAME"]])
+        env["MOLSTREAM_KAFKA_SASL_PASSWORD_FILE"] = str(files / "password")
+        env["MOLSTREAM_KAFKA_CA_FILE"] = str(kafka.ca_file)
+        clients[component] = {"bootstrap_servers": kafka.bootstrap,
+                              **KafkaSecurity.from_env(env).client_kwargs(), "env": env}
+    _wait_for_logins(clients)
+    return clients
+
+
+@pytest.fixture(scope="module")
+def acl_kafka(secured_kafka: Any, tmp_path_factory: pytest.TempPathFactory,
+              render: Render) -> dict[str, dict[str, Any]]:
+    """The example's topics and users on the secured broker, and each component's client."""
+    objects = render(values_files=[EXAMPLE], namespace="kafka", set={
+        "global.topicPrefix": f"acl{secrets.token_hex(3)}",
+        "kafka.topics.replicationFactor": "1", "kafka.topics.minInsyncReplicas": "1"})
+    return _provision(secured_kafka, objects, tmp_path_factory.mktemp("acl"))
 
 
 def _wait_for_logins(clients: dict[str, dict[str, Any]]) -> None:
@@ -412,6 +431,23 @@ def test_acls_let_each_component_do_its_work(acl_kafka: dict[str, dict[str, Any]
     group and publishes rejections and events; the operator consumes the events in its group."""
     env = {c: acl_kafka[c]["env"] for c in acl_kafka}
     prefix = env["worker"]["MOLSTREAM_TOPIC_PREFIX"]
+    topics = Topics(prefix=prefix)
+    bootstrap = acl_kafka["worker"]["bootstrap_servers"]
+    security = {c: KafkaSecurity.from_env(env[c]) for c in env}
+    # The access probes the components run first (molstream.kafka_access), as they run them.
+    check_access(bootstrap, security["fetcher"], topics=dict.fromkeys(
+        (topics.rows, topics.rejected, topics.events), ("WRITE",)))
+    check_access(bootstrap, security["worker"],
+                 topics={topics.rows: ("READ",), topics.rejected: ("WRITE",),
+                         topics.events: ("WRITE",)},
+                 groups=[env["worker"]["MOLSTREAM_WORKER_GROUP"]])
+    check_access(bootstrap, security["operator"], topics={topics.events: ("READ",)},
+                 groups=[env["operator"]["MOLSTREAM_OPERATOR_GROUP_ID"]])
+    # MOLSTREAM_CREATE_TOPICS=false: the topics are looked for, never created or altered.
+    for component in ("fetcher", "worker"):
+        assert env[component]["MOLSTREAM_CREATE_TOPICS"] == "false"
+        ensure_topics(bootstrap, topics, rows_partitions=6, create=False, wait_s=30,
+                      security=security[component])
     for topic in ("rows", "rejected", "events"):
         _produce(acl_kafka, "fetcher", f"{prefix}.{topic}")
     assert _consume(acl_kafka, "worker", f"{prefix}.rows",
@@ -450,3 +486,39 @@ def test_acls_refuse_the_rest(acl_kafka: dict[str, dict[str, Any]], component: s
     # TopicAuthorizationFailed, GroupAuthorizationFailed, or for a producer with Write on no
     # topic at all ClusterAuthorizationFailed (its idempotent session needs Write somewhere).
     assert "AuthorizationFailed" in repr(refused.value), repr(refused.value)
+
+
+@pytest.mark.kafka
+def test_acls_let_components_create_and_grow_topics(secured_kafka: Any, render: Render,
+                                                    tmp_path: Path) -> None:
+    """No KafkaTopics and no topics Job: the worker and the fetcher create the topics (Create)
+    and add rows partitions (Alter), as molstream.publish.ensure_topics does."""
+    from kafka import KafkaAdminClient
+
+    prefix = f"create{secrets.token_hex(3)}"
+    objects = render(values_files=[EXAMPLE], namespace="kafka", release="ms2", set={
+        "global.topicPrefix": prefix, "global.kafka.strimzi.topics": "false",
+        "kafka.topics.replicationFactor": "1", "kafka.topics.minInsyncReplicas": "1"})
+    assert not _kinds(objects, "KafkaTopic")
+    clients = _provision(secured_kafka, objects, tmp_path, fullname="ms2-molstream")
+    topics = Topics(prefix=prefix)
+    for component, partitions in (("fetcher", 2), ("worker", 3)):
+        env = clients[component]["env"]
+        assert env["MOLSTREAM_CREATE_TOPICS"] == "true"
+        ensure_topics(clients[component]["bootstrap_servers"], topics,
+                      rows_partitions=partitions, create=True,
+                      replication_factor=int(env["MOLSTREAM_TOPIC_REPLICATION_FACTOR"]),
+                      min_insync_replicas=int(env["MOLSTREAM_TOPIC_MIN_INSYNC_REPLICAS"]),
+                      security=KafkaSecurity.from_env(env))
+    admin = KafkaAdminClient(**secured_kafka.admin_config(), client_id="acl-test")
+    try:
+        described = {d["name"]: d for d in admin.describe_topics(
+            [topics.rows, topics.rejected, topics.events])}
+    finally:
+        admin.close()
+    assert len(described[topics.rows]["partitions"]) == 3
+    assert len(described[topics.events]["partitions"]) == 1
+    # The operator may do neither.
+    with pytest.raises(Exception, match="(?i)authoriz|denies|refused"):
+        ensure_topics(clients["operator"]["bootstrap_servers"], Topics(prefix=prefix + "x"),
+                      create=True, security=KafkaSecurity.from_env(clients["operator"]["env"]))
