@@ -129,14 +129,16 @@ def main(
 
 
 async def _operate(stop: threading.Event, **options: Any) -> None:
-    """kopf.run, with a stop flag the signals set until kopf installs its own handlers (a
-    SIGTERM between the election and kopf's start still stops it, and releases the Lease)."""
+    """kopf.operator, cancelled by a signal that comes before kopf handles them itself (a
+    SIGTERM between the election and kopf's start still stops it, and releases the Lease).
+    No stop_flag: kopf would leave its waiter pending and wait 5 s for it at every exit."""
     loop = asyncio.get_running_loop()
-    flag = asyncio.Event()
+    task = asyncio.current_task()
+    assert task is not None
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: loop.call_soon_threadsafe(flag.set))
+        loop.add_signal_handler(sig, task.cancel)  # replaced by kopf's own
     if not stop.is_set():
-        await kopf.operator(stop_flag=flag, **options)
+        await kopf.operator(**options)
 
 
 def _lead(

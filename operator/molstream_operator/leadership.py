@@ -261,27 +261,40 @@ class LeaderElector:
 
     def keep(self, on_lost: Callable[[str], None]) -> None:
         """Renew in a thread every retry period; call ``on_lost`` (which must stop us acting)
-        when another holder appears or no renewal went through for the renew deadline."""
-        self._thread = threading.Thread(target=self._renew, args=(on_lost,),
+        when another holder appears or no renewal went through for the renew deadline. A
+        watchdog thread keeps that deadline even while a request hangs (the client's pool
+        retries a timed-out GET or PUT on its own)."""
+        lost = threading.Lock()
+
+        def once(reason: str) -> None:
+            if lost.acquire(blocking=False):
+                self.leader = False
+                on_lost(reason)
+
+        self._thread = threading.Thread(target=self._renew, args=(once,),
                                         name="molstream-lease", daemon=True)
         self._thread.start()
+        threading.Thread(target=self._watchdog, args=(once,), name="molstream-lease-watchdog",
+                         daemon=True).start()
 
-    def _renew(self, on_lost: Callable[[str], None]) -> None:
+    def _renew(self, lost: Callable[[str], None]) -> None:
         s = self.settings
-        while not self._stop.wait(min(s.retry_period_s, self._left())):
-            left = self._left()
-            if left <= 0:
-                self.leader = False
-                on_lost(f"the Lease {s.where} was not renewed for {s.renew_deadline_s:g}s")
-                return
+        while not self._stop.wait(s.retry_period_s):
             try:
-                self.try_acquire_or_renew(budget=left)
+                self.try_acquire_or_renew(budget=max(self._left(), 0.5))
             except LeaseLost as exc:
-                self.leader = False
-                on_lost(str(exc))
+                lost(str(exc))
                 return
             except ApiError as exc:
-                logger.warning("Lease %s not renewed (%.1fs left): %s", s.where, left, exc)
+                logger.warning("Lease %s not renewed (%.1fs left): %s",
+                               s.where, self._left(), exc)
+
+    def _watchdog(self, lost: Callable[[str], None]) -> None:
+        while not self._stop.wait(max(self._left(), 0.0)):
+            if self._left() <= 0:
+                lost(f"the Lease {self.settings.where} was not renewed for "
+                     f"{self.settings.renew_deadline_s:g}s")
+                return
 
     def _left(self) -> float:
         return self._renewed_at + self.settings.renew_deadline_s - time.monotonic()

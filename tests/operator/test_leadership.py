@@ -12,11 +12,14 @@ import json
 import os
 import secrets
 import signal
+import socket
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -125,11 +128,12 @@ def start_replica(
     group = f"molstream-operator-{secrets.token_hex(4)}"
 
     def start(identity: str, *, kafka: str | None = None, lease_s: float = 6,
-              renew_s: float = 4, retry_s: float = 0.5) -> OperatorProcess:
+              renew_s: float = 4, retry_s: float = 0.5,
+              kubeconfig: Path | None = None) -> OperatorProcess:
         port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("MOLSTREAM_")}
         env.update(
-            KUBECONFIG=str(operator_kubeconfig),
+            KUBECONFIG=str(kubeconfig or operator_kubeconfig),
             POD_NAME=identity,
             MOLSTREAM_LEASE_NAME=LEASE,
             MOLSTREAM_LEASE_DURATION_S=str(lease_s),
@@ -310,6 +314,76 @@ def test_a_leader_whose_lease_is_taken_over_stops_acting(
     # a standby stops at once on SIGTERM
     b.stop(signal.SIGTERM)
     assert b.process is not None and b.process.returncode == 0, b.tail()
+
+
+class Relay:
+    """A TCP relay in front of the API server that can fall silent, as a network partition
+    does: connections stay open, new ones are accepted, nothing gets through any more."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.silent = threading.Event()
+        self._sockets: list[socket.socket] = []
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.port = self._server.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return
+            self._sockets.append(client)
+            if self.silent.is_set():
+                continue
+            upstream = socket.create_connection(self.target)
+            self._sockets.append(upstream)
+            for src, dst in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while (data := src.recv(65536)) and not self.silent.is_set():
+                dst.sendall(data)
+        except OSError:
+            pass
+
+    def kubeconfig(self, path: Path, into: Path) -> Path:
+        """``path`` with its server reached through the relay."""
+        config = yaml.safe_load(path.read_text())
+        for cluster in config["clusters"]:
+            cluster["cluster"]["server"] = f"https://127.0.0.1:{self.port}"
+        into.write_text(yaml.safe_dump(config))
+        into.chmod(0o600)
+        return into
+
+    def close(self) -> None:
+        self._server.close()
+        for sock in self._sockets:
+            sock.close()
+
+
+def test_a_leader_cut_off_from_the_api_server_stops_before_its_lease_runs_out(
+    ns: Namespace, start_replica: Start, operator_kubeconfig: Path, tmp_path: Path
+) -> None:
+    server = urlsplit(yaml.safe_load(operator_kubeconfig.read_text())
+                      ["clusters"][0]["cluster"]["server"])
+    relay = Relay((server.hostname or "127.0.0.1", server.port or 443))
+    try:
+        a = start_replica("op-a", kubeconfig=relay.kubeconfig(operator_kubeconfig,
+                                                              tmp_path / "relayed.kubeconfig"))
+        _wait_holder(ns, "op-a")
+        b = start_replica("op-b")
+        ns.context = lambda: f"{a.tail(20)}\n{b.tail(20)}"
+        relay.silent.set()  # op-a's requests hang from now on; op-b's go through
+        _wait_holder(ns, "op-b", timeout=60)
+        # op-a stopped at its renew deadline (4 s), before op-b could take over (6 s)
+        assert a.process is not None and a.process.poll() is not None, "op-a still runs"
+        assert a.process.returncode == 1
+        assert "Lost the leadership: the Lease" in a.log() and "not renewed for 4s" in a.log()
+    finally:
+        relay.close()
 
 
 # --- the chart -----------------------------------------------------------------------------------
