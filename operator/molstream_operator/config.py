@@ -36,6 +36,11 @@
 * ``MOLSTREAM_FETCHER_METRICS_LINGER_S``: seconds a fetcher keeps serving after its ingest, until
   one more scrape (their ``MOLSTREAM_METRICS_LINGER_S``; default 60, about twice a usual scrape
   interval: a Job's Pod is not scraped once it has ended).
+
+Leader election among replicas is read by ``leadership.ElectionSettings`` (before kopf starts):
+``MOLSTREAM_LEASE_NAME`` (unset: standalone), ``MOLSTREAM_LEASE_NAMESPACE`` (default
+``POD_NAMESPACE``), ``POD_NAME`` (the identity), ``MOLSTREAM_LEASE_DURATION_S``,
+``MOLSTREAM_LEASE_RENEW_DEADLINE_S``, ``MOLSTREAM_LEASE_RETRY_PERIOD_S`` (15, 10, 2).
 """
 
 from __future__ import annotations
