@@ -23,6 +23,7 @@ from typing import Any
 
 import click
 import kopf
+import kubernetes
 
 from . import (
     leadership,
@@ -145,8 +146,14 @@ def _lead(
     election: leadership.ElectionSettings, liveness: str, stop: threading.Event
 ) -> leadership.LeaderElector:
     """Stand by until this replica holds the Lease, then keep renewing it."""
-    elector = leadership.LeaderElector(election, Kube.from_environment())
-    health = leadership.StandbyHealth(liveness, elector) if liveness else None
+    try:
+        elector = leadership.LeaderElector(election, Kube.from_environment())
+    except kubernetes.config.ConfigException as exc:
+        raise click.ClickException(f"no Kubernetes credentials: {exc}") from None
+    try:
+        health = leadership.StandbyHealth(liveness, elector) if liveness else None
+    except OSError as exc:
+        raise click.ClickException(f"cannot serve {liveness}: {exc.strerror or exc}") from None
     try:
         if not elector.acquire(stop):
             return elector
