@@ -7,9 +7,10 @@ out, and then says only "Unable to bootstrap"; the reason is at best in a log li
 refusal is often lost: the broker closes the connection right after its answer, and
 kafka-python drops data read together with the close). So the probe logs in itself, on one
 blocking connection (kafka-python's own request classes and SASL mechanisms), and sees the
-TLS error or the broker's answer as they are. An ACL missing for a topic or a group shows in
-the operations Kafka says this client is authorized for (KIP-430), before anything is sent: a
-consumer without Read on its topic would otherwise wait silently forever.
+TLS error or the broker's answer as they are, and a listener of another kind (plaintext
+spoken to a TLS one, SASL expected but not spoken) for what it is. An ACL missing for a topic
+or a group shows in the operations Kafka says this client is authorized for (KIP-430), before
+anything is sent: a consumer without Read on its topic would otherwise wait silently forever.
 
 A broker that does not answer is not a refusal: the probe returns and the component rides
 out the outage as it always has.
@@ -26,7 +27,7 @@ from collections.abc import Iterable, Mapping
 from kafka import KafkaAdminClient
 from kafka import errors as kerrors
 from kafka.net.sasl import get_sasl_mechanism
-from kafka.protocol.metadata import ApiVersionsRequest
+from kafka.protocol.metadata import ApiVersionsRequest, MetadataRequest
 from kafka.protocol.parser import KafkaProtocol
 from kafka.protocol.sasl import SaslAuthenticateRequest, SaslHandshakeRequest
 
@@ -120,8 +121,21 @@ def _exchange(sock: socket.socket, host: str, server: str, security: KafkaSecuri
                 return response
         raise TimeoutError(f"{server} did not answer")
 
-    call(ApiVersionsRequest(version=0))  # where TLS 1.3 hears of a refused client certificate
+    try:  # where TLS 1.3 hears of a refused client certificate
+        call(ApiVersionsRequest(version=0))
+    except (ConnectionError, kerrors.KafkaError):
+        if security.tls:
+            raise
+        raise KafkaAccessError(  # a TLS listener answers a TLS alert, not Kafka, and hangs up
+            f"Kafka at {server} did not answer in Kafka's protocol: the listener expects TLS "
+            f"(MOLSTREAM_KAFKA_SECURITY_PROTOCOL={security.protocol})") from None
     if not security.sasl:
+        try:  # a SASL listener answers ApiVersions, then hangs up on anything else
+            call(MetadataRequest(version=1, topics=[]))
+        except ConnectionError:
+            raise KafkaAccessError(
+                f"Kafka at {server} hung up before any login: the listener expects SASL "
+                f"(MOLSTREAM_KAFKA_SECURITY_PROTOCOL={security.protocol})") from None
         return
     def refused(error: Exception):
         return KafkaAccessError(explain_kafka_error(error, security, bootstrap=server))

@@ -2,9 +2,10 @@
 real ChEMBL rows through SASL_SSL with SCRAM-SHA-512 (CA and hostname verified), through SSL
 with an mTLS client certificate, and through SASL PLAIN. And every way Kafka refuses a client
 (a wrong password, a CA it does not know, a name its certificate does not carry, a missing
-ACL, no client certificate) ends the fetcher and the worker at once, with one error line that
-names the problem and never the password; the fetcher exits 3 (permanent: the operator fails
-the run without retrying it; the same settings fail the same way again)."""
+ACL, no client certificate, a listener of another kind) ends the fetcher and the worker at
+once, with one error line that names the problem and never the password; the fetcher exits 3
+(permanent: the operator fails the run without retrying it; the same settings fail the same
+way again)."""
 
 from __future__ import annotations
 
@@ -138,6 +139,16 @@ def _no_client_cert(k) -> dict:
     return env
 
 
+def _mtls_on_the_sasl_port(k) -> dict:  # Strimzi's tls and scram listeners mixed up
+    return {**k.client_env(mtls=True), "MOLSTREAM_KAFKA_BOOTSTRAP": k.bootstrap}
+
+
+def _no_tls(k) -> dict:
+    env = {**k.client_env("molstream"), "MOLSTREAM_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT"}
+    del env["MOLSTREAM_KAFKA_CA_FILE"]
+    return env
+
+
 @pytest.mark.parametrize(("settings", "says"), [
     (_wrong_password, "refused the SASL login of user 'molstream' (SCRAM-SHA-512): wrong "
                       "password or unknown user"),
@@ -145,7 +156,10 @@ def _no_client_cert(k) -> dict:
     (_other_name, "does not carry the name the client connected to"),
     (_no_write, "Kafka denies user 'nowrite' Write on topic 'sec"),
     (_no_client_cert, "requires a client certificate (mTLS): set MOLSTREAM_KAFKA_CERT_FILE"),
-], ids=["wrong-password", "unknown-ca", "hostname-mismatch", "missing-acl", "no-client-cert"])
+    (_mtls_on_the_sasl_port, "the listener expects SASL"),
+    (_no_tls, "the listener expects TLS"),
+], ids=["wrong-password", "unknown-ca", "hostname-mismatch", "missing-acl", "no-client-cert",
+        "tls-on-the-sasl-listener", "plaintext-on-a-tls-listener"])
 def test_the_fetcher_ends_at_once_with_one_line_naming_the_refusal(secured_kafka, tmp_path,
                                                                   settings, says):
     env = settings(secured_kafka)
