@@ -211,9 +211,12 @@ def test_secret_prefix(render: Render) -> None:
          "Strimzi's KafkaUsers (global.kafka.strimzi.users) authenticate with SCRAM-SHA-512 only"),
         ({"global.kafka.security.tls.clientSecret.name": "shared"},
          "global.kafka.strimzi.users=true gives each component its own KafkaUser and Secret"),
+        ({"global.kafka.strimzi.topics": "false", "kafka.topics.create": "true"},
+         "global.kafka.strimzi.users=true leaves the chart's topics Job (kafka.topics.create) "
+         "without a Kafka user"),
     ],
     ids=["no-cluster", "no-bootstrap", "topics-twice", "users-plaintext", "users-scram-256",
-         "users-and-shared-secret"],
+         "users-and-shared-secret", "users-and-topics-job"],
 )
 def test_refused(helm_offline: Helm, values: dict[str, str], message: str) -> None:
     assert message in refused(helm_offline, {**MTLS, **values})

@@ -279,6 +279,9 @@ nothing else does, and then as kafka.topics says. */}}
 {{- if and $strimziUsers (not (has $protocol (list "SASL_SSL" "SASL_PLAINTEXT" "SSL"))) -}}
 {{- fail "global.kafka.strimzi.users=true needs global.kafka.security.protocol SASL_SSL (KafkaUsers with scram-sha-512) or SSL (KafkaUsers with tls: mTLS): on PLAINTEXT every client is ANONYMOUS and ACLs name nobody." -}}
 {{- end -}}
+{{- if and $strimziUsers .Values.kafka.topics.create -}}
+{{- fail "global.kafka.strimzi.users=true leaves the chart's topics Job (kafka.topics.create) without a Kafka user: set kafka.topics.create=false; the topics then come from KafkaTopics (global.kafka.strimzi.topics) or from the worker and the fetchers." -}}
+{{- end -}}
 {{- if and $strimziUsers (or $security.sasl.username $security.sasl.passwordSecret.name $security.tls.clientSecret.name) -}}
 {{- fail "global.kafka.strimzi.users=true gives each component its own KafkaUser and Secret: leave global.kafka.security.sasl.username, sasl.passwordSecret.name and tls.clientSecret.name empty." -}}
 {{- end -}}
