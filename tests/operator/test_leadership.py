@@ -202,6 +202,12 @@ def _leadership(process: OperatorProcess) -> dict[str, Any]:
     return (process.healthy() or {}).get("leadership") or {}
 
 
+def _wait_seen(process: OperatorProcess, holder: str) -> None:
+    """Until a standby's endpoint names ``holder`` (it answers before its first read)."""
+    wait_for(lambda: _leadership(process).get("holder") == holder,
+             what=f"the standby seeing {holder} lead", context=process.tail)
+
+
 def _handled(process: OperatorProcess) -> list[str]:
     """What a replica's log says it acted on: kopf's handler lines and the event consumer's."""
     lines = []
@@ -237,6 +243,7 @@ def test_the_standby_takes_over_a_run_when_the_leader_is_killed(
     wait_for(lambda: (a.healthy() or {}).get("events", {}).get("connected"),
              what="the leader's event consumer connected", context=ns.context)
     # the standby is alive, knows who leads, and runs neither kopf nor a consumer
+    _wait_seen(b, "op-a")
     assert _leadership(b) == {"leader": False, "identity": "op-b", "holder": "op-a",
                               "lease": f"{ns.name}/{LEASE}"}
     assert "events" not in (b.healthy() or {})
@@ -276,7 +283,7 @@ def test_a_graceful_stop_hands_the_lease_over_at_once(
     _wait_holder(ns, "op-a")
     b = start_replica("op-b", lease_s=300, renew_s=200, retry_s=0.5)
     ns.context = lambda: f"{a.tail(20)}\n{b.tail(20)}"
-    assert _leadership(b)["holder"] == "op-a"
+    _wait_seen(b, "op-a")
 
     a.stop(signal.SIGTERM)
     assert a.process is not None and a.process.returncode == 0, a.tail()
@@ -308,8 +315,7 @@ def test_a_leader_whose_lease_is_taken_over_stops_acting(
                for e in errors), a.tail()
     # nobody wins it back before it expires, and the standby stays one
     assert _holder(ns.admin, ns.name) == "elsewhere"
-    wait_for(lambda: _leadership(b).get("holder") == "elsewhere", what="op-b seeing the holder",
-             context=ns.context)
+    _wait_seen(b, "elsewhere")
     assert _leadership(b)["leader"] is False
     # a standby stops at once on SIGTERM
     b.stop(signal.SIGTERM)
