@@ -301,3 +301,99 @@ def test_secured_release_installs(kubectl: Tool, secured_release: Any, tmp_path:
     result = kubectl("create", "--dry-run=server", "-f", "-", namespace=namespace,
                      input=yaml.safe_dump(job), check=False)
     assert result.returncode == 0, result.stderr
+
+
+# --- Kafka UI's client settings, with Apache Kafka's own Java client ---------------------------
+
+_UI_PREFIX = "KAFKA_CLUSTERS_0_PROPERTIES_"
+
+
+def _ui_properties(container: dict[str, Any], secret_data: dict[tuple[str, str], str]) -> str:
+    """The Java client properties kafbat/kafka-ui builds from its environment (Spring binds
+    KAFKA_CLUSTERS_0_PROPERTIES_SASL_JAAS_CONFIG to the key sasl.jaas.config), with the
+    kubelet's work done: secretKeyRef values read, $(VAR) references expanded."""
+    values: dict[str, str] = {}
+    for entry in container["env"]:
+        if "valueFrom" in entry:
+            ref = entry["valueFrom"]["secretKeyRef"]
+            values[entry["name"]] = secret_data.get((ref["name"], ref["key"]), "(login)")
+        else:
+            value = entry["value"]
+            for name, known in values.items():
+                value = value.replace(f"$({name})", known)
+            values[entry["name"]] = value
+    lines = []
+    for name, value in values.items():
+        if name.startswith(_UI_PREFIX):
+            key = name[len(_UI_PREFIX):].lower().replace("_", ".")
+            escaped = value.replace("\\", "\\\\").replace("\n", "\\n")
+            lines.append(f"{key}={escaped}")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture(scope="module")
+def ui_kafka() -> Iterator[Any]:
+    from molstream_dev._process import ServiceError
+    from molstream_dev.kafka_secured import SecuredKafkaServer
+
+    try:
+        kafka = SecuredKafkaServer().start()
+    except ServiceError as e:
+        pytest.fail(str(e), pytrace=False)
+    try:
+        yield kafka
+    finally:
+        kafka.close()
+
+
+def _java_client_connects(properties: str, bootstrap: str, tmp_path: Path) -> Any:
+    """Apache Kafka's BrokerApiVersionsCommand (a Java AdminClient: TLS, SASL, mTLS as the
+    properties say) against the broker: the CompletedProcess."""
+    import subprocess
+
+    from molstream_dev._process import require
+    from molstream_dev.kafka import libs_dir
+
+    config = tmp_path / "client.properties"
+    config.write_text(properties)
+    return subprocess.run(
+        [require("java"), "-Xmx256m", "-cp", f"{libs_dir()}/*",
+         "-Dlog4j.configuration=file:/dev/null", "kafka.admin.BrokerApiVersionsCommand",
+         "--bootstrap-server", bootstrap, "--command-config", str(config)],
+        capture_output=True, text=True, timeout=120, check=False)
+
+
+@pytest.mark.kafka
+@pytest.mark.parametrize("mtls", [False, True], ids=["sasl-ssl", "mtls"])
+def test_kafka_ui_settings_work_with_the_java_client(render: Render, ui_kafka: Any,
+                                                     tmp_path: Path, mtls: bool) -> None:
+    """The properties the chart gives Kafka UI (PEM truststore file; SCRAM JAAS line; PEM
+    client certificate and key as values) let Apache Kafka's Java client in, as Kafka UI
+    would be; a wrong password is refused (the check can fail)."""
+    kafka = ui_kafka
+    values = MTLS if mtls else {**SASL_SSL, "global.kafka.security.sasl.passwordSecret.name":
+                                "ui-user"}
+    objects = render(set={**values, "kafka-ui.enabled": "true",
+                          "kafka-ui.bootstrapServers": "127.0.0.1:1",
+                          "global.kafka.security.sasl.username": "" if mtls else "molstream"})
+    spec = pod_spec(find(objects, "Deployment", "molstream-kafka-ui"))
+    # The CA file, mounted where the truststore location points, is the test CA here.
+    (ca_path,) = [p for p in _files(spec) if p.endswith("ca.crt")]
+    secret_data = {
+        ("ui-user", "password"): kafka.users["molstream"].password,
+        ("molstream-user", "user.crt"): kafka.mtls_cert.read_text(),
+        ("molstream-user", "user.key"): kafka.mtls_key.read_text(),
+    }
+    properties = _ui_properties(spec["containers"][0], secret_data)
+    assert f"ssl.truststore.location={ca_path}" in properties
+    properties = properties.replace(ca_path, str(kafka.ca_file))
+    bootstrap = kafka.ssl_bootstrap if mtls else kafka.bootstrap
+    result = _java_client_connects(properties, bootstrap, tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert bootstrap.split(":")[1] in result.stdout
+    if not mtls:
+        secret_data[("ui-user", "password")] = "wrong"
+        wrong = _java_client_connects(_ui_properties(spec["containers"][0], secret_data).replace(
+            ca_path, str(kafka.ca_file)), bootstrap, tmp_path)
+        assert wrong.returncode != 0, wrong.stdout[-500:]
+        assert "Authentication failed" in wrong.stdout + wrong.stderr
