@@ -332,7 +332,8 @@ def _ui_properties(container: dict[str, Any], secret_data: dict[tuple[str, str],
 
 
 @pytest.fixture(scope="module")
-def ui_kafka() -> Iterator[Any]:
+def secured_kafka() -> Iterator[Any]:
+    """The secured test broker (SASL_SSL with SCRAM, mTLS, an authorizer)."""
     from molstream_dev._process import ServiceError
     from molstream_dev.kafka_secured import SecuredKafkaServer
 
@@ -365,12 +366,12 @@ def _java_client_connects(properties: str, bootstrap: str, tmp_path: Path) -> An
 
 @pytest.mark.kafka
 @pytest.mark.parametrize("mtls", [False, True], ids=["sasl-ssl", "mtls"])
-def test_kafka_ui_settings_work_with_the_java_client(render: Render, ui_kafka: Any,
+def test_kafka_ui_settings_work_with_the_java_client(render: Render, secured_kafka: Any,
                                                      tmp_path: Path, mtls: bool) -> None:
     """The properties the chart gives Kafka UI (PEM truststore file; SCRAM JAAS line; PEM
     client certificate and key as values) let Apache Kafka's Java client in, as Kafka UI
     would be; a wrong password is refused (the check can fail)."""
-    kafka = ui_kafka
+    kafka = secured_kafka
     values = MTLS if mtls else {**SASL_SSL, "global.kafka.security.sasl.passwordSecret.name":
                                 "ui-user"}
     objects = render(set={**values, "kafka-ui.enabled": "true",
@@ -397,3 +398,38 @@ def test_kafka_ui_settings_work_with_the_java_client(render: Render, ui_kafka: A
             ca_path, str(kafka.ca_file)), bootstrap, tmp_path)
         assert wrong.returncode != 0, wrong.stdout[-500:]
         assert "Authentication failed" in wrong.stdout + wrong.stderr
+
+
+@pytest.mark.kafka
+def test_helm_test_pod_checks_a_secured_kafka(render: Render, secured_kafka: Any,
+                                              tmp_path: Path) -> None:
+    """`helm test`'s script, with the environment the chart gives its Pod (files where the
+    variables point), finds molstream's topics on the secured broker as the release's user."""
+    import subprocess
+    import sys
+
+    from kafka import KafkaAdminClient
+    from kafka.admin import NewTopic
+    from molstream_dev.kafka_secured import TOPIC_PREFIX
+
+    kafka = secured_kafka
+    prefix = f"{TOPIC_PREFIX}.helmtest{secrets.token_hex(3)}"  # under the user's ACLs
+    objects = render(set={**SASL_SSL, "global.topicPrefix": prefix})
+    pod = find(objects, "Pod", "molstream-test")
+    script = tmp_path / "check_stack.py"
+    script.write_text(find(objects, "ConfigMap", "molstream-test")["data"]["check_stack.py"])
+    env = {k: v for k, v in env_of(pod["spec"]["containers"][0]).items() if isinstance(v, str)}
+    (tmp_path / "password").write_text(kafka.users["molstream"].password)
+    env.update(MOLSTREAM_KAFKA_SASL_PASSWORD_FILE=str(tmp_path / "password"),
+               MOLSTREAM_KAFKA_CA_FILE=str(kafka.ca_file), KAFKA=kafka.bootstrap,
+               TIMEOUT="60", REDIS_URL="", PATH="/usr/bin:/bin")
+    admin = KafkaAdminClient(**kafka.admin_config(), client_id="helm-test-check")
+    try:
+        admin.create_topics([NewTopic(f"{prefix}.{t}", 1, 1)
+                             for t in ("rows", "rejected", "events")])
+    finally:
+        admin.close()
+    result = subprocess.run([sys.executable, str(script)], env=env, capture_output=True,
+                            text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"ok   kafka: {kafka.bootstrap} has the {prefix}.* topics" in result.stdout
