@@ -149,8 +149,9 @@ def keda_release(helm: Tool, kubectl: Tool, ir_crd: str) -> Iterator[tuple[str, 
     namespace = f"keda-{secrets.token_hex(3)}"
     kubectl("create", "namespace", namespace)
     sets = [a for k, v in KEDA.items() for a in ("--set", f"{k}={v}")]
-    helm("install", "molstream", CHART, "--namespace", namespace, "--no-hooks", *INSTALL_ARGS,
-         *sets, timeout=180)
+    installed = helm("install", "molstream", CHART, "--namespace", namespace, "--no-hooks",
+                     *INSTALL_ARGS, *sets, timeout=180)
+    assert "Workers: 2 to 6, scaled by KEDA" in installed.stdout  # NOTES.txt
     manifest = parse(helm("get", "manifest", "molstream", "--namespace", namespace).stdout)
     yield namespace, manifest
     helm("uninstall", "molstream", "--namespace", namespace, check=False)

@@ -223,24 +223,26 @@ def test_refused(helm_offline: Helm, values: dict[str, str], message: str) -> No
 
 
 @pytest.fixture(scope="module")
-def example_release(helm: Tool, kubectl: Tool, ir_crd: str) -> Iterator[tuple[str, Any]]:
-    """The example values installed (Strimzi's CRDs in the API server; hooks created apart)."""
+def example_release(helm: Tool, kubectl: Tool, ir_crd: str) -> Iterator[tuple[str, Any, str]]:
+    """The example values installed (Strimzi's CRDs in the API server; hooks created apart):
+    namespace, objects, and helm's output (NOTES.txt)."""
     thirdparty_crds.install(kubectl)
     namespace = f"strimzi-cnpg-{secrets.token_hex(3)}"
     kubectl("create", "namespace", namespace)
-    helm("install", "molstream", CHART, "--namespace", namespace, "--no-hooks", *INSTALL_ARGS,
-         "--values", EXAMPLE, timeout=180)
+    installed = helm("install", "molstream", CHART, "--namespace", namespace, "--no-hooks",
+                     *INSTALL_ARGS, "--values", EXAMPLE, timeout=180)
     manifest = parse(helm("get", "manifest", "molstream", "--namespace", namespace).stdout)
     hooks = parse(helm("get", "hooks", "molstream", "--namespace", namespace).stdout)
     hooks.sort(key=lambda o: 0 if o["kind"] in {"ServiceAccount", "ConfigMap", "Secret"} else 1)
     kubectl("create", "-f", "-", namespace=namespace, input=yaml.safe_dump_all(hooks))
-    yield namespace, manifest + hooks
+    yield namespace, manifest + hooks, installed.stdout
     helm("uninstall", "molstream", "--namespace", namespace, check=False)
     kubectl("delete", "namespace", namespace, "--wait=false", check=False)
 
 
 def test_example_installs(kubectl: Tool, example_release: Any) -> None:
-    namespace, objects = example_release
+    namespace, objects, notes = example_release
+    assert "SASL_SSL, one Strimzi KafkaUser per component" in notes
     kinds = {o["kind"] for o in objects}
     assert {"KafkaTopic", "KafkaUser", "Deployment"} <= kinds
     for obj in objects:
@@ -252,7 +254,7 @@ def test_example_installs(kubectl: Tool, example_release: Any) -> None:
 
 
 def test_mtls_users_accepted(kubectl: Tool, example_release: Any, render: Render) -> None:
-    namespace, _ = example_release
+    namespace, *_ = example_release
     for user in _kinds(render(set=MTLS), "KafkaUser").values():
         user["metadata"]["name"] += "-tls"
         result = thirdparty_crds.dry_run(kubectl, namespace, user)
@@ -273,7 +275,7 @@ def test_mtls_users_accepted(kubectl: Tool, example_release: Any, render: Render
 def test_schema_refuses_a_wrong_field(kubectl: Tool, example_release: Any, kind: str,
                                       change: Any, message: str) -> None:
     """The API server checks these objects against Strimzi's schema: a wrong field fails."""
-    namespace, objects = example_release
+    namespace, objects, _ = example_release
     obj = copy.deepcopy(next(o for o in objects if o["kind"] == kind))
     obj["metadata"]["name"] += "-wrong"
     assert thirdparty_crds.dry_run(kubectl, namespace, obj).returncode == 0
