@@ -461,6 +461,14 @@ def test_acls_let_each_component_do_its_work(acl_kafka: dict[str, dict[str, Any]
         _produce(acl_kafka, "worker", f"{prefix}.{topic}")
     assert _consume(acl_kafka, "operator", f"{prefix}.events",
                     env["operator"]["MOLSTREAM_OPERATOR_GROUP_ID"]) == b"fetcher"
+    # The helm test Pod, as the worker's user, lists the three topics (templates/tests).
+    from kafka import KafkaAdminClient
+
+    admin = KafkaAdminClient(**_kwargs(acl_kafka, "worker"))
+    try:
+        assert {topics.rows, topics.rejected, topics.events} <= set(admin.list_topics())
+    finally:
+        admin.close()
 
 
 @pytest.mark.kafka
