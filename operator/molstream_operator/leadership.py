@@ -7,7 +7,8 @@ in as ``holderIdentity`` when nobody holds it, when it holds it already (a renew
 saw it change (never from ``renewTime``: no trust in other machines' clocks). Every write is a
 PUT with the ``resourceVersion`` read, so of two candidates only one wins. The leader renews
 every retry period; one that has not renewed for the renew deadline (shorter than the lease)
-stops acting before anyone may take over. Releasing writes an empty holder with a 1 s lease.
+stops acting before anyone may take over (a watchdog thread keeps that deadline, whatever a
+request does). Releasing writes an empty holder with a 1 s lease.
 
 Stricter than client-go in one way: a leader that reads another holder in the Lease stops at
 once instead of retrying until its deadline (someone took it over: a partition healed, a
@@ -153,7 +154,7 @@ def release_spec(current: Record, *, now: str) -> dict[str, Any]:
 
 
 class LeaseLost(Exception):
-    """Another holder is in the Lease, or it could not be renewed before the deadline."""
+    """The Lease names another holder (or none) while we lead."""
 
 
 class LeaderElector:
