@@ -12,7 +12,7 @@ where none of this runs.
 from importlib import import_module
 
 _WHERE = {"KafkaServer": "kafka", "RedisServer": "redis", "PostgresServer": "postgres",
-          "FtpServer": "ftp", "HttpServer": "http",
+          "PgBouncer": "pgbouncer", "FtpServer": "ftp", "HttpServer": "http",
           "SftpServer": "sftp", "ServiceError": "_process"}
 __all__ = list(_WHERE)
 
