@@ -25,7 +25,7 @@ from molstream.config import Mode
 from molstream.db import Molecule, create_schema, make_engine
 from molstream.dberrors import describe
 from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis, pytest.mark.postgres]
 
@@ -139,3 +139,16 @@ def test_two_workers_through_pgbouncer_write_what_a_direct_worker_writes(
     finally:
         pooled_engine.dispose()
         direct_engine.dispose()
+
+
+def test_prepare_threshold_goes_to_psycopg_and_never_to_libpq(pgbouncer, postgres_local):
+    url = pgbouncer.url_for(postgres_local.new_login())
+    for value, threshold in (("none", None), ("3", 3)):
+        engine = make_engine(f"{url}&prepare_threshold={value}")
+        try:
+            with engine.connect() as conn:
+                assert conn.connection.driver_connection.prepare_threshold == threshold
+        finally:
+            engine.dispose()
+    with pytest.raises(ArgumentError, match="prepare_threshold='off' in the database URL"):
+        make_engine(f"{url}&prepare_threshold=off")
