@@ -433,3 +433,62 @@ def test_helm_test_pod_checks_a_secured_kafka(render: Render, secured_kafka: Any
                             text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"ok   kafka: {kafka.bootstrap} has the {prefix}.* topics" in result.stdout
+
+
+# --- One Kafka user per component without Strimzi (<component>.kafkaUser) ----------------------
+
+PER_COMPONENT = {
+    **EXTERNAL,
+    "kafka.topics.create": "false",  # the topics Job would connect as the shared user
+    "global.kafka.security.protocol": "SASL_SSL",
+    "global.kafka.security.tls.caSecret.name": "my-cluster-cluster-ca-cert",
+    **{f"{c}.kafkaUser.{k}": f"ms-{c}" for c in ("worker", "operator", "fetcher")
+       for k in ("username", "secretName")},
+}
+
+
+def test_own_user_per_component(render: Render, tmp_path: Path) -> None:
+    objects = render(set={**PER_COMPONENT, "kafka-ui.enabled": "true",
+                          "kafka-ui.bootstrapServers": EXTERNAL["kafka.external.bootstrapServers"],
+                          "kafka-ui.kafkaUser.username": "ms-ui",
+                          "kafka-ui.kafkaUser.secretName": "ms-ui"})
+    for name, spec in _kafka_pods(objects, tmp_path).items():
+        user = "ms-worker" if name == "test" else f"ms-{name}"
+        assert env_of(spec["containers"][0])["MOLSTREAM_KAFKA_SASL_USERNAME"] == user, name
+        assert _files(spec)["/etc/molstream/kafka-sasl/password"] == (user, "password", 0o440)
+    ui = env_of(pod_spec(find(objects, "Deployment", "molstream-kafka-ui"))["containers"][0])
+    assert 'username="ms-ui"' in ui["KAFKA_CLUSTERS_0_PROPERTIES_SASL_JAAS_CONFIG"]
+    assert ui["KAFKA_SASL_PASSWORD"] == {"secretKeyRef": {"name": "ms-ui", "key": "password"}}
+
+
+def test_own_mtls_user_over_the_shared_one(render: Render, tmp_path: Path) -> None:
+    objects = render(set={**MTLS, "worker.kafkaUser.secretName": "ms-worker"})
+    pods = _kafka_pods(objects, tmp_path)
+    assert _files(pods["worker"])["/etc/molstream/kafka-user/user.key"] == (
+        "ms-worker", "user.key", 0o440)
+    assert _files(pods["operator"])["/etc/molstream/kafka-user/user.key"] == (
+        "molstream-user", "user.key", 0o440)
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"fetcher.kafkaUser.username": "", "fetcher.kafkaUser.secretName": ""},
+         "global.kafka.security.protocol=SASL_SSL needs global.kafka.security.sasl.username "
+         "for the fetcher: the shared user, or fetcher.kafkaUser"),
+        ({"operator.kafkaUser.secretName": ""},
+         "global.kafka.security.protocol=SASL_SSL needs "
+         "global.kafka.security.sasl.passwordSecret.name for the operator"),
+        ({"kafka.topics.create": "true"},
+         "needs global.kafka.security.sasl.username for the topics Job (kafka.topics.create)"),
+        ({"global.kafka.security.protocol": "SSL"},
+         "worker.kafkaUser.username is set but protocol SSL uses no SASL"),
+        ({"global.kafka.strimzi.enabled": "true", "global.kafka.strimzi.clusterName": "c"},
+         "global.kafka.strimzi.users=true gives each component its own KafkaUser and Secret: "
+         "leave worker.kafkaUser empty"),
+    ],
+    ids=["fetcher-without-user", "operator-without-secret", "topics-job-without-shared-user",
+         "username-without-sasl", "with-strimzi-users"],
+)
+def test_own_users_refused(helm_offline: Helm, values: dict[str, str], message: str) -> None:
+    assert message in refused(helm_offline, {**PER_COMPONENT, **values})

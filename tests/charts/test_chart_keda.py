@@ -194,3 +194,13 @@ def test_schema_refuses_a_wrong_field(kubectl: Tool, keda_release: Any, render: 
     result = thirdparty_crds.dry_run(kubectl, namespace, scaled)
     assert result.returncode != 0
     assert message in result.stderr
+
+
+def test_the_workers_own_user(render: Render) -> None:
+    """KEDA uses the worker's own Kafka user (worker.kafkaUser), not the shared one."""
+    objects = render(set={**SECURED, "worker.kafkaUser.username": "ms-worker",
+                          "worker.kafkaUser.secretName": "ms-worker"})
+    _, auth = _keda(objects)
+    sources = _check_auth(auth, find(objects, "Deployment", "molstream-worker"))
+    assert sources["username"] == ("env", "ms-worker")
+    assert sources["password"] == ("secret", "ms-worker", "password")

@@ -40,7 +40,9 @@ subchart computes the same way (<release>-kafka-ui is its login Secret). */}}
 
 {{/* The Kafka identity of a component as JSON {username, passwordSecret, clientSecret}: with
 Strimzi users its own KafkaUser's Secret (named as the user, after Strimzi's secretPrefix),
-else global.kafka.security's. The helm test Pod uses the worker's. */}}
+else <component>.kafkaUser over global.kafka.security's shared user (the keys stay the shared
+ones'). The helm test Pod uses the worker's. Components: worker, operator, fetcher, test,
+kafka-ui. */}}
 {{- define "molstream.kafkaIdentity" -}}
 {{- $top := index . 0 -}}
 {{- $component := index . 1 -}}
@@ -52,7 +54,22 @@ else global.kafka.security's. The helm test Pod uses the worker's. */}}
 {{- $mtls := eq $security.protocol "SSL" -}}
 {{- dict "username" $user "passwordSecret" (dict "name" (ternary "" $secret $mtls) "key" "password") "clientSecret" (dict "name" (ternary $secret "" $mtls) "certKey" "user.crt" "keyKey" "user.key") | toJson -}}
 {{- else -}}
-{{- dict "username" $security.sasl.username "passwordSecret" $security.sasl.passwordSecret "clientSecret" $security.tls.clientSecret | toJson -}}
+{{- /* The component's own user (<component>.kafkaUser) over the shared one. */ -}}
+{{- $own := dict -}}
+{{- if has $component (list "worker" "operator" "fetcher" "kafka-ui" "test") -}}
+{{- $own = (index $top.Values (ternary "worker" $component (eq $component "test"))).kafkaUser | default dict -}}
+{{- end -}}
+{{- $mtls := eq $security.protocol "SSL" -}}
+{{- $password := $security.sasl.passwordSecret -}}
+{{- $client := $security.tls.clientSecret -}}
+{{- if $own.secretName -}}
+{{- if $mtls -}}
+{{- $client = merge (dict "name" $own.secretName) $client -}}
+{{- else -}}
+{{- $password = merge (dict "name" $own.secretName) $password -}}
+{{- end -}}
+{{- end -}}
+{{- dict "username" ($own.username | default $security.sasl.username) "passwordSecret" $password "clientSecret" $client | toJson -}}
 {{- end -}}
 {{- end -}}
 
@@ -226,6 +243,15 @@ nothing else does, and then as kafka.topics says. */}}
 {{- end }}
 {{- end -}}
 
+{{/* The Kafka clients the release runs, space-separated: worker, operator and fetcher (the
+operator runs the fetchers), kafka-ui, and "topics" for the kafka subchart's topics Job. */}}
+{{- define "molstream.kafkaComponents" -}}
+{{- if .Values.worker.enabled }}worker {{ end -}}
+{{- if .Values.operator.enabled }}operator fetcher {{ end -}}
+{{- if index .Values "kafka-ui" "enabled" }}kafka-ui {{ end -}}
+{{- if .Values.kafka.topics.create }}topics{{ end -}}
+{{- end -}}
+
 {{/* Checks of the Kafka security, Strimzi, KEDA and database TLS values (called by
 "molstream.validate"): one message naming the value. */}}
 {{- define "molstream.validateKafkaClient" -}}
@@ -245,15 +271,27 @@ nothing else does, and then as kafka.topics says. */}}
 {{- fail (printf "global.kafka.security.sasl.mechanism=%s: Strimzi's KafkaUsers (global.kafka.strimzi.users) authenticate with SCRAM-SHA-512 only." $security.sasl.mechanism) -}}
 {{- end -}}
 {{- else -}}
-{{- if not $security.sasl.username -}}
-{{- fail (printf "global.kafka.security.protocol=%s needs global.kafka.security.sasl.username (or global.kafka.strimzi.users, which gives each component its own KafkaUser)." $protocol) -}}
+{{- /* Every client needs a user: its own (<component>.kafkaUser) or the shared one; the
+topics Job (kafka subchart) connects as the shared one. */ -}}
+{{- range $component := include "molstream.kafkaComponents" $ | splitList " " | compact -}}
+{{- $id := include "molstream.kafkaIdentity" (list $ $component) | fromJson -}}
+{{- $who := ternary "the topics Job (kafka.topics.create), which connects as the shared user" (printf "the %s: the shared user, or %s.kafkaUser" $component $component) (eq $component "topics") -}}
+{{- if not $id.username -}}
+{{- fail (printf "global.kafka.security.protocol=%s needs global.kafka.security.sasl.username for %s (or global.kafka.strimzi.users, which gives each component its own KafkaUser)." $protocol $who) -}}
 {{- end -}}
-{{- if not $security.sasl.passwordSecret.name -}}
-{{- fail (printf "global.kafka.security.protocol=%s needs global.kafka.security.sasl.passwordSecret.name: the Secret holding the password (a Strimzi KafkaUser's Secret, key password)." $protocol) -}}
+{{- if not $id.passwordSecret.name -}}
+{{- fail (printf "global.kafka.security.protocol=%s needs global.kafka.security.sasl.passwordSecret.name for %s: the Secret holding the password (a Strimzi KafkaUser's Secret, key password)." $protocol $who) -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 {{- else if or $security.sasl.username $security.sasl.passwordSecret.name -}}
 {{- fail (printf "global.kafka.security.sasl is set but protocol %s uses no SASL: set global.kafka.security.protocol=SASL_SSL (or SASL_PLAINTEXT), or leave sasl.username and sasl.passwordSecret.name empty." $protocol) -}}
+{{- else -}}
+{{- range $component := list "worker" "operator" "fetcher" "kafka-ui" -}}
+{{- if ((index $.Values $component).kafkaUser | default dict).username -}}
+{{- fail (printf "%s.kafkaUser.username is set but protocol %s uses no SASL: set global.kafka.security.protocol=SASL_SSL (or SASL_PLAINTEXT), or leave it empty (an mTLS user needs only kafkaUser.secretName)." $component $protocol) -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
 {{- if not (include "molstream.kafkaTls" .) -}}
 {{- if $security.tls.caSecret.name -}}
@@ -281,6 +319,12 @@ nothing else does, and then as kafka.topics says. */}}
 {{- end -}}
 {{- if and $strimziUsers .Values.kafka.topics.create -}}
 {{- fail "global.kafka.strimzi.users=true leaves the chart's topics Job (kafka.topics.create) without a Kafka user: set kafka.topics.create=false; the topics then come from KafkaTopics (global.kafka.strimzi.topics) or from the worker and the fetchers." -}}
+{{- end -}}
+{{- range $component := list "worker" "operator" "fetcher" "kafka-ui" -}}
+{{- $own := (index $.Values $component).kafkaUser | default dict -}}
+{{- if and $strimziUsers (or $own.username $own.secretName) -}}
+{{- fail (printf "global.kafka.strimzi.users=true gives each component its own KafkaUser and Secret: leave %s.kafkaUser empty." $component) -}}
+{{- end -}}
 {{- end -}}
 {{- if and $strimziUsers (or $security.sasl.username $security.sasl.passwordSecret.name $security.tls.clientSecret.name) -}}
 {{- fail "global.kafka.strimzi.users=true gives each component its own KafkaUser and Secret: leave global.kafka.security.sasl.username, sasl.passwordSecret.name and tls.clientSecret.name empty." -}}

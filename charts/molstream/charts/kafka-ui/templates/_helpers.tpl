@@ -39,7 +39,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 
 {{/* The UI's Kafka identity as JSON {username, passwordSecret, clientSecret}: with the umbrella
 chart's Strimzi users (global.kafka.strimzi) its own KafkaUser <release>-kafka-ui-user (the
-umbrella chart renders it), else global.kafka.security's. */}}
+umbrella chart renders it), else kafkaUser over global.kafka.security's shared user. */}}
 {{- define "kafka-ui.kafkaIdentity" -}}
 {{- $security := include "kafka-ui.security" . | fromJson -}}
 {{- $strimzi := (((.Values.global).kafka).strimzi) | default dict -}}
@@ -51,7 +51,18 @@ the user. */ -}}
 {{- $mtls := eq $security.protocol "SSL" -}}
 {{- dict "username" $user "passwordSecret" (dict "name" (ternary "" $secret $mtls) "key" "password") "clientSecret" (dict "name" (ternary $secret "" $mtls) "certKey" "user.crt" "keyKey" "user.key") | toJson -}}
 {{- else -}}
-{{- dict "username" $security.sasl.username "passwordSecret" $security.sasl.passwordSecret "clientSecret" $security.tls.clientSecret | toJson -}}
+{{- $own := .Values.kafkaUser | default dict -}}
+{{- $mtls := eq $security.protocol "SSL" -}}
+{{- $password := $security.sasl.passwordSecret -}}
+{{- $client := $security.tls.clientSecret -}}
+{{- if $own.secretName -}}
+{{- if $mtls -}}
+{{- $client = merge (dict "name" $own.secretName) $client -}}
+{{- else -}}
+{{- $password = merge (dict "name" $own.secretName) $password -}}
+{{- end -}}
+{{- end -}}
+{{- dict "username" ($own.username | default $security.sasl.username) "passwordSecret" $password "clientSecret" $client | toJson -}}
 {{- end -}}
 {{- end -}}
 
