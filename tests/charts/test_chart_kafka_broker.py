@@ -94,7 +94,15 @@ def test_plaintext_by_default_with_a_headless_service_and_a_startup_probe(render
     startup = container["startupProbe"]
     assert startup["periodSeconds"] * startup["failureThreshold"] == 300  # startupSeconds
     assert "initialDelaySeconds" not in container["livenessProbe"]
-    assert "lifecycle" not in container
+    # The broker creates missing topics itself once it answers: the workers wait for them
+    # to be ready, and helm --wait runs the post-install topics Job only then.
+    post_start = container["lifecycle"]["postStart"]["exec"]["command"][-1]
+    assert "--bootstrap-server 127.0.0.1:9094" in post_start
+    assert 'grep -qx "$PREFIX.rows" /tmp/topics.list || create_rows' in post_start
+    assert "kafka-configs.sh" not in post_start  # no SCRAM user
+    assert env_of(container)["PREFIX"] == "molstream.molstream"
+    assert find(objects, "Job", "molstream-kafka-topics")["metadata"]["annotations"][
+        "helm.sh/hook"] == "post-install,post-upgrade"
     assert set(_mounts(_broker(objects))) == {"/var/lib/kafka/data", "/etc/molstream-kafka",
                                               "/tmp"}
 
@@ -156,7 +164,8 @@ def test_ssl_with_client_certificates(render: Render, tmp_path: Path) -> None:
     assert _outside_listeners(props) == ["SSL:SSL"]
     assert props["listener.name.ssl.ssl.client.auth"] == "required"
     assert props["listener.name.ssl.ssl.truststore.location"] == "/etc/molstream-kafka-tls/ca.crt"
-    assert "lifecycle" not in _broker(objects)["containers"][0]  # no SCRAM user
+    post_start = _broker(objects)["containers"][0]["lifecycle"]["postStart"]["exec"]["command"]
+    assert "kafka-configs.sh" not in post_start[-1]  # no SCRAM user
 
     job = _topics(objects)
     assert _mounts(job)["/etc/molstream/kafka-user"]["secret"] == {
@@ -181,6 +190,9 @@ def test_topics_job_on_an_external_kafka_with_sasl_plain(render: Render, tmp_pat
     assert not [o for o in objects if o["metadata"]["name"].startswith("molstream-kafka")
                 and o["kind"] in ("StatefulSet", "ConfigMap", "Service")]
     job = _topics(objects)
+    # Before the workers start, which wait for the topics (the external Kafka is there).
+    assert find(objects, "Job", "molstream-kafka-topics")["metadata"]["annotations"][
+        "helm.sh/hook"] == "pre-install,pre-upgrade"
     script = job["containers"][0]["args"][0]
     assert "PlainLoginModule" in script and "ssl.truststore" not in script  # the JVM's CAs
     assert env_of(job["containers"][0])["BOOTSTRAP"] == "kafka.example:9093"
@@ -218,6 +230,11 @@ def test_what_the_chart_refuses(helm_offline: Helm, tmp_path: Path) -> None:
     assert "kafka.topics.replicationFactor=3" in replicas and "one node" in replicas
     isr = _refused(helm_offline, tmp_path, {"kafka": {"topics": {"minInsyncReplicas": 2}}})
     assert "kafka.topics.minInsyncReplicas=2 is more than kafka.topics.replicationFactor=1" in isr
+
+
+def test_no_post_start_without_topics_or_sasl(render: Render) -> None:
+    objects = render(set={"kafka.topics.create": "false"})
+    assert "lifecycle" not in _broker(objects)["containers"][0]
 
 
 def test_the_subchart_alone_renders_with_its_defaults(helm_offline: Helm) -> None:

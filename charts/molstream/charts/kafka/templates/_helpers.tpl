@@ -107,3 +107,27 @@ priorityClassName: {{ . | quote }}
 {{- end -}}
 {{- end -}}
 {{- end -}}
+
+{{/* Shell functions creating molstream's topics as kafka.topics says, through a `topics`
+function (kafka-topics.sh with its connection) the caller defines: create_rows, and
+create_other NAME for rejected and events. Shared by the topics Job and the broker's own start. */}}
+{{- define "kafka.createTopics" -}}
+{{- $minIsr := toString .Values.topics.minInsyncReplicas -}}
+create_rows() {
+  topics --create --if-not-exists --topic "$PREFIX.rows" --partitions {{ int .Values.topics.rowsPartitions }} \
+    --replication-factor {{ int .Values.topics.replicationFactor }} \
+    --config max.message.bytes={{ int64 .Values.topics.maxMessageBytes }} \
+    {{- if $minIsr }}
+    --config min.insync.replicas={{ $minIsr }} \
+    {{- end }}
+    >/dev/null
+}
+create_other() {
+  topics --create --if-not-exists --topic "$PREFIX.$1" --partitions 1 \
+    --replication-factor {{ int .Values.topics.replicationFactor }} \
+    {{- if $minIsr }}
+    --config min.insync.replicas={{ $minIsr }} \
+    {{- end }}
+    >/dev/null
+}
+{{- end -}}
