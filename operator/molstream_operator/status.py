@@ -1,8 +1,10 @@
 """Pure status logic: what ``IngestRequest.status`` becomes after a Job change or an event.
 
 Phases: Pending → Fetching → Ingesting → Succeeded, or Failed from any of them. Within a run the
-phase never goes back, with one exception: a ``started`` event after a fetcher failure (the Job
-retried the Pod) reopens the run in Fetching. A Succeeded run stays Succeeded.
+phase never goes back, with two exceptions: a ``started`` event after a fetcher failure (the Job
+retried the Pod) reopens the run in Fetching, and the worker's progress after a failure it
+overcomes by itself (``RECOVERABLE``: DatabaseFull, once the volume has room) reopens it in
+Ingesting. A Succeeded run stays Succeeded.
 
 Conditions, always all three, in the standard Kubernetes shape:
 
@@ -37,6 +39,7 @@ __all__ = [
     "SKEW_SECONDS",
     "Change",
     "Note",
+    "RECOVERABLE",
     "Phase",
     "apply_event",
     "apply_job",
@@ -82,6 +85,12 @@ _STAGE_REASONS = {
 }
 #: Failures of the fetcher's Pod that a retry of the Job may still overcome.
 _RETRYABLE = frozenset({"FetchFailed", "ReadFailed", "PublishFailed"})
+#: Failures the worker overcomes by itself once someone acts (a full database's volume grown):
+#: the run is Failed meanwhile (``kubectl wait --for=condition=Failed`` says someone must act),
+#: and the worker's next progress takes it back to Ingesting, its completion to Succeeded.
+RECOVERABLE = frozenset({"DatabaseFull"})
+#: The worker's events that show whether it overcame such a failure.
+_RECOVERY_EVENTS = frozenset({"progress", "completed", "failed", "database_full"})
 #: Failures that happen before any run could start: the spec or the child was refused.
 NOT_STARTED_REASONS = frozenset({"InvalidSpec", "JobRejected", "CronJobRejected"})
 #: Fields of one run, cleared when a new run starts.
@@ -410,7 +419,8 @@ def apply_job(status: Mapping[str, Any], job: JobView, *, now: str) -> Change | 
         return None
     phase = _phase(status)
     if job.failure_reason:
-        if phase in (Phase.SUCCEEDED, Phase.FAILED):
+        recoverable = _condition(status, "Failed").get("reason") in RECOVERABLE
+        if phase is Phase.SUCCEEDED or (phase is Phase.FAILED and not recoverable):
             return None
         detail = job.failure_message or job.failure_reason
         new = _with_phase(
@@ -524,8 +534,10 @@ def apply_event(status: Mapping[str, Any], event: IngestEvent, *, now: str) -> C
     if phase is Phase.SUCCEEDED:
         return None
     if phase is Phase.FAILED:
-        retry = event.type == "started" and _condition(status, "Failed").get("reason") in _RETRYABLE
-        if not retry:
+        reason = _condition(status, "Failed").get("reason")
+        retry = event.type == "started" and reason in _RETRYABLE
+        recovery = event.type in _RECOVERY_EVENTS and reason in RECOVERABLE
+        if not (retry or recovery):
             return None
 
     new = dict(status)
@@ -578,10 +590,20 @@ def apply_event(status: Mapping[str, Any], event: IngestEvent, *, now: str) -> C
     elif kind == "progress":
         _set_counts(new, event, rows_written="rowsWritten")
         new["progress"] = _ingest_progress(new, event.int_field("rows_total"))
-        if _RANK[phase] < _RANK[Phase.INGESTING]:
+        if _RANK[phase] < _RANK[Phase.INGESTING] or phase is Phase.FAILED:  # (RECOVERABLE)
+            again = " again" if phase is Phase.FAILED else ""
             new = _with_phase(
-                new, Phase.INGESTING, message="the worker is applying batches", now=now
+                new, Phase.INGESTING, message=f"the worker is applying batches{again}", now=now
             )
+    elif kind == "database_full":  # not an end: the worker retries until the rows fit
+        new["progress"] = _ingest_progress(new, None) + " (database full)"
+        new = _with_phase(
+            new,
+            Phase.FAILED,
+            message=event.str_field("reason") or "database full",
+            now=now,
+            failure_reason="DatabaseFull",
+        )
     elif kind == "identified":
         identity = _identity(event)
         if not identity:

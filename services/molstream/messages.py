@@ -38,6 +38,10 @@ EVENT_FIELDS: dict[str, tuple[str, ...]] = {
     "completed": ("rows_published", "rows_written", "rows_rejected", "duration_s", "tables",
                   "report_path", "mirror"),  # mirror: a mirror run's added/changed/retired/…
     "failed": ("stage", "reason"),
+    # The worker's: the database's disk is full. Not an end: the worker retries the batch and
+    # its next progress says it goes on. `reason`: one line naming the volume and what the
+    # rows still to apply need (about `needed_bytes`); molstream.diskfull.
+    "database_full": ("reason", "needed_bytes"),
     # The fetcher's: what the file downloaded is (sent before its first batch), or that it is
     # the one loaded before (`matched` says how; nothing else is published for the ingest).
     # `source` is the file's URL (a URL glob's match), redacted; the operator records them.
