@@ -8,6 +8,8 @@
   message (the container's ``terminationMessagePolicy`` is ``FallbackToLogsOnError``).
 * A Job that failed while its Pod could not start (its deadline passed in ``ImagePullBackOff``)
   says that too.
+* A fetcher that ended because Kafka's log volume is full (molstream.kafka_full: its error
+  line starts with KAFKA_FULL_PREFIX) fails the run with reason ``KafkaFull``.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ __all__ = ["PERMANENT", "explain", "fetcher_error", "pod_failure_policy_failed"]
 
 #: The reason of the IngestRequest's Failed condition for a permanent error of the fetcher.
 PERMANENT = "PermanentError"
+#: ... and for Kafka's full log volume, told by the start of the fetcher's error line.
+KAFKA_FULL = "KafkaFull"
+KAFKA_FULL_PREFIX = "Kafka's log volume is full"
 _POLICY = "PodFailurePolicy"
 
 
@@ -83,6 +88,8 @@ def explain(
         return job
     if job.failure_reason == _POLICY:
         detail = fetcher_message or job.failure_message or ""
+        if detail.startswith(KAFKA_FULL_PREFIX):
+            return dataclasses.replace(job, failure_reason=KAFKA_FULL, failure_message=detail)
         return dataclasses.replace(
             job,
             failure_reason=PERMANENT,
