@@ -141,8 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--full", action="store_true",
                    help="full scale (make bench-full): no run at 2N, none as TSV, PostgreSQL "
                         "with 1 worker only")
-    p.add_argument("--only", choices=("orders",),
-                   help="run only this part: the row orders on both databases")
+    p.add_argument("--only", choices=("orders", "sizes"),
+                   help="run only this part: the row orders on both databases, or the disk "
+                        "each part needs (bench.sizes)")
     p.add_argument("--orders", default=",".join(data.ORDERS),
                    help=f"row orders compared (default: {','.join(data.ORDERS)})")
     p.add_argument("--rounds", type=int, default=1, help="runs of each row order (default 1)")
@@ -153,6 +154,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="with --ab: the services/ directory of the version called this one "
                         "(default: this checkout's)")
     args = p.parse_args(argv)
+    if args.only == "sizes":
+        from . import sizes
+        return sizes.main(["--rows", str(args.rows), "--seed", str(args.seed)])
     n, n2 = args.rows, 2 * args.rows
     orders = [o.strip() for o in args.orders.split(",") if o.strip()]
     codes: dict[str, Path | None] = {"this": None}
