@@ -12,7 +12,7 @@ Ingesting).
 How much it needs: the rows of the ingests still to apply × the bytes a row takes, as
 bench/sizes.py measured them (1M ChEMBL-shaped rows: 111 MB in SQLite, 174 MB in PostgreSQL,
 tables and indexes; ChEMBL's 24M: ~2.7 and ~4.2 GB), rounded up; on SQLite plus the WAL and
-the activity indexes rebuilt at the end of a large ingest (about a third of the table).
+the activity indexes rebuilt at the end of a large ingest (a fifth to a quarter of it).
 """
 
 from __future__ import annotations
@@ -24,8 +24,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
+
+from .db import AppliedBatch
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +37,7 @@ log = logging.getLogger(__name__)
 # indexes, rebuilt whole in one transaction at the end (they pass through the WAL).
 BYTES_PER_ROW = {"sqlite": 120, "postgresql": 180}
 SQLITE_WAL_BYTES = 64 * 1024**2
-SQLITE_REBUILD_FRACTION = 0.35
+SQLITE_REBUILD_FRACTION = 0.25
 # While a full disk lasts, its event is sent again this often (an operator restarted meanwhile
 # reads it from the topic anyway; this keeps the message's figures current).
 RESEND_S = 300.0
@@ -117,19 +120,19 @@ class _Episode:
 class DiskFull:
     """Tells a full database once per episode (and every RESEND_S while it lasts).
 
-    `send(ingest_id, reason, needed_bytes)` publishes the event; `rows_left(ingest_id)` reads
-    how many rows of an ingest are still to apply (None when unknown). The worker says which
-    ingests it is working on (`working_on`), calls `noticed` with each error it retries, and
-    `cleared` after every piece of database work that succeeded."""
+    `send(ingest_id, reason, needed_bytes)` publishes the event. The worker says which batches
+    it is working on (`working_on`: their ingests, and the rows of each ingest's whole file the
+    batches carry), calls `noticed` with each error it retries, and `cleared` after database
+    work that succeeded."""
 
-    def __init__(self, engine: Engine, *, send: Callable[[str, str, int], None],
-                 rows_left: Callable[[str], int | None]) -> None:
-        self._engine, self._send, self._rows_left = engine, send, rows_left
-        self._ingests: tuple[str, ...] = ()
+    def __init__(self, engine: Engine, *, send: Callable[[str, str, int], None]) -> None:
+        self._engine, self._send = engine, send
+        self._ingests: dict[str, int | None] = {}  # ingest id -> rows in its file, if known
         self._episode: _Episode | None = None
 
-    def working_on(self, ingest_ids: Iterable[str]) -> None:
-        self._ingests = tuple(dict.fromkeys(ingest_ids))
+    def working_on(self, batches: Iterable) -> None:
+        """`batches`: molstream.messages.RowBatch (ingest_id, rows_total)."""
+        self._ingests = {b.ingest_id: b.rows_total for b in batches}
 
     @property
     def full(self) -> bool:
@@ -144,7 +147,7 @@ class DiskFull:
         if episode is not None and now - episode.last_sent < RESEND_S:
             return True
         self._episode = _Episode(since=episode.since if episode else now, last_sent=now)
-        left = {i: self._safe_rows_left(i) for i in self._ingests}
+        left = {i: self._rows_left(i, total) for i, total in self._ingests.items()}
         total = sum(n for n in left.values() if n) or None
         line = describe(self._engine, error, total)
         log.error("%s", line)
@@ -165,9 +168,16 @@ class DiskFull:
         self._episode = None
         return True
 
-    def _safe_rows_left(self, ingest_id: str) -> int | None:
-        try:
-            return self._rows_left(ingest_id)
-        except Exception as e:  # a read that fails too: the message goes without a figure
-            log.debug("rows left of %s unknown: %s", ingest_id, e)
+    def _rows_left(self, ingest_id: str, rows_total: int | None) -> int | None:
+        """The rows of the file not applied yet (committed batches' rows subtracted)."""
+        if not rows_total:
             return None
+        table = AppliedBatch.__table__
+        try:
+            with self._engine.connect() as conn:
+                applied = conn.execute(select(func.coalesce(func.sum(table.c.rows), 0))
+                                       .where(table.c.ingest_id == ingest_id)).scalar_one()
+        except Exception as e:  # a read that fails too: the message goes without a figure
+            log.debug("rows applied of %s unknown: %s", ingest_id, e)
+            return None
+        return max(0, rows_total - int(applied))

@@ -51,12 +51,21 @@ class StorageWatch(logging.Handler):
             # kafka-python's line: (sender, topic-partition, attempts left, error, message)
             self.partition = str(args[1]) if len(args) > 1 else self.partition
 
+    @classmethod
+    def install(cls) -> StorageWatch:
+        watch = cls()
+        logging.getLogger(_SENDER).addHandler(watch)
+        return watch
+
+    def remove(self) -> None:
+        logging.getLogger(_SENDER).removeHandler(self)
+
     def __enter__(self) -> StorageWatch:
         logging.getLogger(_SENDER).addHandler(self)
         return self
 
     def __exit__(self, *exc) -> None:
-        logging.getLogger(_SENDER).removeHandler(self)
+        self.remove()
 
     def explain(self, error: PublishError, *, bootstrap: str, rows_left: int | None) -> bool:
         """Words `error` (a publish that failed) as Kafka's full log volume when the broker
