@@ -53,7 +53,10 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def _settings(**overrides) -> Settings:
-    base = Settings.from_env()
+    try:
+        base = Settings.from_env()
+    except ValueError as e:  # a variable set wrong: one line naming it
+        _fail(str(e), EXIT_PERMANENT)
     changes = {k: v for k, v in overrides.items() if v is not None}
     if "topic_prefix" in changes:
         changes["topics"] = Topics(prefix=changes.pop("topic_prefix"))
@@ -80,10 +83,14 @@ def _exit_status(error: BaseException) -> int:
     from, kept as its __context__) will fail the same way again, else EXIT_FAILED."""
     from .contract import ContractError
     from .fetch.common import FetchError, Transient
+    from .kafka_security import KafkaAccessError
+    from .publish import PublishError
     from .read import ReadError
 
     cause = error.__context__
-    if isinstance(cause, ReadError | ContractError):
+    if isinstance(cause, ReadError | ContractError | KafkaAccessError):
+        return EXIT_PERMANENT
+    if isinstance(cause, PublishError) and cause.permanent:  # Kafka refused us
         return EXIT_PERMANENT
     if isinstance(cause, FetchError):
         gave_up = isinstance(cause.__context__, Transient)  # retried, then gave up
@@ -178,7 +185,8 @@ def fetch(url: str, ingest_id: str | None, batch_size: int | None, mode: str | N
 
     Exit status: 0 done (or unchanged); 2 failed, a retry may succeed (Kafka, a download that
     gave up or timed out); 3 a permanent error (wrong password, no such file, refused address
-    or certificate, invalid file, missing column): the Job is not retried."""
+    or certificate, invalid file, missing column; Kafka refusing the login, a certificate or
+    an ACL): the Job is not retried."""
     from . import metrics
     from .fetch import credentials_from_env
     from .fetch.identity import parse_loaded
@@ -237,6 +245,21 @@ def _serve(registry, port: int | None):
         _fail(f"cannot serve metrics on port {port}: {e.strerror or e}")
 
 
+def _serve_health(settings):
+    """The worker's /healthz and /readyz (molstream.health), served before it connects to
+    anything, so that readiness tells a worker still reaching its database."""
+    from .health import Health, serve
+
+    health = Health(settings.liveness_timeout_s)
+    try:
+        serve(health, settings.health_port)
+    except OSError as e:  # a local run's second worker: Kubernetes gives each Pod its port
+        logging.getLogger("molstream.health").warning(
+            "cannot serve health on port %d (MOLSTREAM_HEALTH_PORT; 0: off): %s; running "
+            "without it", settings.health_port, e.strerror or e)
+    return health
+
+
 def _linger(server, seconds: float) -> None:
     """The ingest is over: its figures are final; serve them until scraped (or `seconds`)."""
     from . import metrics
@@ -267,6 +290,7 @@ def worker(database_url: str | None, kafka_bootstrap: str | None, redis_url: str
     from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
     from . import metrics
+    from .kafka_security import KafkaAccessError
     from .publish import PublishError
     from .report import format_table
     from .worker import Fenced, KafkaUnavailable, Worker
@@ -275,10 +299,13 @@ def worker(database_url: str | None, kafka_bootstrap: str | None, redis_url: str
                          redis_url=redis_url, reports_dir=reports_dir)
     show = sys.stderr.isatty() if progress is None else progress
     _serve(metrics.WORKER, metrics_port)
+    health = _serve_health(settings)
     try:
-        w = Worker(settings, show_progress=show)
+        w = Worker(settings, show_progress=show, health=health)
+    except KafkaAccessError as e:  # a login, a certificate or an ACL refused
+        _fail(str(e), EXIT_PERMANENT)
     except PublishError as e:
-        _fail(str(e))
+        _fail(str(e), EXIT_PERMANENT if e.permanent else EXIT_FAILED)
     except ArgumentError:  # its message repeats the URL, password and all
         _fail("the database URL is not one SQLAlchemy reads "
               "(sqlite:///path/to/file.db or postgresql://user@host/db)")
@@ -289,6 +316,8 @@ def worker(database_url: str | None, kafka_bootstrap: str | None, redis_url: str
         w.run(until_complete=until_complete, idle_timeout_s=idle_timeout)
     except (Fenced, KafkaUnavailable) as e:
         _fail(str(e))
+    except KafkaAccessError as e:
+        _fail(str(e), EXIT_PERMANENT)
     for rep in w.completed:
         click.echo(format_table(rep))
     failed = [a for a in w.failed if a.ingest_id in until_complete]

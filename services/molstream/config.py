@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .addresses import parse_networks
 from .hosts import parse_hosts
+from .kafka_security import KafkaSecurity
 
 
 class Mode(StrEnum):
@@ -80,6 +81,9 @@ class Topics:
 @dataclass(frozen=True, kw_only=True)
 class Settings:
     kafka_bootstrap: str = "localhost:9092"
+    # TLS, SASL, mTLS for every Kafka client (MOLSTREAM_KAFKA_SECURITY_PROTOCOL and the rest,
+    # molstream.kafka_security); its repr never shows the password.
+    kafka_security: KafkaSecurity = field(default_factory=KafkaSecurity)
     topics: Topics = field(default_factory=Topics)
     database_url: str = "sqlite:///molstream.db"
     # Empty means no Redis: the worker resolves ids from its process cache and the database.
@@ -145,11 +149,23 @@ class Settings:
     # its partitions back at once, not after the dead one's session (10 s) has expired. Empty:
     # dynamic membership. Two running workers must never share one: the newer fences the older.
     worker_instance_id: str = ""
+    # The worker's health endpoints (molstream.health): /healthz and /readyz on this port (0:
+    # off). Liveness fails when the consume loop has not turned, or one database operation
+    # has run, for longer than liveness_timeout_s.
+    health_port: int = 8080
+    liveness_timeout_s: int = 300
+    # Topics (molstream.publish.ensure_topics): created by the fetcher and the worker unless
+    # false (the Helm chart's topics Job or Strimzi KafkaTopics create them); when created,
+    # with this replication factor and min.insync.replicas (0: the broker's default).
+    create_topics: bool = True
+    topic_replication_factor: int = 1
+    topic_min_insync_replicas: int = 0
 
     @classmethod
     def from_env(cls) -> Settings:
         return cls(
             kafka_bootstrap=_env("KAFKA_BOOTSTRAP", cls.kafka_bootstrap),
+            kafka_security=KafkaSecurity.from_env(),
             topics=Topics(prefix=_env("TOPIC_PREFIX", "molstream")),
             database_url=_env("DATABASE_URL", cls.database_url),
             redis_url=_env("REDIS_URL", cls.redis_url),
@@ -183,6 +199,13 @@ class Settings:
             db_busy_timeout_s=_env_int("DB_BUSY_TIMEOUT_S", cls.db_busy_timeout_s),
             worker_group=_env("WORKER_GROUP", cls.worker_group),
             worker_instance_id=_env("WORKER_INSTANCE_ID", cls.worker_instance_id),
+            health_port=_env_int("HEALTH_PORT", cls.health_port),
+            liveness_timeout_s=_env_int("LIVENESS_TIMEOUT_S", cls.liveness_timeout_s),
+            create_topics=_env_bool("CREATE_TOPICS", cls.create_topics),
+            topic_replication_factor=_env_int("TOPIC_REPLICATION_FACTOR",
+                                              cls.topic_replication_factor),
+            topic_min_insync_replicas=_env_int("TOPIC_MIN_INSYNC_REPLICAS",
+                                               cls.topic_min_insync_replicas),
         )
 
 

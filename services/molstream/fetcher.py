@@ -41,9 +41,11 @@ from .fetch.identity import (
     unchanged_by_sha256,
     unchanged_by_validators,
 )
+from .kafka_access import check_access
+from .kafka_security import KafkaAccessError
 from .messages import EndOfIngest, RowBatch
 from .progress import Bar
-from .publish import Publisher, PublishError, ensure_topics
+from .publish import Publisher, PublishError, ensure_topics, topic_options
 from .read import Converter, Format, ReadError, scan
 from .scratch import HEADROOM_BYTES, Scratch, ScratchFull, parse_quantity
 from .seen_ids import SeenIds
@@ -162,12 +164,16 @@ def run(url: str, *, ingest_id: str, settings: Settings, credentials: Credential
     work = settings.work_dir / _safe_name(ingest_id)
     work.mkdir(parents=True, exist_ok=True)
     try:
-        ensure_topics(settings.kafka_bootstrap, settings.topics,
-                      rows_partitions=settings.rows_partitions)
+        # Kafka refusing us (login, certificate, ACL) ends the run now, before the download.
+        check_access(settings.kafka_bootstrap, settings.kafka_security,
+                     topics=dict.fromkeys((settings.topics.rows, settings.topics.rejected,
+                                           settings.topics.events), ("WRITE",)))
+        ensure_topics(settings.kafka_bootstrap, settings.topics, **topic_options(settings))
         publisher = Publisher(settings.kafka_bootstrap, settings.topics,
                               client_id="molstream-fetcher",
-                              delivery_timeout_s=settings.kafka_outage_s)
-    except PublishError as e:  # nothing downloaded or published yet
+                              delivery_timeout_s=settings.kafka_outage_s,
+                              security=settings.kafka_security)
+    except (PublishError, KafkaAccessError) as e:  # nothing downloaded or published yet
         log.error("ingest %s: %s", ingest_id, e)
         raise IngestFailed("publish", str(e)) from None
     stage = "fetch"

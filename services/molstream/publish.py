@@ -8,15 +8,21 @@ a batch as published only once the broker has it (acks=all).
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
 
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.errors import (
+    InvalidPartitionsError,
+    KafkaError,
+    TopicAlreadyExistsError,
+)
 from kafka.producer.future import FutureRecordMetadata
 
-from .config import Topics
+from .config import Settings, Topics
 from .contract import Rejection
+from .kafka_security import KafkaSecurity, explain_kafka_error
 from .messages import EndOfIngest, RowBatch, encode_batch, encode_end, event, to_json
 
 log = logging.getLogger(__name__)
@@ -26,35 +32,132 @@ MAX_IN_FLIGHT = 16
 
 
 class PublishError(RuntimeError):
-    pass
+    """`permanent`: Kafka refused this client (a login, a certificate, an ACL): no retry or
+    wait mends it (molstream.kafka_security)."""
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
 
 
-def ensure_topics(bootstrap: str, topics: Topics, *, rows_partitions: int = 1) -> None:
-    """Create molstream's topics if they are missing (the Helm chart also creates them)."""
+def kafka_failure(what: str, error: KafkaError, security: KafkaSecurity | None,
+                  bootstrap: str) -> PublishError:
+    """PublishError for `error`: Kafka's refusal in one line (permanent), else `what`."""
+    line = explain_kafka_error(error, security, bootstrap=bootstrap)
+    return PublishError(line, permanent=True) if line else PublishError(f"{what}: {error}")
+
+
+# A topic that someone else creates (MOLSTREAM_CREATE_TOPICS=false) is looked for this often.
+TOPIC_WAIT_EVERY_S = 2.0
+
+
+def topic_options(settings: Settings) -> dict:
+    """`ensure_topics`'s options, from the settings (MOLSTREAM_CREATE_TOPICS and the rest)."""
+    return dict(rows_partitions=settings.rows_partitions, create=settings.create_topics,
+                replication_factor=settings.topic_replication_factor,
+                min_insync_replicas=settings.topic_min_insync_replicas,
+                wait_s=settings.kafka_outage_s, security=settings.kafka_security)
+
+
+def ensure_topics(bootstrap: str, topics: Topics, *, rows_partitions: int = 1,
+                  create: bool = True, replication_factor: int = 1,
+                  min_insync_replicas: int = 0, wait_s: float = 300,
+                  security: KafkaSecurity | None = None) -> None:
+    """molstream's three topics, as configured.
+
+    `create`: missing topics are created with `replication_factor` and (when set)
+    min.insync.replicas, and a rows topic with fewer than `rows_partitions` partitions gets
+    more (never fewer: a partition cannot be taken away, and keys would move). Otherwise
+    (the Helm chart's topics Job or Strimzi's KafkaTopics own them, and this component's
+    Kafka user may have no right to create or alter topics) nothing is created or changed: a
+    missing topic is waited for, for up to `wait_s` (a post-install Job creates them after
+    the worker starts), then PublishError names it."""
     try:
         admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="molstream-admin",
-                                 request_timeout_ms=30_000)
+                                 request_timeout_ms=30_000,
+                                 **(security or KafkaSecurity()).client_kwargs())
     except KafkaError as e:
         raise PublishError(f"cannot reach Kafka at {bootstrap}: {e}") from None
     try:
-        existing = set(admin.list_topics())
-        wanted = [NewTopic(topics.rows, rows_partitions, 1,
-                           topic_configs={"max.message.bytes": str(MAX_MESSAGE_BYTES)}),
-                  NewTopic(topics.rejected, 1, 1), NewTopic(topics.events, 1, 1)]
-        missing = [t for t in wanted if t.name not in existing]
-        if missing:
-            try:
-                admin.create_topics(missing)
-            except TopicAlreadyExistsError:
-                pass  # another process won the race
+        if create:
+            _create_missing(admin, topics, rows_partitions, replication_factor,
+                            min_insync_replicas)
+            _grow_rows(admin, topics.rows, rows_partitions)
+        else:
+            _wait_for(admin, topics, wait_s)
+            have = _partitions(admin, topics.rows)
+            if have is not None and have < rows_partitions:
+                log.warning("topic %s has %d partitions, MOLSTREAM_ROWS_PARTITIONS says %d: "
+                            "MOLSTREAM_CREATE_TOPICS=false leaves adding them to whoever "
+                            "creates the topics", topics.rows, have, rows_partitions)
+    except KafkaError as e:
+        raise kafka_failure(f"Kafka at {bootstrap} refused to set up molstream's topics", e,
+                            security, bootstrap) from None
     finally:
         admin.close()
 
 
+def _create_missing(admin: KafkaAdminClient, topics: Topics, rows_partitions: int,
+                    replication_factor: int, min_insync_replicas: int) -> None:
+    configs = {"min.insync.replicas": str(min_insync_replicas)} if min_insync_replicas else {}
+    wanted = [NewTopic(topics.rows, rows_partitions, replication_factor,
+                       topic_configs={"max.message.bytes": str(MAX_MESSAGE_BYTES), **configs}),
+              NewTopic(topics.rejected, 1, replication_factor, topic_configs=configs),
+              NewTopic(topics.events, 1, replication_factor, topic_configs=configs)]
+    existing = set(admin.list_topics())
+    missing = [t for t in wanted if t.name not in existing]
+    if missing:
+        try:
+            admin.create_topics(missing)
+        except TopicAlreadyExistsError:
+            pass  # another process won the race
+        log.info("created Kafka topics %s (replication factor %d%s)",
+                 ", ".join(t.name for t in missing), replication_factor,
+                 f", min.insync.replicas {min_insync_replicas}" if min_insync_replicas else "")
+
+
+def _grow_rows(admin: KafkaAdminClient, rows: str, partitions: int) -> None:
+    """More partitions for the rows topic when fewer than `partitions` (more workers)."""
+    have = _partitions(admin, rows)
+    if have is None or have >= partitions:
+        return
+    try:
+        admin.create_partitions({rows: partitions})
+    except InvalidPartitionsError:  # another process grew it first
+        return
+    log.info("topic %s: %d partitions, was %d (MOLSTREAM_ROWS_PARTITIONS)", rows, partitions,
+             have)
+
+
+def _partitions(admin: KafkaAdminClient, topic: str) -> int | None:
+    for described in admin.describe_topics([topic]):
+        if described.get("name") == topic and not described.get("error_code"):
+            return len(described.get("partitions") or ())
+    return None
+
+
+def _wait_for(admin: KafkaAdminClient, topics: Topics, wait_s: float) -> None:
+    names = [topics.rows, topics.rejected, topics.events]
+    deadline = time.monotonic() + wait_s
+    while True:
+        missing = [n for n in names if n not in set(admin.list_topics())]
+        if not missing:
+            return
+        if time.monotonic() >= deadline:
+            raise PublishError(
+                f"topic {', '.join(missing)} does not exist after {wait_s:g} s, and "
+                "MOLSTREAM_CREATE_TOPICS=false leaves creating it to the Helm chart's topics "
+                "Job or a Strimzi KafkaTopic")
+        log.info("waiting for Kafka topic %s (MOLSTREAM_CREATE_TOPICS=false: the Helm "
+                 "chart's topics Job or a Strimzi KafkaTopic creates it)", ", ".join(missing))
+        time.sleep(TOPIC_WAIT_EVERY_S)
+
+
 class Publisher:
     def __init__(self, bootstrap: str, topics: Topics, *, client_id: str = "molstream",
-                 delivery_timeout_s: float = 300) -> None:
+                 delivery_timeout_s: float = 300, security: KafkaSecurity | None = None) -> None:
         self.topics = topics
+        self._bootstrap, self._security = bootstrap, security or KafkaSecurity()
         delivery_ms = int(delivery_timeout_s * 1000)
         request_ms = min(30_000, max(1_000, delivery_ms // 2))  # kafka-python wants it below
         try:
@@ -72,6 +175,7 @@ class Publisher:
                 request_timeout_ms=request_ms,
                 max_block_ms=min(120_000, max(delivery_ms, 1_000)),
                 retry_backoff_ms=250,
+                **self._security.client_kwargs(),
             )
         except KafkaError as e:
             raise PublishError(f"cannot reach Kafka at {bootstrap}: {e}") from None
@@ -121,9 +225,9 @@ class Publisher:
     def _track(self, future: FutureRecordMetadata) -> None:
         self._in_flight.append(future)
 
-    @staticmethod
-    def _settle(future: FutureRecordMetadata, timeout_s: float = 600) -> None:
+    def _settle(self, future: FutureRecordMetadata, timeout_s: float = 600) -> None:
         try:
             future.get(timeout=timeout_s)
         except KafkaError as e:
-            raise PublishError(f"Kafka did not acknowledge a message: {e}") from None
+            raise kafka_failure("Kafka did not acknowledge a message", e, self._security,
+                                self._bootstrap) from None

@@ -6,6 +6,10 @@ because `Applier` recognises batches it has applied. After every batch, end mark
 redelivery, and every SETTLE_EVERY_S for every ingest still open, `Completion.settle` finishes
 an ingest that is whole and lets exactly one worker announce it (molstream.completion).
 
+The loop itself only polls and commits: each poll's work (apply, settle, announce) runs on a
+thread of its own (molstream.polling), and while it runs long the loop keeps polling with its
+partitions paused, so the consumer keeps its group membership through an apply of any length.
+
 Every Kafka call of the loop rides out a broker outage with backoff; one longer than
 `kafka_outage_s` ends the worker with `KafkaUnavailable` (the command line: one error line,
 exit status 2). Database errors are retried while transient (molstream.dberrors); a batch the
@@ -14,6 +18,7 @@ database refuses never stops the partition (molstream.apply).
 
 from __future__ import annotations
 
+import functools
 import logging
 import signal
 import time
@@ -21,7 +26,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from kafka import KafkaConsumer
 from kafka.errors import CommitFailedError, FencedInstanceIdError, KafkaError
 
 from . import metrics, report
@@ -32,9 +36,13 @@ from .config import Settings
 from .contract import Rejection, reason_class
 from .db import create_schema, make_engine
 from .dberrors import Kind, classify, describe, is_database_error
+from .health import Health
+from .kafka_access import check_access
+from .kafka_security import KafkaAccessError, explain_kafka_error
 from .messages import RowBatch, decode
+from .polling import Polling, make_consumer
 from .progress import Bar
-from .publish import MAX_MESSAGE_BYTES, Publisher, PublishError, ensure_topics
+from .publish import Publisher, PublishError, ensure_topics, topic_options
 
 log = logging.getLogger(__name__)
 
@@ -68,11 +76,14 @@ class KafkaUnavailable(Exception):
 
 
 class Worker:
-    def __init__(self, settings: Settings, *, show_progress: bool = False) -> None:
+    def __init__(self, settings: Settings, *, show_progress: bool = False,
+                 health: Health | None = None) -> None:
         self.settings = settings
+        self.health = health or Health(settings.liveness_timeout_s)
         self.engine = make_engine(settings.database_url,
                                   busy_timeout_s=settings.db_busy_timeout_s)
         instance_id = create_schema(self.engine)
+        self.health.database_reached = True
         self.cache = IdCache(settings.redis_url or None, namespace=instance_id)
         self.applier = Applier(self.engine, self.cache)
         metrics.CACHE.watch(lambda: self.cache.stats, redis=bool(settings.redis_url))
@@ -82,29 +93,19 @@ class Worker:
             lease_s=lease_for(settings.kafka_outage_s),
             mirror_max_retire=settings.mirror_max_retire)
         self._group_rows = GROUP_ROWS if self.engine.dialect.name == "sqlite" else 1
-        ensure_topics(settings.kafka_bootstrap, settings.topics,
-                      rows_partitions=settings.rows_partitions)
+        # Kafka refusing us (login, certificate, ACL) is said at once, not ridden out.
+        check_access(settings.kafka_bootstrap, settings.kafka_security,
+                     topics={settings.topics.rows: ("READ",),
+                             settings.topics.rejected: ("WRITE",),
+                             settings.topics.events: ("WRITE",)},
+                     groups=[settings.worker_group])
+        ensure_topics(settings.kafka_bootstrap, settings.topics, **topic_options(settings))
         self.events = Publisher(settings.kafka_bootstrap, settings.topics,
                                 client_id="molstream-worker",
-                                delivery_timeout_s=settings.kafka_outage_s)
-        self.consumer = KafkaConsumer(
-            settings.topics.rows,
-            bootstrap_servers=settings.kafka_bootstrap,
-            group_id=settings.worker_group,
-            group_instance_id=settings.worker_instance_id or None,
-            client_id="molstream-worker",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            max_partition_fetch_bytes=MAX_MESSAGE_BYTES,
-            fetch_max_bytes=MAX_MESSAGE_BYTES,  # ~20 typical batches a fetch; more costs memory
-            max_poll_records=16,
-            max_poll_interval_ms=900_000,  # a locked SQLite file may hold a batch for minutes
-            # A killed worker's partitions return to its replacement after this long (heartbeats
-            # come from a background thread, so a long transaction does not expire the session).
-            session_timeout_ms=10_000,
-            heartbeat_interval_ms=3_000,
-            reconnect_backoff_max_ms=5_000,
-        )
+                                delivery_timeout_s=settings.kafka_outage_s,
+                                security=settings.kafka_security)
+        self.consumer = make_consumer(settings)
+        self._polling = Polling(self.consumer, self._poll, self._turned)
         self._stop = False
         self._progress = _Progress()
         self._bar = Bar(show_progress, "apply", unit="rows")
@@ -122,39 +123,56 @@ class Worker:
         (completed or failed, and announced), or until nothing arrived for `idle_timeout_s`."""
         waiting = set(until_complete)
         signal.signal(signal.SIGTERM, self.stop)
-        self._settle_open()
         last_message = last_commit = last_settle = time.monotonic()
         coordinator_lost: float | None = None
         try:
+            self._polling.run(self._settle_open)
             while not self._stop:
                 polled = self._kafka("poll for batches", self._poll)
+                self._turned()
                 messages = [m for batch in polled.values() for m in batch]
                 coordinator_lost = self._check_coordinator(coordinator_lost)
-                self._handle_all(messages)
+                now = time.monotonic()
+                restore = (not messages and self.applier.indexes_deferred
+                           and now - last_message > RESTORE_INDEXES_IDLE_S)
+                settle = now - last_settle > SETTLE_EVERY_S
+                last_settle = now if settle else last_settle
+                finished = self._polling.run(functools.partial(
+                    self._work, messages, restore=restore, settle=settle, waiting=waiting))
                 self._measure_lag()
                 now = time.monotonic()
                 if messages or (self.settings.worker_instance_id
                                 and now - last_commit > IDLE_COMMIT_S):
                     last_commit = now
-                    self._commit()
+                    self._commit()  # after the work: offsets of applied batches only
                 if messages:
                     last_message = now
-                elif (self.applier.indexes_deferred
-                      and now - last_message > RESTORE_INDEXES_IDLE_S):
-                    self._with_retries(self.applier.restore_indexes)
-                if now - last_settle > SETTLE_EVERY_S:
-                    last_settle = now
-                    self._settle_open()
-                if waiting and self._all_finished(waiting):
+                if finished:
                     break
                 if idle_timeout_s is not None and now - last_message > idle_timeout_s:
                     break
         finally:
             self.close()
 
+    def _work(self, messages, *, restore: bool, settle: bool, waiting: set[str]) -> bool:
+        """One turn's work, on the polling thread; whether the awaited ingests have finished."""
+        self._handle_all(messages)
+        if restore:
+            self._with_retries(self.applier.restore_indexes, what="indexes rebuilt")
+        if settle:
+            self._settle_open()
+        return bool(waiting) and self._all_finished(waiting)
+
+    def _turned(self) -> None:
+        """The loop polled (liveness); readiness once the consumer has joined its group."""
+        self.health.turned()
+        if not self.health.joined:
+            self.health.joined = self.consumer.group_metadata().generation_id >= 0
+
     def close(self) -> None:
         self._bar.__exit__()
-        for closer in (self.consumer.close, self.applier.restore_indexes, self.events.close,
+        for closer in (self._polling.close, self.consumer.close, self.applier.restore_indexes,
+                       self.events.close,
                        self.cache.close, self.engine.dispose):
             try:
                 closer()
@@ -163,9 +181,9 @@ class Worker:
 
     # -- messages -------------------------------------------------------------------------
 
-    def _poll(self) -> dict:
+    def _poll(self, timeout_ms: int = 500) -> dict:
         try:
-            return self.consumer.poll(timeout_ms=500)
+            return self.consumer.poll(timeout_ms=timeout_ms)
         except FencedInstanceIdError:
             raise self._fenced() from None
 
@@ -232,7 +250,7 @@ class Worker:
             with metrics.BATCH_APPLY_SECONDS.time():  # each attempt, not the retries' sleeps
                 return self.applier.apply_many(batches, on_rejected=self._publish_rejections)
 
-        results = self._with_retries(apply)
+        results = self._with_retries(apply, what=f"apply of {len(batches)} batches")
         for batch, outcome in zip(batches, results, strict=True):
             _count(outcome)
             if isinstance(outcome, Applied):
@@ -352,6 +370,8 @@ class Worker:
             except give_up_on:
                 raise
             except retry_on as e:
+                if refusal := _refusal(e, self.settings):  # no wait mends it
+                    raise KafkaAccessError(refusal) from None
                 now = time.monotonic()
                 limit = self.settings.kafka_outage_s
                 if self._stop or now - started >= limit:
@@ -364,12 +384,14 @@ class Worker:
                 time.sleep(delay)
                 delay = min(delay * 2, 10.0)
 
-    def _with_retries(self, action: Callable[[], T]) -> T:
-        """`action`, retried with backoff while the database's error is transient."""
+    def _with_retries(self, action: Callable[[], T], *, what: str = "database work") -> T:
+        """`action`, retried with backoff while the database's error is transient (each
+        attempt one operation of the worker's liveness)."""
         delay = 0.5
         while True:
             try:
-                return action()
+                with self.health.operation(what):
+                    return action()
             except Exception as e:
                 if (not is_database_error(e) or classify(e) is not Kind.TRANSIENT
                         or self._stop):
@@ -379,6 +401,13 @@ class Worker:
                             describe(e), delay)
                 time.sleep(delay)
                 delay = min(delay * 2, 10.0)
+
+
+def _refusal(error: BaseException, settings: Settings) -> str | None:
+    """Kafka's refusal of this worker (molstream.kafka_security) in one line, else None."""
+    if isinstance(error, PublishError):
+        return str(error) if error.permanent else None
+    return explain_kafka_error(error, settings.kafka_security, bootstrap=settings.kafka_bootstrap)
 
 
 def _count(outcome) -> None:

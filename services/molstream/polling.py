@@ -1,0 +1,127 @@
+"""The worker's own work in a thread of its own, while its consume loop keeps the consumer in
+its group.
+
+kafka-python 3 already drives the network, heartbeats included, on a thread of its own
+(`kafka-io-*`); what stays with the application is `poll()`: a member that does not call it
+within max.poll.interval.ms leaves its group, and the batches it is applying go to another
+member. So the loop hands each poll's work (apply, settle, announce, rebuild indexes) to one
+thread, and when that work is slow (a database lock held by someone else, indexes rebuilt at
+the end of a large ingest) it pauses its partitions and keeps calling `poll()`: rebalances
+and fencing are answered, nothing new is fetched, and the offsets are still committed by the
+loop only after the work is done. Records a poll returns meanwhile (partitions a rebalance
+assigned) are sought back to, to be fetched again once the work is done.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures import wait as wait_for_future
+from typing import TypeVar
+
+from kafka import KafkaConsumer
+from kafka.errors import KafkaError
+
+from .config import Settings
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+# The consumer's group timings. Only the loop must poll within MAX_POLL_INTERVAL_MS: the work
+# runs on a thread of its own. A killed worker's partitions return to its replacement after
+# SESSION_TIMEOUT_MS (heartbeats come from kafka-python's own thread).
+MAX_POLL_INTERVAL_MS = 300_000
+SESSION_TIMEOUT_MS = 10_000
+HEARTBEAT_INTERVAL_MS = 3_000
+# Bytes a fetch asks for (a row batch is ~0.8 MB; a larger one still comes whole, KIP-74).
+# kafka-python reads a response on its network thread in one go: 16 MB fetches held that
+# thread for 50-70 ms of CPU at a time (>100 ms on a busy machine: "blocking the event
+# loop", heartbeats late); 2 MB ones for ~10 ms, at the same throughput.
+FETCH_MAX_BYTES = 2 * 1024 * 1024
+MAX_PARTITION_FETCH_BYTES = 1024 * 1024
+# Work that ends within this long never pauses anything; slower work polls this often (far
+# below any max.poll.interval.ms), each poll waiting up to KEEP_POLLING_MS (a rebalance's
+# JoinGroup and SyncGroup complete across polls, not within one that returns at once).
+KEEP_POLLING_S = 0.5
+KEEP_POLLING_MS = 100
+
+
+def make_consumer(settings: Settings) -> KafkaConsumer:
+    """The worker's consumer of the rows topic (offsets committed by the worker)."""
+    return KafkaConsumer(
+        settings.topics.rows,
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=settings.worker_group,
+        group_instance_id=settings.worker_instance_id or None,
+        client_id="molstream-worker",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=MAX_PARTITION_FETCH_BYTES,
+        fetch_max_bytes=FETCH_MAX_BYTES,
+        max_poll_records=16,
+        max_poll_interval_ms=MAX_POLL_INTERVAL_MS,
+        session_timeout_ms=SESSION_TIMEOUT_MS,
+        heartbeat_interval_ms=HEARTBEAT_INTERVAL_MS,
+        reconnect_backoff_max_ms=5_000,
+        **settings.kafka_security.client_kwargs(),  # TLS, SASL, mTLS (molstream.kafka_security)
+    )
+
+
+class Polling:
+    """Runs work on its own thread; `poll` (the loop's, raising what ends the worker, such as
+    fencing) is called while it runs long, and `beat` after each such poll (liveness)."""
+
+    def __init__(self, consumer: KafkaConsumer, poll: Callable[[int], dict],
+                 beat: Callable[[], None]) -> None:
+        self._consumer = consumer
+        self._poll = poll
+        self._beat = beat
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="molstream-apply")
+
+    def run(self, work: Callable[[], T]) -> T:
+        """`work()`'s result (or exception), once it has ended: this never returns or raises
+        while the work still runs, so nothing the loop does next (commit, close) overtakes it."""
+        future = self._thread.submit(work)
+        paused: set = set()
+        failure: BaseException | None = None
+        try:
+            while True:
+                try:
+                    return future.result(timeout=KEEP_POLLING_S)
+                except FutureTimeout:
+                    pass
+                if failure is not None:
+                    continue  # fenced or failed: wait for the work, then say so
+                try:
+                    paused |= self._pause()
+                    for tp, records in self._poll(KEEP_POLLING_MS).items():
+                        # Assigned during the work: fetched again once it is done.
+                        self._consumer.seek(tp, records[0].offset)
+                    paused |= self._pause()
+                except KafkaError as e:  # the loop's next poll meets it again, if it lasts
+                    log.debug("while the worker's work runs: %s", e)
+                except Exception as e:  # noqa: BLE001 - raised once the work has ended
+                    failure = e
+                self._beat()
+        finally:
+            wait_for_future([future])
+            self._resume(paused)
+            if failure is not None and future.done() and not future.exception():
+                raise failure
+
+    def close(self) -> None:
+        self._thread.shutdown(wait=True)
+
+    def _pause(self) -> set:
+        assigned = set(self._consumer.assignment())
+        fresh = assigned - set(self._consumer.paused())
+        if fresh:
+            self._consumer.pause(*fresh)
+        return fresh
+
+    def _resume(self, paused: set) -> None:
+        mine = paused & set(self._consumer.assignment())
+        if mine:
+            self._consumer.resume(*mine)
