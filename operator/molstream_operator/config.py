@@ -26,6 +26,10 @@
 * ``MOLSTREAM_KNOWN_HOSTS``: known_hosts lines of sftp:// servers (the chart's
   ``operator.sftp.knownHosts``), handed to every fetcher; they win over an IngestRequest's
   ``spec.sftp.knownHosts`` for the hosts they name;
+* ``MOLSTREAM_FETCHER_MAX_RESOURCES`` (chart value ``fetcher.maxResources``): the most an
+  IngestRequest's ``spec.fetcher.resources`` may ask, e.g. ``cpu=4,memory=8Gi,
+  ephemeral-storage=10Gi``, for its requests and its limits alike; a key left out (or the
+  variable empty): no cap on it. Above it, the IngestRequest fails naming the field and the cap;
 * ``MOLSTREAM_FETCHER_TEMPLATE``: YAML file with the fetcher Job settings (``FetcherTemplate``;
   unset: built-in defaults);
 * ``MOLSTREAM_OPERATOR_GROUP_ID``: Kafka consumer group (default ``molstream-operator``);
@@ -222,6 +226,28 @@ def _known_hosts(env: Mapping[str, str]) -> str:
                                  where="MOLSTREAM_KNOWN_HOSTS"))
 
 
+def _max_resources(env: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """MOLSTREAM_FETCHER_MAX_RESOURCES: ``key=quantity`` pairs, checked (a mistake stops the
+    operator at start-up)."""
+    from .models import RESOURCE_KEYS, parse_quantity
+
+    var = "MOLSTREAM_FETCHER_MAX_RESOURCES"
+    caps: dict[str, str] = {}
+    for item in _split(env.get(var)):
+        key, sep, value = (part.strip() for part in item.partition("="))
+        if not sep or key not in RESOURCE_KEYS:
+            raise ValueError(f"{var}: {item!r} is not key=quantity with a key among "
+                             f"{', '.join(RESOURCE_KEYS)}")
+        if not value:
+            continue  # no cap on that key
+        try:
+            parse_quantity(value)
+        except ValueError as exc:
+            raise ValueError(f"{var}: {key}: {exc}") from None
+        caps[key] = value
+    return tuple(sorted(caps.items()))
+
+
 def _seconds(env: Mapping[str, str], var: str, default: float) -> float:
     value = env.get(var, "").strip()
     if not value:
@@ -255,6 +281,9 @@ class OperatorConfig:
     fetcher: FetcherTemplate = dataclasses.field(
         default_factory=lambda: FetcherTemplate.from_mapping(None)
     )
+    #: The most spec.fetcher.resources may ask, per key (cpu, memory, ephemeral-storage):
+    #: (key, quantity) pairs; a key not here has no cap.
+    fetcher_max_resources: tuple[tuple[str, str], ...] = ()
     #: Port of the fetchers' /metrics; None: they serve none.
     fetcher_metrics_port: int | None = None
     #: Seconds a fetcher serves its final figures at most, waiting for one more scrape.
@@ -292,6 +321,7 @@ class OperatorConfig:
                 else _split(env.get("MOLSTREAM_WATCH_NAMESPACES"))
             ),
             fetcher=fetcher,
+            fetcher_max_resources=_max_resources(env),
             fetcher_metrics_port=_port(env, "MOLSTREAM_FETCHER_METRICS_PORT"),
             fetcher_metrics_linger_s=_seconds(
                 env, "MOLSTREAM_FETCHER_METRICS_LINGER_S", DEFAULT_METRICS_LINGER_S

@@ -364,7 +364,8 @@ def _pod_template(
         "args": args,
         "env": _env(ref, spec, config, ingest=ingest, loaded=loaded, force=force),
         # The chart's, with the IngestRequest's spec.fetcher.resources over them.
-        "resources": fetcher_resources(copy.deepcopy(template.resources), spec),
+        "resources": fetcher_resources(copy.deepcopy(template.resources), spec,
+                                       config.fetcher_max_resources),
         # Its last lines (the fetcher's "error: ..." line) when it fails: the Pod's status says
         # why the run failed, for the operator and for `kubectl describe`.
         "terminationMessagePolicy": "FallbackToLogsOnError",

@@ -56,10 +56,16 @@ INSECURE_SCHEMES = ("ftp", "http")
 #: spec.fetcher.resources: the sections and the keys the CRD allows.
 RESOURCE_SECTIONS = ("requests", "limits")
 RESOURCE_KEYS = ("cpu", "memory", "ephemeral-storage")
-#: A resource.Quantity, as the CRD's pattern (Kubernetes' own, without a sign).
+#: A resource.Quantity, as the CRD's pattern: Kubernetes' own without a sign, its exponent an
+#: integer of one or two digits (Kubernetes' parser refuses a fractional one; a longer one is
+#: never a fetcher's size).
 QUANTITY = re.compile(
     r"(?P<number>[0-9]+(?:\.[0-9]*)?|\.[0-9]+)"
-    r"(?P<suffix>[KMGTPE]i|[numkMGTPE]|[eE][+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))?")
+    r"(?P<suffix>[KMGTPE]i|[numkMGTPE]|[eE][+-]?[0-9]{1,2})?")
+#: The largest quantity Kubernetes keeps (it caps a bigger one there): 2**63 - 1.
+MAX_QUANTITY = decimal.Decimal(2**63 - 1)
+#: The exponents parse_quantity takes (1e18 is the E suffix; the n suffix is 1e-9).
+EXPONENT_BOUNDS = (-18, 18)
 _QUANTITY_SUFFIXES = {
     **{s: decimal.Decimal(1024) ** (i + 1) for i, s in enumerate(("Ki", "Mi", "Gi", "Ti", "Pi",
                                                                    "Ei"))},
@@ -302,15 +308,28 @@ def _sftp(raw: Any, url: str, pinned: str) -> str:
 
 
 def parse_quantity(value: str) -> decimal.Decimal:
-    """A Kubernetes quantity (500m, 2, 1.5Gi, 1e3) as a number, to compare two of them."""
+    """A Kubernetes quantity (500m, 2, 1.5Gi, 1e3) as a number, to compare two of them.
+    ValueError (never decimal's ArithmeticError) for anything else: not a quantity, an
+    exponent beyond EXPONENT_BOUNDS, more than MAX_QUANTITY."""
     match = QUANTITY.fullmatch(value)
     if not match:
-        raise ValueError(f"{value!r} is not a quantity")
+        raise ValueError(f"{value!r} is not a quantity (e.g. 500m, 2, 4Gi)")
     suffix = match["suffix"] or ""
-    number = decimal.Decimal(match["number"])
-    if suffix[:1] in ("e", "E") and len(suffix) > 1:
-        return number.scaleb(int(decimal.Decimal(suffix[1:])))
-    return number * _QUANTITY_SUFFIXES[suffix]
+    try:
+        number = decimal.Decimal(match["number"])
+        if suffix in _QUANTITY_SUFFIXES:  # before the exponent: Ei, E are suffixes
+            amount = number * _QUANTITY_SUFFIXES[suffix]
+        else:
+            exponent = int(suffix[1:])
+            low, high = EXPONENT_BOUNDS
+            if not low <= exponent <= high:
+                raise ValueError(f"{value!r}: the exponent is outside {low}..{high}")
+            amount = number.scaleb(exponent)
+    except ArithmeticError:
+        raise ValueError(f"{value!r} is not a quantity Kubernetes keeps") from None
+    if amount > MAX_QUANTITY:
+        raise ValueError(f"{value!r} is more than Kubernetes keeps (2^63-1)")
+    return amount
 
 
 def _resources(raw: Any) -> tuple[tuple[str, str, str], ...]:
@@ -335,17 +354,33 @@ def _resources(raw: Any) -> tuple[tuple[str, str, str], ...]:
                 raise InvalidSpecError(field, f"{key!r}: the keys are {', '.join(RESOURCE_KEYS)}")
             if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
                 value = str(value)
-            if not isinstance(value, str) or not QUANTITY.fullmatch(value):
+            if not isinstance(value, str):
                 raise InvalidSpecError(f"{field}.{key}",
                                        f"{value!r} is not a quantity (e.g. 500m, 2, 4Gi)")
+            try:
+                parse_quantity(value)
+            except ValueError as exc:
+                raise InvalidSpecError(f"{field}.{key}", str(exc)) from None
             out.append((section, key, value))
     return tuple(sorted(out))  # one Job for one spec, whatever the map's order
 
 
-def fetcher_resources(base: Mapping[str, Any], spec: IngestRequestSpec) -> dict[str, Any]:
+def fetcher_resources(
+    base: Mapping[str, Any], spec: IngestRequestSpec,
+    caps: Collection[tuple[str, str]] = (),
+) -> dict[str, Any]:
     """The fetcher container's resources: the chart's (``base``: the fetcher template's) with
     the IngestRequest's spec.fetcher.resources over them key by key. InvalidSpecError when a
-    request ends up above its limit (the API server would refuse the Pod later, less clearly)."""
+    value of the IngestRequest is above the administrator's cap (``caps``: (key, quantity),
+    the chart's fetcher.maxResources), or a request ends up above its limit (the API server
+    would refuse the Pod later, less clearly)."""
+    cap = dict(caps)
+    for section, key, value in spec.fetcher_resources:
+        if key in cap and parse_quantity(value) > parse_quantity(cap[key]):
+            raise InvalidSpecError(
+                f"spec.fetcher.resources.{section}.{key}",
+                f"{value} is more than the administrator allows, {cap[key]} (the chart's "
+                f"fetcher.maxResources.{key})")
     merged: dict[str, Any] = {k: dict(v) if isinstance(v, Mapping) else v for k, v in base.items()}
     for section, key, value in spec.fetcher_resources:
         merged.setdefault(section, {})[key] = value

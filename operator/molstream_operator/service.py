@@ -136,7 +136,8 @@ class IngestService:
             spec, allow_insecure=self.config.allow_insecure_credentials,
             secret_labels=lambda name: self.kube.secret_labels(ref.namespace, name),
         )
-        fetcher_resources(self.config.fetcher.resources, spec)  # a request above its limit
+        # above the administrator's cap, a request above its limit
+        fetcher_resources(self.config.fetcher.resources, spec, self.config.fetcher_max_resources)
         return spec
 
     # --- IngestRequest created, resumed or changed ---------------------------------------------

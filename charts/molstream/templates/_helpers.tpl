@@ -215,6 +215,21 @@ otherwise). */}}
 {{- $hosts | uniq | join "," -}}
 {{- end -}}
 
+{{/* fetcher.maxResources as the operator's MOLSTREAM_FETCHER_MAX_RESOURCES: key=quantity,...
+(an empty key: no cap on it). */}}
+{{- define "molstream.fetcherMaxResources" -}}
+{{- $caps := list -}}
+{{- range $key, $value := .Values.fetcher.maxResources | default dict -}}
+{{- if not (kindIs "invalid" $value) -}}
+{{- $text := toString $value -}}
+{{- if $text -}}
+{{- $caps = append $caps (printf "%s=%s" $key $text) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- $caps | join "," -}}
+{{- end -}}
+
 {{/* Environment shared by the worker and the fetcher. */}}
 {{- define "molstream.commonEnv" -}}
 - name: MOLSTREAM_KAFKA_BOOTSTRAP
