@@ -95,7 +95,10 @@ def main(
             raise click.UsageError(
                 "no namespace: pass -n NAMESPACE, --all-namespaces or MOLSTREAM_WATCH_NAMESPACES"
             )
-    config = OperatorConfig.from_env(namespaces=() if all_namespaces else tuple(namespaces))
+    try:
+        config = OperatorConfig.from_env(namespaces=() if all_namespaces else tuple(namespaces))
+    except ValueError as exc:  # a setting (MOLSTREAM_KAFKA_*, ...): one line naming it
+        raise click.ClickException(str(exc)) from None
     try:
         own = _SA_NAMESPACE.read_text().strip() if _SA_NAMESPACE.is_file() else ""
         election = leadership.ElectionSettings.from_env(

@@ -10,7 +10,8 @@ The consumer connects as the fetchers and workers do (MOLSTREAM_KAFKA_SECURITY_P
 rest: molstream.kafka_security). Kafka refusing it (a login, a certificate, an ACL) is logged as
 one line naming the problem, shown by the events probe, and tried again with the same growing
 delay: the operator keeps running (the status follows the Jobs meanwhile) and recovers once the
-Secret or the ACL is fixed.
+Secret or the ACL is fixed: each connection reads the settings' files again (a Secret volume's
+files change in place when the Secret does: a password fixed, or rotated).
 """
 
 from __future__ import annotations
@@ -83,6 +84,10 @@ class EventConsumer:
     # --- the thread --------------------------------------------------------------------------
 
     def _connect(self) -> KafkaConsumer:
+        try:  # the password, the certificates as the Secret volume holds them now
+            self.security = self.security.reloaded()
+        except ValueError as exc:  # a file half-written, or wrong now: named, tried again
+            raise KafkaAccessError(str(exc)) from None
         check_access(
             self.bootstrap,
             self.security,

@@ -7,13 +7,17 @@ out, and then says only "Unable to bootstrap"; the reason is at best in a log li
 refusal is often lost: the broker closes the connection right after its answer, and
 kafka-python drops data read together with the close). So the probe logs in itself, on one
 blocking connection (kafka-python's own request classes and SASL mechanisms), and sees the
-TLS error or the broker's answer as they are, and a listener of another kind (plaintext
-spoken to a TLS one, SASL expected but not spoken) for what it is. An ACL missing for a topic
+TLS error or the broker's answer as they are, and a listener of another kind for what it is,
+on its own evidence only: plaintext spoken to a TLS listener gets a TLS alert back (bytes
+starting with a TLS record header), a SASL listener answers a SaslHandshake with its
+mechanisms, a listener without SASL with ILLEGAL_SASL_STATE. An ACL missing for a topic
 or a group shows in the operations Kafka says this client is authorized for (KIP-430), before
 anything is sent: a consumer without Read on its topic would otherwise wait silently forever.
 
 A broker that does not answer is not a refusal: the probe returns and the component rides
-out the outage as it always has.
+out the outage as it always has. A connection closed or reset without a word is such an
+outage too (a load balancer without a healthy target, a sidecar whose upstream is down, a
+broker in its controlled shutdown, max.connections.per.ip), whatever the protocol.
 """
 
 from __future__ import annotations
@@ -26,8 +30,9 @@ from collections.abc import Iterable, Mapping
 
 from kafka import KafkaAdminClient
 from kafka import errors as kerrors
+from kafka.cluster import collect_hosts
 from kafka.net.sasl import get_sasl_mechanism
-from kafka.protocol.metadata import ApiVersionsRequest, MetadataRequest
+from kafka.protocol.metadata import ApiVersionsRequest
 from kafka.protocol.parser import KafkaProtocol
 from kafka.protocol.sasl import SaslAuthenticateRequest, SaslHandshakeRequest
 
@@ -40,6 +45,9 @@ __all__ = ["check_access"]
 #: How long the probe waits for one broker's answers; past this it is taken as unreachable,
 #: which the component's own retries ride out.
 PROBE_TIMEOUT_S = 10.0
+
+_ILLEGAL_SASL_STATE = 34  # a SaslHandshake on a listener without SASL
+_UNSUPPORTED_SASL_MECHANISM = 33
 
 
 def check_access(bootstrap: str, security: KafkaSecurity, *,
@@ -76,12 +84,11 @@ def check_access(bootstrap: str, security: KafkaSecurity, *,
 
 def _logged_in(bootstrap: str, security: KafkaSecurity, timeout_s: float) -> bool:
     """True once one bootstrap server let this client in; False when none answered."""
-    for server in (s.strip() for s in bootstrap.split(",") if s.strip()):
-        host, _, port = server.rpartition(":")
-        host = host.strip("[]")
+    tls = _tls_context(security) if security.tls else None  # (settings: not an outage)
+    for host, port, server in _servers(bootstrap):
         try:
-            with socket.create_connection((host, int(port)), timeout=timeout_s) as raw:
-                _log_in(raw, host, server, security, timeout_s)
+            with socket.create_connection((host, port), timeout=timeout_s) as raw:
+                _log_in(raw, tls, host, server, security, timeout_s)
                 return True
         except KafkaAccessError:
             raise
@@ -95,10 +102,25 @@ def _logged_in(bootstrap: str, security: KafkaSecurity, timeout_s: float) -> boo
     return False
 
 
-def _log_in(raw: socket.socket, host: str, server: str, security: KafkaSecurity,
-            timeout_s: float) -> None:
-    sock = _tls_context(security).wrap_socket(raw, server_hostname=host) if security.tls \
-        else raw
+def _servers(bootstrap: str) -> list[tuple[str, int, str]]:
+    """(host, port, as written) of each bootstrap server, read as kafka-python reads them (a
+    server without a port is on 9092, a leading SASL_SSL:// is dropped)."""
+    servers = []
+    for server in (s.strip() for s in bootstrap.split(",") if s.strip()):
+        try:
+            [(host, port, _)] = collect_hosts(server, randomize=False)
+        except ValueError:
+            raise KafkaAccessError(f"MOLSTREAM_KAFKA_BOOTSTRAP: {server!r} is not host:port "
+                                   "(e.g. kafka:9092)") from None
+        servers.append((host, port, server))
+    if not servers:
+        raise KafkaAccessError("MOLSTREAM_KAFKA_BOOTSTRAP is empty (host:port, e.g. kafka:9092)")
+    return servers
+
+
+def _log_in(raw: socket.socket, tls: ssl.SSLContext | None, host: str, server: str,
+            security: KafkaSecurity, timeout_s: float) -> None:
+    sock = tls.wrap_socket(raw, server_hostname=host) if tls is not None else raw
     try:
         _exchange(sock, host, server, security, timeout_s)
     finally:
@@ -109,38 +131,49 @@ def _exchange(sock: socket.socket, host: str, server: str, security: KafkaSecuri
               timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     protocol = KafkaProtocol(client_id="molstream-probe")
+    head = bytearray()  # the first bytes the server sent
 
     def call(request):
         protocol.send_request(request)
         sock.sendall(protocol.send_bytes())
         while time.monotonic() < deadline:
             data = sock.recv(65536)
-            if not data:
+            if not data:  # without a word: an outage, a restart (OSError: ridden out)
                 raise ConnectionError(f"{server} closed the connection")
+            if len(head) < 2:
+                head.extend(data[:2 - len(head)])
+                if not security.tls and _tls_record(head):
+                    # A TLS listener answers plaintext with a TLS alert (15 03 ..), not
+                    # Kafka's size prefix (no answer here is 350 MB long), and hangs up.
+                    raise KafkaAccessError(
+                        f"Kafka at {server} answered in TLS: the listener expects TLS "
+                        f"(MOLSTREAM_KAFKA_SECURITY_PROTOCOL={security.protocol}: use "
+                        f"{'SASL_SSL' if security.sasl else 'SSL'})")
             for _, response in protocol.receive_bytes(data):
                 return response
         raise TimeoutError(f"{server} did not answer")
 
-    try:  # where TLS 1.3 hears of a refused client certificate
-        call(ApiVersionsRequest(version=0))
-    except (ConnectionError, kerrors.KafkaError):
-        if security.tls:
-            raise
-        raise KafkaAccessError(  # a TLS listener answers a TLS alert, not Kafka, and hangs up
-            f"Kafka at {server} did not answer in Kafka's protocol: the listener expects TLS "
-            f"(MOLSTREAM_KAFKA_SECURITY_PROTOCOL={security.protocol})") from None
+    call(ApiVersionsRequest(version=0))  # where TLS 1.3 hears of a refused client certificate
+    # A SASL listener answers a SaslHandshake with the mechanisms it offers, a listener
+    # without SASL with ILLEGAL_SASL_STATE.
+    offered = call(SaslHandshakeRequest(mechanism=security.sasl_mechanism, version=1))
+    sasl_listener = offered.error_code in (0, _UNSUPPORTED_SASL_MECHANISM)
     if not security.sasl:
-        try:  # a SASL listener answers ApiVersions, then hangs up on anything else
-            call(MetadataRequest(version=1, topics=[]))
-        except ConnectionError:
+        if sasl_listener:
             raise KafkaAccessError(
-                f"Kafka at {server} hung up before any login: the listener expects SASL "
-                f"(MOLSTREAM_KAFKA_SECURITY_PROTOCOL={security.protocol})") from None
+                f"Kafka at {server} asks for a SASL login ({', '.join(offered.mechanisms)}): "
+                f"the listener expects SASL (MOLSTREAM_KAFKA_SECURITY_PROTOCOL="
+                f"{security.protocol}: use SASL_{'SSL' if security.tls else 'PLAINTEXT'})")
         return
+    if offered.error_code == _ILLEGAL_SASL_STATE:
+        raise KafkaAccessError(
+            f"Kafka at {server} does not speak SASL on that listener: "
+            f"MOLSTREAM_KAFKA_SECURITY_PROTOCOL={security.protocol} needs a SASL listener "
+            f"(or use {'SSL' if security.tls else 'PLAINTEXT'} without a SASL user)")
+
     def refused(error: Exception):
         return KafkaAccessError(explain_kafka_error(error, security, bootstrap=server))
 
-    offered = call(SaslHandshakeRequest(mechanism=security.sasl_mechanism, version=1))
     if security.sasl_mechanism not in offered.mechanisms:
         raise refused(kerrors.UnsupportedSaslMechanismError(
             f"Enabled mechanisms: {', '.join(offered.mechanisms)}"))
@@ -155,18 +188,17 @@ def _exchange(sock: socket.socket, host: str, server: str, security: KafkaSecuri
         raise refused(kerrors.SaslAuthenticationFailedError("server signature not verified"))
 
 
+def _tls_record(head: bytes) -> bool:
+    """Whether bytes start like a TLS record: an alert (0x15) or a handshake (0x16), 3.x."""
+    return len(head) >= 2 and head[0] in (0x15, 0x16) and head[1] == 0x03
+
+
 def _tls_context(security: KafkaSecurity) -> ssl.SSLContext:
-    """The context kafka-python builds from the same settings (KafkaSSLTransport)."""
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.check_hostname = security.check_hostname
-    if security.ca_file is not None:
-        ctx.load_verify_locations(security.ca_file)
-    else:
-        ctx.load_default_certs()
-    if security.cert_file is not None:
-        ctx.load_cert_chain(security.cert_file, security.key_file)
-    return ctx
+    """Built before connecting: a file TLS cannot use is in the settings, not an outage."""
+    try:
+        return security.ssl_context()
+    except ValueError as e:
+        raise KafkaAccessError(str(e)) from None
 
 
 def _check_topics(admin: KafkaAdminClient, security: KafkaSecurity,

@@ -12,6 +12,11 @@ hold them (the cluster CA Secret's `ca.crt`; a KafkaUser Secret's `password`,
     MOLSTREAM_KAFKA_CERT_FILE, MOLSTREAM_KAFKA_KEY_FILE   mTLS
     MOLSTREAM_KAFKA_CHECK_HOSTNAME      default true
 
+The files are read (and the CA, the certificate and its key loaded as TLS will load them)
+when the settings are: a file that is not what its variable needs is named then, not taken
+for an unreachable broker later. `KafkaSecurity.reloaded()` reads them again: a Secret
+volume's files change in place when the Secret does (a password fixed, or rotated).
+
 A refusal by Kafka (a wrong password, a certificate not trusted, a missing ACL) is not an
 outage: waiting does not mend it. `explain_kafka_error` turns kafka-python's error into one
 line naming the problem, and returns None for everything else (an outage is ridden out).
@@ -49,6 +54,8 @@ class KafkaSecurity:
     cert_file: Path | None = None
     key_file: Path | None = None
     check_hostname: bool = True
+    #: The MOLSTREAM_KAFKA_* variables these settings were read from (for reloaded()).
+    source: Mapping[str, str] | None = field(default=None, repr=False, compare=False)
 
     @property
     def tls(self) -> bool:
@@ -76,6 +83,33 @@ class KafkaSecurity:
             return f"{self.protocol} with the client certificate of {self.principal!r}"
         return self.protocol
 
+    def reloaded(self) -> KafkaSecurity:
+        """The settings read again from the same variables, with the files as they are now
+        (ValueError as from_env); the same settings when they were not read from any."""
+        return self if self.source is None else KafkaSecurity.from_env(self.source)
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """The TLS context kafka-python builds from the same settings (KafkaSSLTransport);
+        ValueError naming the variable when a file is not what it needs."""
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.check_hostname = self.check_hostname
+        if self.ca_file is not None:
+            try:
+                ctx.load_verify_locations(self.ca_file)
+            except (ssl.SSLError, OSError) as e:
+                raise ValueError(f"{_V}CA_FILE: {self.ca_file} holds no certificate TLS can "
+                                 f"use ({_reason(e)})") from None
+        else:
+            ctx.load_default_certs()
+        if self.cert_file is not None:
+            try:
+                ctx.load_cert_chain(self.cert_file, self.key_file)
+            except (ssl.SSLError, OSError) as e:
+                raise ValueError(f"{_V}CERT_FILE and {_V}KEY_FILE are not a certificate and "
+                                 f"its key ({_reason(e)})") from None
+        return ctx
+
     def client_kwargs(self) -> dict:
         """Settings for kafka-python's KafkaProducer, KafkaConsumer and KafkaAdminClient."""
         kwargs: dict = {"security_protocol": self.protocol}
@@ -95,7 +129,8 @@ class KafkaSecurity:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> KafkaSecurity:
         """The settings, checked: ValueError with one line naming the variable."""
-        env = os.environ if environ is None else environ
+        env = {k: v for k, v in (os.environ if environ is None else environ).items()
+               if k.startswith(_V)}
 
         def get(name: str) -> str:
             return env.get(_V + name, "").strip()
@@ -108,6 +143,7 @@ class KafkaSecurity:
             raise ValueError(f"set {_V}SASL_PASSWORD or {_V}SASL_PASSWORD_FILE, not both")
         if get("SASL_PASSWORD_FILE"):
             password = _read("SASL_PASSWORD_FILE", get("SASL_PASSWORD_FILE")).rstrip("\r\n")
+        module = ""
         if get("SASL_JAAS_CONFIG_FILE"):
             module, jaas = parse_jaas_config(
                 _read("SASL_JAAS_CONFIG_FILE", get("SASL_JAAS_CONFIG_FILE")))
@@ -116,12 +152,14 @@ class KafkaSecurity:
             if not mechanism and module.endswith("PlainLoginModule"):
                 mechanism = "PLAIN"
         mechanism = _choice(mechanism or "SCRAM-SHA-512", MECHANISMS, "SASL_MECHANISM")
+        _check_login_module(module, mechanism)
         ca, cert, key = (_pem_file(name, get(name), marker) for name, marker in
                          (("CA_FILE", "CERTIFICATE"), ("CERT_FILE", "CERTIFICATE"),
                           ("KEY_FILE", "PRIVATE KEY")))
         security = cls(protocol=protocol, sasl_mechanism=mechanism, username=username,
                        password=password, ca_file=ca, cert_file=cert, key_file=key,
-                       check_hostname=_bool(get("CHECK_HOSTNAME"), "CHECK_HOSTNAME"))
+                       check_hostname=_bool(get("CHECK_HOSTNAME"), "CHECK_HOSTNAME"),
+                       source=env)
         security._check(sasl_given=bool(username or password))
         return security
 
@@ -138,13 +176,21 @@ class KafkaSecurity:
             raise ValueError(f"{_V}{files[0]} is set but {p} has no TLS: use SSL or SASL_SSL")
         if (self.cert_file is None) != (self.key_file is None):
             raise ValueError(f"mTLS needs both {_V}CERT_FILE and {_V}KEY_FILE")
-        if self.cert_file is not None:
-            try:
-                ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(self.cert_file,
-                                                                        self.key_file)
-            except ssl.SSLError as e:
-                raise ValueError(f"{_V}CERT_FILE and {_V}KEY_FILE are not a certificate and "
-                                 f"its key ({e.reason or e})") from None
+        if self.tls:
+            self.ssl_context()  # the CA, the certificate and its key load as TLS loads them
+
+
+_LOGIN_MODULES = {"PlainLoginModule": ("PLAIN",),
+                  "ScramLoginModule": ("SCRAM-SHA-512", "SCRAM-SHA-256")}
+
+
+def _check_login_module(module: str, mechanism: str) -> None:
+    """A JAAS file's login module and the mechanism agree: PLAIN's user is not SCRAM's."""
+    for name, mechanisms in _LOGIN_MODULES.items():
+        if module.endswith(name) and mechanism not in mechanisms:
+            raise ValueError(f"{_V}SASL_JAAS_CONFIG_FILE holds a {name} but "
+                             f"{_V}SASL_MECHANISM={mechanism}: use {' or '.join(mechanisms)}, "
+                             "or the JAAS config of that mechanism")
 
 
 def parse_jaas_config(text: str) -> tuple[str, dict[str, str]]:
@@ -200,6 +246,9 @@ def _explain_tls(exc: BaseException, s: KafkaSecurity, at: str) -> str | None:
             return (f"Kafka's certificate{at} does not carry the name the client connected "
                     f"to ({cause.verify_message.rstrip('.')}): use a bootstrap address it "
                     "names")
+        if cause.verify_code in (9, 10):  # X509_V_ERR_CERT_NOT_YET_VALID, _HAS_EXPIRED
+            return (f"Kafka's certificate{at} {cause.verify_message}: the broker's "
+                    "certificate needs renewing (or this machine's clock is wrong)")
         where = (f"the CA in {_V}CA_FILE" if s.ca_file is not None else
                  f"a CA this system trusts (set {_V}CA_FILE: Strimzi's cluster CA, ca.crt)")
         return (f"Kafka's certificate{at} is not signed by {where} "
@@ -254,12 +303,33 @@ def _bool(value: str, name: str) -> bool:
     raise ValueError(f"{_V}{name} must be true or false, not {value!r}")
 
 
+def _reason(e: BaseException) -> str:
+    """An ssl or OS error's reason, short: "PEM lib", "No such file or directory"."""
+    if isinstance(e, ssl.SSLError):
+        text = e.reason or str(e.args[-1] if e.args else e)
+        return re.sub(r"\s*\(_ssl\.c:\d+\)$", "", text)
+    return getattr(e, "strerror", None) or type(e).__name__
+
+
 def _read(name: str, path: str) -> str:
     try:
-        return Path(path).read_text()
-    except (OSError, UnicodeDecodeError) as e:
-        reason = getattr(e, "strerror", None) or type(e).__name__
-        raise ValueError(f"{_V}{name}: cannot read {path}: {reason}") from None
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise ValueError(f"{_V}{name}: cannot read {path}: {_reason(e)}") from None
+    try:
+        return data.decode()
+    except UnicodeDecodeError:
+        raise ValueError(f"{_V}{name}: {path} is not text{_der(data, name, path)}") from None
+
+
+def _der(data: bytes, name: str, path: str) -> str:
+    """What to do with a binary file where PEM is expected: DER starts with a SEQUENCE
+    (0x30) of a long length (0x81-0x84)."""
+    if len(data) < 2 or data[0] != 0x30 or not 0x81 <= data[1] <= 0x84:
+        return ""
+    command = "pkey" if name == "KEY_FILE" else "x509"
+    return (f" but DER; PEM is needed: openssl {command} -inform der -in {path} "
+            f"-out {Path(path).stem}.pem")
 
 
 def _pem_file(name: str, path: str, marker: str) -> Path | None:
