@@ -207,7 +207,7 @@ def test_operator_settings(render: Render) -> None:
     }
     assert data["ttlSecondsAfterFinished"] == 3600
     assert data["imagePullSecrets"] == [] and data["priorityClassName"] == ""
-    assert template.image == "molstream:0.1.0"
+    assert template.image == "molstream:0.2.0"
     assert template.serviceAccountName == "molstream-fetcher"
     assert template.securityContext["readOnlyRootFilesystem"] is True
     assert template.podSecurityContext["runAsNonRoot"] is True
@@ -433,3 +433,13 @@ def test_schema_covers_values() -> None:
         return missing
 
     assert walk(values, schema, "") == []
+
+
+def test_the_default_image_tag_is_the_package_s_version() -> None:
+    """appVersion is the default tag of the molstream image: the release the chart needs
+    (its health endpoints, Kafka security...), the same as pyproject.toml's version."""
+    import tomllib
+
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    assert chart["appVersion"] == project["version"]

@@ -499,7 +499,7 @@ def test_registry_pull_secrets_and_scheduling_reach_every_pod(
 
 def test_fetcher_image_override(render: Render) -> None:
     template = _template(render(set={"fetcher.image.repository": "molstream-e2e/not-there"}))
-    assert template["image"] == "molstream-e2e/not-there:0.1.0"
+    assert template["image"] == "molstream-e2e/not-there:0.2.0"
     digest = "sha256:" + "cd" * 32
     template = _template(render(set={"fetcher.image.digest": digest}))
     assert template["image"] == f"molstream@{digest}"
