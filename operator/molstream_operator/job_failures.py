@@ -9,7 +9,7 @@
 * A Job that failed while its Pod could not start (its deadline passed in ``ImagePullBackOff``)
   says that too.
 * A fetcher that ended because Kafka's log volume is full (molstream.kafka_full: its error
-  line starts with KAFKA_FULL_PREFIX) fails the run with reason ``KafkaFull``.
+  line says KAFKA_FULL_PREFIX) fails the run with reason ``KafkaFull``.
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def explain(
         return job
     if job.failure_reason == _POLICY:
         detail = fetcher_message or job.failure_message or ""
-        if detail.startswith(KAFKA_FULL_PREFIX):
+        if KAFKA_FULL_PREFIX in detail:  # ("publish failed: Kafka's log volume is full: …")
             return dataclasses.replace(job, failure_reason=KAFKA_FULL, failure_message=detail)
         return dataclasses.replace(
             job,

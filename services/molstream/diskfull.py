@@ -75,8 +75,8 @@ def mount_point(path: Path) -> Path:
 def needed_bytes(dialect: str, rows_left: int) -> int:
     per_row = BYTES_PER_ROW.get(dialect, BYTES_PER_ROW["postgresql"])
     need = rows_left * per_row
-    if dialect == "sqlite":
-        need = int(need * (1 + SQLITE_REBUILD_FRACTION)) + SQLITE_WAL_BYTES
+    if dialect == "sqlite":  # the WAL holds up to a transaction's pages, within its limit
+        need = int(need * (1 + SQLITE_REBUILD_FRACTION)) + min(need, SQLITE_WAL_BYTES)
     return need
 
 
@@ -137,6 +137,10 @@ class DiskFull:
     @property
     def full(self) -> bool:
         return self._episode is not None
+
+    @property
+    def ingests(self) -> tuple[str, ...]:
+        return tuple(self._ingests)
 
     def noticed(self, error: BaseException) -> bool:
         """Whether `error` is a full disk (told, when it is time to)."""

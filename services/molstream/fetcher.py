@@ -42,6 +42,7 @@ from .fetch.identity import (
     unchanged_by_validators,
 )
 from .kafka_access import check_access
+from .kafka_full import StorageWatch
 from .kafka_security import KafkaAccessError
 from .messages import EndOfIngest, RowBatch
 from .progress import Bar
@@ -177,6 +178,8 @@ def run(url: str, *, ingest_id: str, settings: Settings, credentials: Credential
         log.error("ingest %s: %s", ingest_id, e)
         raise IngestFailed("publish", str(e)) from None
     stage = "fetch"
+    storage = StorageWatch.install()  # a broker whose log volume is full, told from an outage
+    rows_total = 0
     try:
         publisher.event("started", ingest_id, source=redact(url))
         scratch = Scratch(settings.work_dir, parse_quantity(settings.scratch_limit)
@@ -275,15 +278,21 @@ def run(url: str, *, ingest_id: str, settings: Settings, credentials: Credential
         return FetchResult(ingest_id, rows_total, published, rejected, seq, seconds,
                            source=identity.to_dict())
     except (FetchError, ReadError, ContractError, PublishError) as e:
+        full = isinstance(e, PublishError) and storage.explain(
+            e, bootstrap=settings.kafka_bootstrap,
+            rows=rows_total or None)
         reason = str(e)
         log.error("ingest %s: %s failed: %s", ingest_id, stage, reason)
-        # Kafka refusing our messages will likely refuse this one too: do not wait long for it.
+        # Kafka refusing our messages will likely refuse this one too: do not wait long for it
+        # (a broker whose log volume is full has shut down).
         _best_effort_failed_event(publisher, ingest_id, stage, reason,
-                                  timeout_s=30 if isinstance(e, PublishError) else 600)
+                                  timeout_s=5 if full else 30 if isinstance(e, PublishError)
+                                  else 600)
         if stage != "fetch":
             shutil.rmtree(work, ignore_errors=True)  # keep a partial download to resume
         raise IngestFailed(stage, reason) from None
     finally:
+        storage.remove()
         publisher.close()
 
 

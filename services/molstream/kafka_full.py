@@ -12,7 +12,7 @@ it again once it has room and is started.
 kafka-python retries KAFKA_STORAGE_ERROR (another replica may lead the partition on a real
 cluster) and only logs it, so `StorageWatch` listens to its producer's log for it. A publish
 that then fails (the outage outlasting MOLSTREAM_KAFKA_OUTAGE_S) is worded as what it is, with
-what the rows still to publish need there, and made permanent: the fetcher exits with status 3
+what the file's rows need there, and made permanent: the fetcher exits with status 3
 (the Job is not retried into the same full disk) and the operator shows reason KafkaFull.
 """
 
@@ -67,15 +67,15 @@ class StorageWatch(logging.Handler):
     def __exit__(self, *exc) -> None:
         self.remove()
 
-    def explain(self, error: PublishError, *, bootstrap: str, rows_left: int | None) -> bool:
+    def explain(self, error: PublishError, *, bootstrap: str, rows: int | None) -> bool:
         """Words `error` (a publish that failed) as Kafka's full log volume when the broker
-        said so meanwhile, and makes it permanent; whether it did."""
+        said so meanwhile, and makes it permanent; whether it did. `rows`: the file's (a rerun
+        publishes them all again)."""
         if not (self.seen or _NAME in str(error)):
             return False
-        need = (f"the {rows_left:,} rows still to publish need about "
-                f"{_size(rows_left * BYTES_PER_ROW)} there, besides what the topics keep of "
-                "earlier ingests for their retention (7 days by default)"
-                if rows_left else "it needs room for the rows still to publish")
+        need = (f"the file's {rows:,} rows need about {_size(rows * BYTES_PER_ROW)} there, "
+                "besides what the topics keep of earlier ingests for their retention (7 days "
+                "by default)" if rows else "it needs room for the file's rows")
         line = (f"{PREFIX}: Kafka at {bootstrap} could not write to its log directory "
                 f"(KAFKA_STORAGE_ERROR for {self.partition or 'a partition'}: a full or "
                 f"failed disk; a broker whose only log directory fails shuts down): {need}; "

@@ -220,7 +220,23 @@ class Publisher:
         except KafkaError as e:  # only after a failure: a success waited for every ack
             log.warning("closing the Kafka producer: %s", e)
         finally:
-            self._producer.close(timeout=5)
+            try:
+                self._producer.close(timeout=5)
+            except KafkaError:  # a broker gone for good: what failed was said already
+                self._abandon()
+
+    def _abandon(self) -> None:
+        """Drop what the broker never acknowledged. kafka-python's close() flushes first, even
+        to close forcefully, and raises when that times out (again from __del__, at exit):
+        its sender is stopped without sending, which fails the batches left, then closed."""
+        sender = getattr(self._producer, "_sender", None)
+        if sender is not None:
+            sender.force_close()
+            sender.join(5)
+        try:
+            self._producer.close(timeout=0)
+        except KafkaError as e:
+            log.warning("closing the Kafka producer: %s", e)
 
     def _track(self, future: FutureRecordMetadata) -> None:
         self._in_flight.append(future)

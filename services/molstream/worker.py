@@ -36,6 +36,7 @@ from .config import Settings
 from .contract import Rejection, reason_class
 from .db import create_schema, make_engine
 from .dberrors import Kind, classify, describe, is_database_error
+from .diskfull import DiskFull
 from .health import Health
 from .kafka_access import check_access
 from .kafka_security import KafkaAccessError, explain_kafka_error
@@ -104,8 +105,10 @@ class Worker:
                                 client_id="molstream-worker",
                                 delivery_timeout_s=settings.kafka_outage_s,
                                 security=settings.kafka_security)
+        # A full disk is retried like any transient error; this tells the operator why.
+        self.full = DiskFull(self.engine, send=self._database_full)
         self.consumer = make_consumer(settings)
-        self._polling = Polling(self.consumer, self._poll, self._turned)
+        self._polling = Polling(self.consumer, self._poll, self.health)
         self._stop = False
         self._progress = _Progress()
         self._bar = Bar(show_progress, "apply", unit="rows")
@@ -129,7 +132,7 @@ class Worker:
             self._polling.run(self._settle_open)
             while not self._stop:
                 polled = self._kafka("poll for batches", self._poll)
-                self._turned()
+                self._polling.turned()
                 messages = [m for batch in polled.values() for m in batch]
                 coordinator_lost = self._check_coordinator(coordinator_lost)
                 now = time.monotonic()
@@ -162,12 +165,6 @@ class Worker:
         if settle:
             self._settle_open()
         return bool(waiting) and self._all_finished(waiting)
-
-    def _turned(self) -> None:
-        """The loop polled (liveness); readiness once the consumer has joined its group."""
-        self.health.turned()
-        if not self.health.joined:
-            self.health.joined = self.consumer.group_metadata().generation_id >= 0
 
     def close(self) -> None:
         self._bar.__exit__()
@@ -245,6 +242,7 @@ class Worker:
             self._apply(group)
 
     def _apply(self, batches: list[RowBatch]) -> None:
+        self.full.working_on(batches)
         self._with_retries(lambda: self.applier.plan(batches))
         def apply() -> list:
             with metrics.BATCH_APPLY_SECONDS.time():  # each attempt, not the retries' sleeps
@@ -313,6 +311,10 @@ class Worker:
         log.warning("ingest %s: another worker took over its announcement; this one leaves it",
                     a.ingest_id)
         return False
+
+    def _database_full(self, ingest_id: str, reason: str, needed_bytes: int) -> None:
+        self._kafka("publish the database_full event", lambda: self.events.event(
+            "database_full", ingest_id, track=False, reason=reason, needed_bytes=needed_bytes))
 
     def _send_event(self, kind: str, ingest_id: str, **fields) -> None:
         def send() -> None:
@@ -391,14 +393,19 @@ class Worker:
         while True:
             try:
                 with self.health.operation(what):
-                    return action()
+                    result = action()
+                if self.full.cleared():  # the operator hears it from the progress
+                    for ingest_id in self.full.ingests:
+                        self._maybe_progress(ingest_id, force=True)
+                return result
             except Exception as e:
                 if (not is_database_error(e) or classify(e) is not Kind.TRANSIENT
                         or self._stop):
                     raise
                 metrics.DATABASE_ERRORS.labels(Kind.TRANSIENT.value).inc()
-                log.warning("database busy or unavailable (%s); retrying in %.1fs",
-                            describe(e), delay)
+                if not self.full.noticed(e):  # a full disk is said in its own words
+                    log.warning("database busy or unavailable (%s); retrying in %.1fs",
+                                describe(e), delay)
                 time.sleep(delay)
                 delay = min(delay * 2, 10.0)
 

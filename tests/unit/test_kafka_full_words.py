@@ -21,9 +21,9 @@ def test_a_storage_error_the_producer_retries_is_noted_and_worded() -> None:
                        " partition=0)", 5, KafkaStorageError.__name__, "")
     assert watch.seen == 1
     error = PublishError("Kafka did not acknowledge a message: KafkaTimeoutError")
-    assert watch.explain(error, bootstrap="kafka:9092", rows_left=2_000_000)
+    assert watch.explain(error, bootstrap="kafka:9092", rows=2_000_000)
     line = str(error)
-    assert line.startswith(PREFIX) and "\n" not in line
+    assert line.startswith(PREFIX) and "\n" not in line and "file's 2,000,000 rows" in line
     assert "kafka.persistence.size" in line and "95.4 MiB" in line and "x.rows" in line
     assert error.permanent  # exit status 3: the Job is not retried into the same full disk
 
@@ -32,7 +32,7 @@ def test_an_outage_without_a_storage_error_stays_an_outage() -> None:
     with StorageWatch() as watch:
         logging.getLogger("kafka.producer.sender").warning("connection refused")
     error = PublishError("Kafka did not acknowledge a message: KafkaTimeoutError")
-    assert not watch.explain(error, bootstrap="kafka:9092", rows_left=10)
+    assert not watch.explain(error, bootstrap="kafka:9092", rows=10)
     assert not error.permanent and str(error).startswith("Kafka did not")
 
 
@@ -40,8 +40,9 @@ def test_the_operator_shows_kafka_full() -> None:
     assert job_failures.KAFKA_FULL_PREFIX == PREFIX
     job = JobView(name="ir-run-1", namespace="ns", ingestrequest="ir", creation_time="",
                   scheduled=False, failure_reason="PodFailurePolicy", failure_message="x")
-    seen = job_failures.explain(job, {}, {}, fetcher_message=f"{PREFIX}: Kafka at k:9092 …")
+    said = f"publish failed: {PREFIX}: Kafka at k:9092 …"
+    seen = job_failures.explain(job, {}, {}, fetcher_message=said)
     assert seen.failure_reason == "KafkaFull"
-    assert seen.failure_message.startswith(PREFIX)
+    assert seen.failure_message == said
     other = job_failures.explain(job, {}, {}, fetcher_message="login refused")
     assert other.failure_reason == "PermanentError"
