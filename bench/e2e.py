@@ -119,9 +119,11 @@ def run(sample: Path, rows: int, *, kafka_bootstrap: str, redis_url: str, ftp, w
     work_rss = max(rss for _, rss, _ in waited)
     work_cpu = sum(cpu for _, _, cpu in waited)
     result = _last_json(fetcher_out)
-    # kafka-python's asyncio loop, held up by the worker's own work (issue 20)
-    loop_warnings = (run_dir / "worker.log").read_text(errors="replace").count(
-        "blocking the event loop")
+    # kafka-python's asyncio loop, held up by the worker's own work (issue 20), and the
+    # consumer group's rebalances (a new generation, logged by molstream.polling)
+    worker_log = (run_dir / "worker.log").read_text(errors="replace")
+    loop_warnings = worker_log.count("blocking the event loop")
+    rebalances = worker_log.count("(a rebalance)")
     engine = create_engine(normalize_url(database_url))
     try:
         with engine.connect() as conn:
@@ -151,6 +153,7 @@ def run(sample: Path, rows: int, *, kafka_bootstrap: str, redis_url: str, ftp, w
         "worker_cpu_seconds": work_cpu,
         "workers": workers,
         "loop_warnings": loop_warnings,
+        "rebalances": rebalances,
         "lock_wait_s": dict(waits),  # per worker (application name), when watched
         "batches": result["batches"],
         "timeline_s": timeline,

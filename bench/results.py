@@ -97,6 +97,8 @@ def order_figures(ordered: dict, rows: int, meta: dict, limits: dict | None = No
                                           for r in rs),
                 "kafka_loop_warnings": sum(r["loop_warnings"] for rs in by_order.values()
                                            for r in rs),
+                "rebalances": sum(r.get("rebalances", 0) for rs in by_order.values()
+                                  for r in rs),
             }
         return out
 
@@ -106,6 +108,7 @@ def order_figures(ordered: dict, rows: int, meta: dict, limits: dict | None = No
         for order, ratio in this[database]["order_vs_id"].items():
             f[f"{order}_vs_id_{database}"] = ratio
         f[f"kafka_loop_warnings_{database}"] = this[database]["kafka_loop_warnings"]
+        f[f"rebalances_{database}"] = this[database]["rebalances"]
     if "other" in ordered:
         other = per_code(ordered["other"])
         f["ab"] = {"other": other, "this_vs_other": {
@@ -235,7 +238,8 @@ def order_table(f: dict) -> str:
         d = orders[database]
         lines.append(f"{label + ' peak RSS (orders runs)':<34}{'':>16}  {'':>12}   (fetcher "
                      f"{d['fetcher_peak_rss_mb']:,.0f} MB, worker {d['worker_peak_rss_mb']:,.0f}"
-                     f" MB; kafka-python loop warnings {d['kafka_loop_warnings']})")
+                     f" MB; kafka-python loop warnings {d['kafka_loop_warnings']}, "
+                     f"rebalances {d.get('rebalances', 0)})")
     return "\n".join(lines)
 
 

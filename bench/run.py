@@ -73,7 +73,8 @@ def _summary(run: dict) -> dict:
             "apply_seconds": run["stage_seconds"]["apply"],
             "fetcher_peak_rss_mb": run["fetcher_peak_rss_mb"],
             "worker_peak_rss_mb": run["worker_peak_rss_mb"],
-            "loop_warnings": run.get("loop_warnings", 0)}
+            "loop_warnings": run.get("loop_warnings", 0),
+            "rebalances": run.get("rebalances", 0)}
 
 
 @contextlib.contextmanager

@@ -25,6 +25,7 @@ from kafka import KafkaConsumer
 from kafka.errors import KafkaError
 
 from .config import Settings
+from .health import Health
 
 log = logging.getLogger(__name__)
 
@@ -71,14 +72,28 @@ def make_consumer(settings: Settings) -> KafkaConsumer:
 
 class Polling:
     """Runs work on its own thread; `poll` (the loop's, raising what ends the worker, such as
-    fencing) is called while it runs long, and `beat` after each such poll (liveness)."""
+    fencing) is called while it runs long. Each poll is a turn of the loop for `health`."""
 
     def __init__(self, consumer: KafkaConsumer, poll: Callable[[int], dict],
-                 beat: Callable[[], None]) -> None:
+                 health: Health) -> None:
         self._consumer = consumer
         self._poll = poll
-        self._beat = beat
+        self._health = health
+        self._generation: int | None = None  # of the consumer group, once joined
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="molstream-apply")
+
+    def turned(self) -> None:
+        """The loop polled (liveness); ready once the consumer has joined its group. A new
+        generation of the group is logged: a rebalance (the benchmarks count them)."""
+        self._health.turned()
+        generation = self._consumer.group_metadata().generation_id
+        if generation < 0 or generation == self._generation:
+            return
+        if self._generation is not None:
+            log.info("consumer group %s: generation %d, was %d (a rebalance)",
+                     self._consumer.config["group_id"], generation, self._generation)
+        self._generation = generation
+        self._health.joined = True
 
     def run(self, work: Callable[[], T]) -> T:
         """`work()`'s result (or exception), once it has ended: this never returns or raises
@@ -104,7 +119,7 @@ class Polling:
                     log.debug("while the worker's work runs: %s", e)
                 except Exception as e:  # noqa: BLE001 - raised once the work has ended
                     failure = e
-                self._beat()
+                self.turned()
         finally:
             wait_for_future([future])
             self._resume(paused)

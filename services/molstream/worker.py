@@ -108,7 +108,7 @@ class Worker:
         # A full disk is retried like any transient error; this tells the operator why.
         self.full = DiskFull(self.engine, send=self._database_full)
         self.consumer = make_consumer(settings)
-        self._polling = Polling(self.consumer, self._poll, self._turned)
+        self._polling = Polling(self.consumer, self._poll, self.health)
         self._stop = False
         self._progress = _Progress()
         self._bar = Bar(show_progress, "apply", unit="rows")
@@ -132,7 +132,7 @@ class Worker:
             self._polling.run(self._settle_open)
             while not self._stop:
                 polled = self._kafka("poll for batches", self._poll)
-                self._turned()
+                self._polling.turned()
                 messages = [m for batch in polled.values() for m in batch]
                 coordinator_lost = self._check_coordinator(coordinator_lost)
                 now = time.monotonic()
@@ -165,12 +165,6 @@ class Worker:
         if settle:
             self._settle_open()
         return bool(waiting) and self._all_finished(waiting)
-
-    def _turned(self) -> None:
-        """The loop polled (liveness); readiness once the consumer has joined its group."""
-        self.health.turned()
-        if not self.health.joined:
-            self.health.joined = self.consumer.group_metadata().generation_id >= 0
 
     def close(self) -> None:
         self._bar.__exit__()
