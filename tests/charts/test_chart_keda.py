@@ -124,6 +124,20 @@ def test_mtls_and_strimzi_users(render: Render) -> None:
     }
 
 
+def test_unsafe_ssl_where_the_host_name_is_not_checked(render: Render) -> None:
+    """KEDA cannot skip the host name check alone: with checkHostname=false the chart refuses
+    KEDA unless worker.autoscaling.keda.unsafeSsl says to skip every certificate check."""
+    objects = render(set={**SECURED, "global.kafka.security.tls.checkHostname": "false",
+                          "worker.autoscaling.keda.unsafeSsl": "true"})
+    (trigger,) = _keda(objects)[0]["spec"]["triggers"]
+    assert set(trigger["metadata"]) <= TRIGGER_METADATA
+    assert (trigger["metadata"]["tls"], trigger["metadata"]["unsafeSsl"]) == ("enable", "true")
+    # Not over PLAINTEXT (no TLS to check), and not by default.
+    plain = render(set={**KEDA, "worker.autoscaling.keda.unsafeSsl": "true"})
+    assert "unsafeSsl" not in _keda(plain)[0]["spec"]["triggers"][0]["metadata"]
+    assert "unsafeSsl" not in _keda(render(set=SECURED))[0]["spec"]["triggers"][0]["metadata"]
+
+
 @pytest.mark.parametrize(
     ("values", "message"),
     [
@@ -134,7 +148,9 @@ def test_mtls_and_strimzi_users(render: Render) -> None:
          "worker.autoscaling.keda.minReplicas=5 is more than "
          "worker.autoscaling.keda.maxReplicas=4"),
         ({**SECURED, "global.kafka.security.tls.checkHostname": "false"},
-         "worker.autoscaling.keda.enabled=true needs global.kafka.security.tls.checkHostname=true"),
+         "worker.autoscaling.keda.enabled=true needs global.kafka.security.tls.checkHostname=true"
+         ": KEDA's Kafka scaler cannot skip the host name check alone (set "
+         "worker.autoscaling.keda.unsafeSsl=true to skip every certificate check)."),
     ],
     ids=["sqlite", "more-than-partitions", "min-above-max", "no-hostname-check"],
 )

@@ -341,8 +341,8 @@ topics Job (kafka subchart) connects as the shared one. */ -}}
 {{- if gt (int $keda.minReplicas) (int $keda.maxReplicas) -}}
 {{- fail (printf "worker.autoscaling.keda.minReplicas=%d is more than worker.autoscaling.keda.maxReplicas=%d." (int $keda.minReplicas) (int $keda.maxReplicas)) -}}
 {{- end -}}
-{{- if and (include "molstream.kafkaTls" .) (not $security.tls.checkHostname) -}}
-{{- fail "worker.autoscaling.keda.enabled=true needs global.kafka.security.tls.checkHostname=true: KEDA's Kafka scaler cannot skip the host name check alone (only every certificate check, unsafeSsl)." -}}
+{{- if and (include "molstream.kafkaTls" .) (not $security.tls.checkHostname) (not $keda.unsafeSsl) -}}
+{{- fail "worker.autoscaling.keda.enabled=true needs global.kafka.security.tls.checkHostname=true: KEDA's Kafka scaler cannot skip the host name check alone (set worker.autoscaling.keda.unsafeSsl=true to skip every certificate check)." -}}
 {{- end -}}
 {{- end -}}
 {{- $dbTls := .Values.database.tls -}}
