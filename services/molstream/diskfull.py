@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 BYTES_PER_ROW = {"sqlite": 120, "postgresql": 180}
 SQLITE_WAL_BYTES = 64 * 1024**2
 SQLITE_REBUILD_FRACTION = 0.25
+# A SQLite volume with this much free was not what filled (its temporary files were).
+ROOMY_BYTES = 256 * 1024**2
 # While a full disk lasts, its event is sent again this often (an operator restarted meanwhile
 # reads it from the topic anyway; this keeps the message's figures current).
 RESEND_S = 300.0
@@ -92,6 +94,12 @@ def describe(engine: Engine, error: BaseException, rows_left: int | None) -> str
         fs = os.statvfs(volume)
         total, free = fs.f_blocks * fs.f_frsize, fs.f_bavail * fs.f_frsize
         used = sum(_file_size(db.with_name(db.name + suffix)) for suffix in ("", "-wal"))
+        if free >= ROOMY_BYTES:  # not this volume: SQLite's temporary files (sorts, indexes)
+            tmp = os.environ.get("SQLITE_TMPDIR") or "/tmp"
+            return (f"database full: SQLite could not write its temporary files, in {tmp} "
+                    f"(SQLITE_TMPDIR; the database's volume {volume} has {size(free)} free): "
+                    "give them more space (on Kubernetes the worker's /tmp emptyDir); the "
+                    "worker retries the batch until it fits, nothing applied is lost")
         return (f"database full: the SQLite database {db} ({size(used)}) fills its volume "
                 f"{volume} ({size(total)}, {size(free)} free): {what}; give the volume more "
                 "space (on Kubernetes the chart's worker.persistence.size); the worker retries "

@@ -38,7 +38,8 @@ def test_sqlite_full_is_told_apart(tmp_path: Path) -> None:
     assert not diskfull.is_disk_full(ValueError("disk is full"))  # never by its words
 
 
-def test_the_line_names_the_volume_and_what_the_rows_need(tmp_path: Path) -> None:
+def test_a_roomy_volume_points_at_sqlite_s_temporary_files(tmp_path: Path) -> None:
+    # (the full volume itself, named with what the rows need: test_database_full.py)
     db = tmp_path / "molstream.db"
     error = _full_error(db)
     engine = create_engine(f"sqlite:///{db}")
@@ -47,9 +48,19 @@ def test_the_line_names_the_volume_and_what_the_rows_need(tmp_path: Path) -> Non
     finally:
         engine.dispose()
     assert "\n" not in line and line.startswith("database full: ")
-    assert str(db) in line and str(diskfull.mount_point(tmp_path)) in line
-    assert "1,000,000 rows still to apply need about" in line
-    assert "worker.persistence.size" in line
+    assert "temporary files" in line and "SQLITE_TMPDIR" in line
+    assert str(diskfull.mount_point(tmp_path)) in line
+
+
+def test_a_postgresql_line_names_the_server_s_words() -> None:
+    import psycopg
+
+    error = psycopg.errors.DiskFull('could not extend file "base/1/2": No space left on device')
+    assert diskfull.is_disk_full(error)
+    engine = create_engine("postgresql+psycopg://u@db.example.org/molstream")
+    line = diskfull.describe(engine, error, rows_left=2_000_000)
+    assert "db.example.org" in line and "could not extend file" in line and "53100" in line
+    assert "2,000,000 rows still to apply need about 343.3 MiB more" in line
 
 
 @pytest.mark.parametrize("dialect, rows, at_least", [("sqlite", 24_000_000, 3_000_000_000),
@@ -74,7 +85,7 @@ def test_told_once_per_episode_and_cleared(tmp_path: Path) -> None:
     full.working_on([Batch()])
     error = _full_error(tmp_path / "other.db")
     assert full.noticed(error) and full.noticed(error)
-    assert len(sent) == 1 and sent[0][0] == "i1" and "5,000 rows" in sent[0][1]
+    assert len(sent) == 1 and sent[0][0] == "i1" and sent[0][1].startswith("database full")
     assert sent[0][2] == diskfull.needed_bytes("sqlite", 5000)
     assert not full.noticed(ValueError("x"))
     assert full.cleared() and not full.cleared()
