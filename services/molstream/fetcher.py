@@ -22,7 +22,7 @@ import re
 import shutil
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -166,9 +166,11 @@ def run(url: str, *, ingest_id: str, settings: Settings, credentials: Credential
     work.mkdir(parents=True, exist_ok=True)
     try:
         # Kafka refusing us (login, certificate, ACL) ends the run now, before the download.
-        check_access(settings.kafka_bootstrap, settings.kafka_security,
-                     topics=dict.fromkeys((settings.topics.rows, settings.topics.rejected,
-                                           settings.topics.events), ("WRITE",)))
+        # (A password file that changed since it was read is read again: the run uses that.)
+        settings = replace(settings, kafka_security=check_access(
+            settings.kafka_bootstrap, settings.kafka_security,
+            topics=dict.fromkeys((settings.topics.rows, settings.topics.rejected,
+                                  settings.topics.events), ("WRITE",))))
         ensure_topics(settings.kafka_bootstrap, settings.topics, **topic_options(settings))
         publisher = Publisher(settings.kafka_bootstrap, settings.topics,
                               client_id="molstream-fetcher",

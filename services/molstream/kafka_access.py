@@ -36,7 +36,12 @@ from kafka.protocol.metadata import ApiVersionsRequest
 from kafka.protocol.parser import KafkaProtocol
 from kafka.protocol.sasl import SaslAuthenticateRequest, SaslHandshakeRequest
 
-from .kafka_security import KafkaAccessError, KafkaSecurity, explain_kafka_error
+from .kafka_security import (
+    KafkaAccessError,
+    KafkaSecurity,
+    explain_kafka_error,
+    newer_credentials,
+)
 
 log = logging.getLogger(__name__)
 
@@ -52,22 +57,37 @@ _UNSUPPORTED_SASL_MECHANISM = 33
 
 def check_access(bootstrap: str, security: KafkaSecurity, *,
                  topics: Mapping[str, Iterable[str]] | None = None,
-                 groups: Iterable[str] = (), timeout_s: float = PROBE_TIMEOUT_S) -> None:
+                 groups: Iterable[str] = (), timeout_s: float = PROBE_TIMEOUT_S
+                 ) -> KafkaSecurity:
     """Raise KafkaAccessError when Kafka refuses `security`'s client, or denies it an
     operation it needs: `topics` maps a topic to operations (READ, WRITE, DESCRIBE, CREATE),
-    `groups` must allow READ. PLAINTEXT clients are not probed (no login to refuse)."""
-    if security.protocol == "PLAINTEXT" or not _logged_in(bootstrap, security, timeout_s):
-        return
+    `groups` must allow READ. PLAINTEXT clients are not probed (no login to refuse).
+
+    Returns the settings to connect with: `security`, or, when Kafka refused its SASL login
+    and the settings' files hold another password by now (a Secret fixed or rotated since
+    they were read), those read again, once they were let in."""
+    if security.protocol == "PLAINTEXT":
+        return security
+    try:
+        answered = _logged_in(bootstrap, security, timeout_s)
+    except KafkaAccessError as e:
+        fresh = newer_credentials(e, security)
+        if fresh is None:
+            raise
+        log.warning("%s; the password file holds another password by now: logging in with "
+                    "that", e)
+        security = fresh
+        answered = _logged_in(bootstrap, security, timeout_s)
     groups = list(groups)
-    if not topics and not groups:
-        return
+    if not answered or not topics and not groups:
+        return security
     try:
         admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="molstream-probe",
                                  request_timeout_ms=int(timeout_s * 1000),
                                  **security.client_kwargs())
     except kerrors.KafkaError as e:  # went away since the login: not a refusal
         log.debug("kafka access probe: %s", e)
-        return
+        return security
     try:
         if topics:
             _check_topics(admin, security, topics)
@@ -80,6 +100,7 @@ def check_access(bootstrap: str, security: KafkaSecurity, *,
         log.debug("kafka access probe: %s", e)
     finally:
         admin.close()
+    return security
 
 
 def _logged_in(bootstrap: str, security: KafkaSecurity, timeout_s: float) -> bool:
@@ -172,7 +193,8 @@ def _exchange(sock: socket.socket, host: str, server: str, security: KafkaSecuri
             f"(or use {'SSL' if security.tls else 'PLAINTEXT'} without a SASL user)")
 
     def refused(error: Exception):
-        return KafkaAccessError(explain_kafka_error(error, security, bootstrap=server))
+        return KafkaAccessError(explain_kafka_error(error, security, bootstrap=server),
+                                login=isinstance(error, kerrors.SaslAuthenticationFailedError))
 
     if security.sasl_mechanism not in offered.mechanisms:
         raise refused(kerrors.UnsupportedSaslMechanismError(

@@ -35,13 +35,18 @@ PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_SSL", "SASL_PLAINTEXT")
 MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN")
 _V = "MOLSTREAM_KAFKA_"
 
-__all__ = ["KafkaAccessError", "KafkaSecurity", "explain_kafka_error", "MECHANISMS",
-           "PROTOCOLS"]
+__all__ = ["KafkaAccessError", "KafkaSecurity", "explain_kafka_error", "newer_credentials",
+           "MECHANISMS", "PROTOCOLS"]
 
 
 class KafkaAccessError(RuntimeError):
     """Kafka refused this client: authentication, certificate or authorization. Permanent:
-    the same settings fail the same way again. The message is one line, without secrets."""
+    the same settings fail the same way again. The message is one line, without secrets.
+    `login`: it refused the SASL login (a wrong password, an unknown user)."""
+
+    def __init__(self, message: str, *, login: bool = False) -> None:
+        super().__init__(message)
+        self.login = login
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -191,6 +196,25 @@ def _check_login_module(module: str, mechanism: str) -> None:
             raise ValueError(f"{_V}SASL_JAAS_CONFIG_FILE holds a {name} but "
                              f"{_V}SASL_MECHANISM={mechanism}: use {' or '.join(mechanisms)}, "
                              "or the JAAS config of that mechanism")
+
+
+def newer_credentials(exc: BaseException, security: KafkaSecurity) -> KafkaSecurity | None:
+    """The settings read again, when `exc` is Kafka refusing the SASL login of `security` and
+    their files hold another user or password by now (a Secret fixed, or rotated as Strimzi
+    does, since they were read); else None. Such a refusal is not permanent: a new login with
+    the files as they are (a new connection, the Job's next Pod) may well be let in."""
+    from kafka import errors as kerrors
+
+    refused = (isinstance(exc, kerrors.SaslAuthenticationFailedError)
+               or isinstance(exc, KafkaAccessError) and exc.login)
+    if not (refused and security.sasl):
+        return None
+    try:
+        fresh = security.reloaded()
+    except ValueError:  # (not readable now: the refusal stands)
+        return None
+    same = (fresh.username, fresh.password) == (security.username, security.password)
+    return None if same else fresh
 
 
 def parse_jaas_config(text: str) -> tuple[str, dict[str, str]]:

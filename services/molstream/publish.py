@@ -22,7 +22,7 @@ from kafka.producer.future import FutureRecordMetadata
 
 from .config import Settings, Topics
 from .contract import Rejection
-from .kafka_security import KafkaSecurity, explain_kafka_error
+from .kafka_security import KafkaSecurity, explain_kafka_error, newer_credentials
 from .messages import EndOfIngest, RowBatch, encode_batch, encode_end, event, to_json
 
 log = logging.getLogger(__name__)
@@ -42,8 +42,13 @@ class PublishError(RuntimeError):
 
 def kafka_failure(what: str, error: KafkaError, security: KafkaSecurity | None,
                   bootstrap: str) -> PublishError:
-    """PublishError for `error`: Kafka's refusal in one line (permanent), else `what`."""
+    """PublishError for `error`: Kafka's refusal in one line (permanent), else `what`. A
+    refused login whose password file holds another password by now (a Secret fixed or
+    rotated since it was read) is not permanent: a new start logs in with that."""
     line = explain_kafka_error(error, security, bootstrap=bootstrap)
+    if line and security is not None and newer_credentials(error, security):
+        return PublishError(f"{line}; the password file holds another password by now: a new "
+                            "start logs in with it")
     return PublishError(line, permanent=True) if line else PublishError(f"{what}: {error}")
 
 

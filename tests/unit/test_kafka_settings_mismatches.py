@@ -73,3 +73,26 @@ def test_the_operator_says_a_wrong_kafka_setting_in_one_line():
     assert "Traceback" not in done.stderr, done.stderr
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and f"{V}SECURITY_PROTOCOL" in lines[0], done.stderr
+
+
+def _sasl_from_file(tmp_path, password: str) -> tuple[KafkaSecurity, object]:
+    f = tmp_path / "password"
+    f.write_text(password)
+    return KafkaSecurity.from_env({V + "SECURITY_PROTOCOL": "SASL_SSL", V + "SASL_USERNAME": "u",
+                                   V + "SASL_PASSWORD_FILE": str(f)}), f
+
+
+def test_a_refused_login_is_not_permanent_once_the_password_file_changed(tmp_path):
+    from molstream.kafka_security import newer_credentials
+    from molstream.publish import kafka_failure
+
+    security, password_file = _sasl_from_file(tmp_path, "old-secret")
+    refused = kerrors.SaslAuthenticationFailedError("Authentication failed")
+    assert newer_credentials(refused, security) is None  # the same password: it stands
+    assert kafka_failure("publish", refused, security, "kafka:9093").permanent
+    password_file.write_text("rotated-secret")  # the Secret rotated since the settings were read
+    assert newer_credentials(refused, security).password == "rotated-secret"
+    assert newer_credentials(kerrors.TopicAuthorizationFailedError("t"), security) is None
+    failure = kafka_failure("publish", refused, security, "kafka:9093")
+    assert not failure.permanent and "password file holds another password" in str(failure)
+    assert "-secret" not in str(failure)
