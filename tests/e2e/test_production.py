@@ -253,8 +253,8 @@ def test_kafka_speaks_sasl_ssl_only_and_the_upgrade_grew_the_partitions(cluster,
 def test_real_rows_through_sasl_ssl_into_postgresql_with_a_worker_deleted_mid_ingest(
         cluster, release):
     k = ["--namespace", NS]
-    cluster.kubectl("apply", *k, "-f", "-", stdin=json.dumps(SOURCE) + "\n---\n"
-                    + json.dumps(SOURCE_SERVICE))
+    cluster.kubectl("apply", *k, "-f", "-", stdin=json.dumps(
+        {"apiVersion": "v1", "kind": "List", "items": [SOURCE, SOURCE_SERVICE]}))
     cluster.kubectl("wait", *k, "--for=condition=Ready", "pod/e2e-http", "--timeout=300s")
     # The file written whole before it is served: copied under another name, then renamed.
     subprocess.run(
@@ -280,7 +280,7 @@ def test_real_rows_through_sasl_ssl_into_postgresql_with_a_worker_deleted_mid_in
     cluster.kubectl("delete", "pod", workers[0], *k, "--wait=false")
 
     done = cluster.wait_for(lambda: (s := status()).get("phase") in ("Succeeded", "Failed")
-                            and s, "the ingest to end", timeout_s=1200)
+                            and s, "the ingest to end", timeout_s=600)
     assert (done["phase"], done["rowsWritten"], done["rowsRejected"]) == (
         "Succeeded", EXPECTED["rows"], EXPECTED["rejected_rows"]), done
     assert workers[0] not in [p["metadata"]["name"] for p in _worker_pods(cluster)]
@@ -288,27 +288,26 @@ def test_real_rows_through_sasl_ssl_into_postgresql_with_a_worker_deleted_mid_in
 
     # The database, read over TLS with the CA's check (a port-forward: the address is not
     # the certificate's name, so verify-ca), against what the file implies row by row.
-    forward = subprocess.Popen(
-        [KUBECTL, "--context", cluster.context, *k, "port-forward",
-         f"service/{PG}-rw", ":5432"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        line = forward.stdout.readline()  # "Forwarding from 127.0.0.1:PORT -> 5432"
-        assert line.startswith("Forwarding from 127.0.0.1:"), line + forward.stderr.read()
-        port = int(line.split()[2].rsplit(":", 1)[1])
-        engine = create_engine(
-            f"postgresql+psycopg://app:{release['pg_password']}@127.0.0.1:{port}/app"
-            f"?sslmode=verify-ca&sslrootcert={release['certs'] / 'ca.crt'}")
+    with subprocess.Popen(
+            [KUBECTL, "--context", cluster.context, *k, "port-forward", f"service/{PG}-rw",
+             ":5432"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as forward:
         try:
-            actual = actual_tables(engine)
-            with engine.connect() as conn:
-                plain = conn.execute(text(
-                    "SELECT count(*) FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) "
-                    "WHERE a.usename = 'app' AND NOT s.ssl")).scalar()
+            line = forward.stdout.readline()  # "Forwarding from 127.0.0.1:PORT -> 5432"
+            assert line.startswith("Forwarding from 127.0.0.1:"), line + forward.stderr.read()
+            port = int(line.split()[2].rsplit(":", 1)[1])
+            engine = create_engine(
+                f"postgresql+psycopg://app:{release['pg_password']}@127.0.0.1:{port}/app"
+                f"?sslmode=verify-ca&sslrootcert={release['certs'] / 'ca.crt'}")
+            try:
+                actual = actual_tables(engine)
+                with engine.connect() as conn:
+                    plain = conn.execute(text(
+                        "SELECT count(*) FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) "
+                        "WHERE a.usename = 'app' AND NOT s.ssl")).scalar()
+            finally:
+                engine.dispose()
         finally:
-            engine.dispose()
-    finally:
-        forward.terminate()
-        forward.wait(timeout=30)
+            forward.terminate()
     assert plain == 0
     expected = expected_tables(DATA)
     assert {t: len(v) for t, v in actual.items()} == {
