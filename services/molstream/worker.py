@@ -131,9 +131,8 @@ class Worker:
         try:
             self._polling.run(self._settle_open)
             while not self._stop:
-                polled = self._kafka("poll for batches", self._poll)
+                messages = self._kafka("poll for batches", self._polling.gather)
                 self._polling.turned()
-                messages = [m for batch in polled.values() for m in batch]
                 coordinator_lost = self._check_coordinator(coordinator_lost)
                 now = time.monotonic()
                 restore = (not messages and self.applier.indexes_deferred
@@ -178,9 +177,9 @@ class Worker:
 
     # -- messages -------------------------------------------------------------------------
 
-    def _poll(self, timeout_ms: int = 500) -> dict:
+    def _poll(self, timeout_ms: int = 500, max_records: int | None = None) -> dict:
         try:
-            return self.consumer.poll(timeout_ms=timeout_ms)
+            return self.consumer.poll(timeout_ms=timeout_ms, max_records=max_records)
         except FencedInstanceIdError:
             raise self._fenced() from None
 

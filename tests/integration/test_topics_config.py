@@ -41,6 +41,12 @@ def _partitions(admin: KafkaAdminClient, topic: str) -> int:
     return len(described["partitions"])
 
 
+def _grown_to(admin: KafkaAdminClient, topic: str, n: int) -> None:
+    """The broker's metadata catches up with a change a moment later."""
+    waits.wait_for(lambda: _partitions(admin, topic) == n, timeout_s=waits.EVENT_TIMEOUT_S,
+                   what=f"{topic} with {n} partitions")
+
+
 def _config(admin: KafkaAdminClient, topic: str, key: str) -> str | None:
     """A topic's own setting (not the broker's default)."""
     found = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
@@ -51,7 +57,7 @@ def test_created_with_the_configured_replication_and_min_insync(kafka_bootstrap,
     ensure_topics(kafka_bootstrap, topics, rows_partitions=3, replication_factor=1,
                   min_insync_replicas=1)
     assert set(_names(topics)) <= set(admin.list_topics())
-    assert _partitions(admin, topics.rows) == 3
+    _grown_to(admin, topics.rows, 3)
     for name in _names(topics):
         assert _config(admin, name, "min.insync.replicas") == "1"
     [rows] = admin.describe_topics([topics.rows])
@@ -73,9 +79,11 @@ def test_rows_partitions_grow_and_never_shrink(kafka_bootstrap, admin, topics):
     ensure_topics(kafka_bootstrap, topics, rows_partitions=1)
     assert _partitions(admin, topics.rows) == 1
     ensure_topics(kafka_bootstrap, topics, rows_partitions=4)
-    assert _partitions(admin, topics.rows) == 4
+    _grown_to(admin, topics.rows, 4)
     ensure_topics(kafka_bootstrap, topics, rows_partitions=2)
     assert _partitions(admin, topics.rows) == 4
+    ensure_topics(kafka_bootstrap, topics, rows_partitions=6)
+    _grown_to(admin, topics.rows, 6)
     assert _partitions(admin, topics.events) == 1
 
 
