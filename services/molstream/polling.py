@@ -91,7 +91,10 @@ class Polling:
         """A poll's messages, and those that follow at once, up to MAX_RECORDS, in order."""
         messages = [m for batch in self._poll(500).values() for m in batch]
         while messages and len(messages) < MAX_RECORDS:
-            more = self._poll(GATHER_MS, MAX_RECORDS - len(messages))
+            try:
+                more = self._poll(GATHER_MS, MAX_RECORDS - len(messages))
+            except KafkaError:  # met again by the next turn's poll: these are already taken
+                break
             if not more:
                 break
             messages += [m for batch in more.values() for m in batch]
