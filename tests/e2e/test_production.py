@@ -268,7 +268,9 @@ def test_real_rows_through_sasl_ssl_into_postgresql_with_a_worker_deleted_mid_in
     ir = {"apiVersion": "molstream.io/v1alpha1", "kind": "IngestRequest",
           "metadata": {"name": NAME, "namespace": NS},
           # Small batches: 89 of them over four partitions, a worker deleted after the first.
-          "spec": {"url": "http://e2e-http:8000/activities.csv.gz", "batchSize": 500}}
+          # spec.fetcher.resources (new in chart 0.2.0) over the chart's fetcher limits.
+          "spec": {"url": "http://e2e-http:8000/activities.csv.gz", "batchSize": 500,
+                   "fetcher": {"resources": {"limits": {"memory": "3Gi"}}}}}
     cluster.kubectl("apply", "-f", "-", stdin=json.dumps(ir))
 
     def status() -> dict:
@@ -285,6 +287,12 @@ def test_real_rows_through_sasl_ssl_into_postgresql_with_a_worker_deleted_mid_in
         "Succeeded", EXPECTED["rows"], EXPECTED["rejected_rows"]), done
     assert workers[0] not in [p["metadata"]["name"] for p in _worker_pods(cluster)]
     assert done["report"]["activity"] == EXPECTED["activity"], done["report"]
+    # The new spec field kept by the API server and honoured in the fetcher Job.
+    kept = json.loads(cluster.kubectl("get", "ir", NAME, *k, "-o", "json").stdout)["spec"]
+    assert kept["fetcher"] == {"resources": {"limits": {"memory": "3Gi"}}}, kept
+    job = json.loads(cluster.kubectl("get", "job", done["jobName"], *k, "-o", "json").stdout)
+    limits = job["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]
+    assert limits["memory"] == "3Gi", limits
 
     # The database, read over TLS with the CA's check (a port-forward: the address is not
     # the certificate's name, so verify-ca), against what the file implies row by row.
