@@ -23,7 +23,7 @@ import logging
 import signal
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 from kafka.errors import CommitFailedError, FencedInstanceIdError, KafkaError
@@ -39,7 +39,7 @@ from .dberrors import Kind, classify, describe, is_database_error
 from .diskfull import DiskFull
 from .health import Health
 from .kafka_access import check_access
-from .kafka_security import KafkaAccessError, explain_kafka_error
+from .kafka_security import KafkaAccessError, explain_kafka_error, newer_credentials
 from .messages import RowBatch, decode
 from .polling import Polling, make_consumer
 from .progress import Bar
@@ -94,12 +94,13 @@ class Worker:
             lease_s=lease_for(settings.kafka_outage_s),
             mirror_max_retire=settings.mirror_max_retire)
         self._group_rows = GROUP_ROWS if self.engine.dialect.name == "sqlite" else 1
-        # Kafka refusing us (login, certificate, ACL) is said at once, not ridden out.
-        check_access(settings.kafka_bootstrap, settings.kafka_security,
-                     topics={settings.topics.rows: ("READ",),
-                             settings.topics.rejected: ("WRITE",),
-                             settings.topics.events: ("WRITE",)},
-                     groups=[settings.worker_group])
+        # Kafka refusing us (login, certificate, ACL) is said at once, not ridden out. (A
+        # password file that changed since it was read is read again: the worker uses that.)
+        settings = self.settings = replace(settings, kafka_security=check_access(
+            settings.kafka_bootstrap, settings.kafka_security,
+            topics={settings.topics.rows: ("READ",), settings.topics.rejected: ("WRITE",),
+                    settings.topics.events: ("WRITE",)},
+            groups=[settings.worker_group]))
         ensure_topics(settings.kafka_bootstrap, settings.topics, **topic_options(settings))
         self.events = Publisher(settings.kafka_bootstrap, settings.topics,
                                 client_id="molstream-worker",
@@ -372,6 +373,10 @@ class Worker:
                 raise
             except retry_on as e:
                 if refusal := _refusal(e, self.settings):  # no wait mends it
+                    if newer_credentials(e, self.settings.kafka_security):  # a restart may
+                        raise KafkaUnavailable(
+                            f"{refusal}; the password file holds another password by now: a "
+                            "new start logs in with it") from None
                     raise KafkaAccessError(refusal) from None
                 now = time.monotonic()
                 limit = self.settings.kafka_outage_s

@@ -96,3 +96,24 @@ def test_a_refused_login_is_not_permanent_once_the_password_file_changed(tmp_pat
     failure = kafka_failure("publish", refused, security, "kafka:9093")
     assert not failure.permanent and "password file holds another password" in str(failure)
     assert "-secret" not in str(failure)
+
+
+def test_a_worker_refused_mid_run_once_the_password_file_changed_restarts_not_fails(tmp_path):
+    """A login refused after the Secret was rotated: exit 2 (restarted, reading the file
+    again), not 3 (a refusal no restart mends)."""
+    from molstream.config import Settings
+    from molstream.kafka_security import KafkaAccessError
+    from molstream.worker import KafkaUnavailable, Worker
+
+    security, password_file = _sasl_from_file(tmp_path, "old-secret")
+    worker = object.__new__(Worker)  # only its Kafka retries
+    worker.settings, worker._stop = Settings(kafka_security=security), False
+
+    def poll():
+        raise kerrors.SaslAuthenticationFailedError("Authentication failed")
+
+    with pytest.raises(KafkaAccessError, match="refused the SASL login"):
+        worker._kafka("poll for batches", poll)
+    password_file.write_text("rotated-secret")
+    with pytest.raises(KafkaUnavailable, match="password file holds another password"):
+        worker._kafka("poll for batches", poll)
