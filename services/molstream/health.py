@@ -8,8 +8,10 @@ loop alone would never tell a wedged worker; one operation is the unit because a
 that progresses is many of them (a batch, a transaction of batches, an index rebuilt), while
 a database that never answers, or a lock nobody releases, holds one forever. A transient
 error ends its operation and the retry is a new one: a database that is down, or busy,
-keeps the worker alive, logging each retry (a restart would not bring it back). Before the
-loop starts (the schema checked, the group joined) the worker is alive.
+keeps the worker alive, logging each retry (a restart would not bring it back). So does
+Kafka being unreachable: each retry of a commit or poll is a turn, and MOLSTREAM_KAFKA_OUTAGE_S
+(not this limit) ends the worker, with its own line and exit status 2. Before the loop starts
+(the schema checked, the group joined) the worker is alive.
 
 Readiness (200) once the database was reached and the consumer has joined its group, with or
 without partitions: a worker that got none (more workers than partitions) is a standby that

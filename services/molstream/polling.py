@@ -15,6 +15,7 @@ assigned) are sought back to, to be fetched again once the work is done.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -52,6 +53,10 @@ GATHER_MS = 100
 # JoinGroup and SyncGroup complete across polls, not within one that returns at once).
 KEEP_POLLING_S = 0.5
 KEEP_POLLING_MS = 100
+# After the work, a consumer whose group is rebalancing keeps polling (partitions paused) for up
+# to this long to join again before the loop commits: kafka-python refuses a commit meanwhile
+# (RebalanceInProgressError), and only a poll completes the join.
+REJOIN_S = 30.0
 
 
 def make_consumer(settings: Settings) -> KafkaConsumer:
@@ -143,6 +148,31 @@ class Polling:
             self._resume(paused)
             if failure is not None and future.done() and not future.exception():
                 raise failure
+
+    def rejoin(self, limit_s: float = REJOIN_S) -> bool:
+        """Keep polling, partitions paused, while the group rebalances: whether the consumer
+        is in a stable group now. A poll that began the join (one of `run`'s or `gather`'s)
+        may have returned before the join ended; kafka-python finishes it only in a later
+        poll, refuses an offset commit until then, and sends no heartbeat meanwhile. Records
+        of partitions the rebalance assigned are sought back to, as in `run`."""
+        coordinator = self._consumer._coordinator  # noqa: SLF001 - no public API
+        deadline = time.monotonic() + limit_s
+        paused: set = set()
+        try:
+            while coordinator.rebalance_in_progress() and time.monotonic() < deadline:
+                paused |= self._pause()
+                try:
+                    polled = self._poll(KEEP_POLLING_MS)
+                except KafkaError as e:  # the loop's next poll meets it again, if it lasts
+                    log.debug("while rejoining the group: %s", e)
+                    break
+                for tp, records in polled.items():
+                    self._consumer.seek(tp, records[0].offset)
+                paused |= self._pause()
+                self.turned()
+        finally:
+            self._resume(paused)
+        return not coordinator.rebalance_in_progress()
 
     def close(self) -> None:
         self._thread.shutdown(wait=True)

@@ -26,7 +26,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
-from kafka.errors import CommitFailedError, FencedInstanceIdError, KafkaError
+from kafka.errors import (
+    CommitFailedError,
+    FencedInstanceIdError,
+    KafkaError,
+    RebalanceInProgressError,
+)
 
 from . import metrics, report
 from .apply import Applied, Applier, Refused
@@ -344,15 +349,25 @@ class Worker:
     # -- resilience -----------------------------------------------------------------------
 
     def _commit(self) -> None:
+        """Commit the offsets of what was applied, of the partitions still assigned. A group
+        rebalancing meanwhile (a worker joined or left) is waited for while the loop keeps
+        polling (molstream.polling's rejoin), then the partitions the consumer kept are
+        committed. A commit refused because of the rebalance is not an outage: it is given up
+        (the batches are in the database; a member that gets them again recognises them)."""
+        if not self._polling.rejoin():
+            log.info("consumer group %s still rebalancing: offsets committed after the next "
+                     "poll", self.settings.worker_group)
         try:
             self._kafka("commit offsets", lambda: self.consumer.commit(timeout_ms=10_000),
                         retry_on=(KafkaError,),
-                        give_up_on=(CommitFailedError, FencedInstanceIdError))
+                        give_up_on=(CommitFailedError, RebalanceInProgressError,
+                                    FencedInstanceIdError))
         except FencedInstanceIdError:
             raise self._fenced() from None
-        except CommitFailedError as e:
+        except (CommitFailedError, RebalanceInProgressError) as e:
             # Harmless: the batches are in the database and will be recognised if redelivered.
-            log.warning("could not commit Kafka offsets (%s); batches may be redelivered", e)
+            log.warning("could not commit Kafka offsets (%s); batches may be redelivered",
+                        type(e).__name__ if isinstance(e, RebalanceInProgressError) else e)
 
     def _fenced(self) -> Fenced:
         s = self.settings
@@ -364,12 +379,15 @@ class Worker:
                retry_on: tuple[type[BaseException], ...] = (KafkaError, PublishError),
                give_up_on: tuple[type[BaseException], ...] = (FencedInstanceIdError,)) -> T:
         """`action`, retried with backoff while Kafka is unreachable, for up to
-        `kafka_outage_s`; then KafkaUnavailable."""
+        `kafka_outage_s`; then KafkaUnavailable. A rebalance (RebalanceInProgressError) is
+        never an outage: it is raised at once."""
         delay, started = 0.5, time.monotonic()  # the first attempt may itself wait long
         while True:
             try:
                 return action()
             except give_up_on:
+                raise
+            except RebalanceInProgressError:  # the group's doing, not an outage: the caller's
                 raise
             except retry_on as e:
                 if refusal := _refusal(e, self.settings):  # no wait mends it
@@ -387,6 +405,9 @@ class Worker:
                         f"while trying to {what}: {e}") from None
                 log.warning("Kafka unavailable while trying to %s (%s); retrying in %.1fs",
                             what, e, delay)
+                # A retry is a turn of the loop for liveness: the outage is bounded here, by
+                # kafka_outage_s (exit 2, its own line), not by MOLSTREAM_LIVENESS_TIMEOUT_S.
+                self.health.turned()
                 time.sleep(delay)
                 delay = min(delay * 2, 10.0)
 
