@@ -282,7 +282,7 @@ def run(url: str, *, ingest_id: str, settings: Settings, credentials: Credential
     except (FetchError, ReadError, ContractError, PublishError) as e:
         full = isinstance(e, PublishError) and storage.explain(
             e, bootstrap=settings.kafka_bootstrap,
-            rows=rows_total or None)
+            rows=rows_total or None, acks=publisher.acks)
         reason = str(e)
         log.error("ingest %s: %s failed: %s", ingest_id, stage, reason)
         # Kafka refusing our messages will likely refuse this one too: do not wait long for it

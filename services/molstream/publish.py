@@ -11,7 +11,7 @@ import logging
 import time
 from collections import deque
 
-from kafka import KafkaAdminClient, KafkaProducer
+from kafka import KafkaAdminClient, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import (
     InvalidPartitionsError,
@@ -185,32 +185,36 @@ class Publisher:
         except KafkaError as e:
             raise PublishError(f"cannot reach Kafka at {bootstrap}: {e}") from None
         self._in_flight: deque[FutureRecordMetadata] = deque()
+        # time.monotonic() of the broker's last acknowledgement per partition (str of its
+        # TopicPartition), set on kafka-python's sender thread: molstream.kafka_full tells a
+        # storage error that a retry got past from one that stayed.
+        self.acks: dict[str, float] = {}
 
     def send_batch(self, batch: RowBatch) -> None:
         value, headers = encode_batch(batch)
-        self._track(self._producer.send(self.topics.rows, key=batch.key, value=value,
-                                        headers=headers))
+        self._track(self._send(self.topics.rows, key=batch.key, value=value,
+                               headers=headers))
         while len(self._in_flight) > MAX_IN_FLIGHT:
             self._settle(self._in_flight.popleft())
 
     def send_end(self, end: EndOfIngest) -> None:
         self.wait_for_acks()  # the end marker must never overtake a batch
         value, headers = encode_end(end)
-        self._track(self._producer.send(self.topics.rows, key=end.key, value=value,
-                                        headers=headers))
+        self._track(self._send(self.topics.rows, key=end.key, value=value,
+                               headers=headers))
         self.wait_for_acks()
 
     def send_rejections(self, ingest_id: str, rejections: list[Rejection]) -> None:
         for r in rejections:
-            self._track(self._producer.send(
+            self._track(self._send(
                 self.topics.rejected, key=f"{ingest_id}/{r.line}".encode(),
                 value=to_json(r.as_message(ingest_id))))
 
     def event(self, kind: str, ingest_id: str, *, track: bool = True, **fields) -> None:
         """Send an event; `track=False` for one nobody waits for (progress), whose failure
         must not surface in a later `wait_for_acks`."""
-        future = self._producer.send(self.topics.events, key=ingest_id.encode(),
-                                     value=to_json(event(kind, ingest_id, **fields)))
+        future = self._send(self.topics.events, key=ingest_id.encode(),
+                            value=to_json(event(kind, ingest_id, **fields)))
         if track:
             self._track(future)
 
@@ -242,6 +246,14 @@ class Publisher:
             self._producer.close(timeout=0)
         except KafkaError as e:
             log.warning("closing the Kafka producer: %s", e)
+
+    def _send(self, topic: str, **message) -> FutureRecordMetadata:
+        future = self._producer.send(topic, **message)
+        future.add_callback(self._acked)
+        return future
+
+    def _acked(self, metadata) -> None:
+        self.acks[str(TopicPartition(metadata.topic, metadata.partition))] = time.monotonic()
 
     def _track(self, future: FutureRecordMetadata) -> None:
         self._in_flight.append(future)
