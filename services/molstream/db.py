@@ -38,6 +38,7 @@ from sqlalchemy import (
     inspect,
     or_,
     select,
+    text,
     true,
     update,
 )
@@ -394,7 +395,8 @@ def _create_schema(engine: Engine) -> str:
         # worker dropped for a large ingest and did not live to rebuild (molstream.apply).
         for table in Base.metadata.sorted_tables:
             for index in table.indexes:
-                index.create(conn, checkfirst=True)
+                if not _has_index(conn, index):
+                    index.create(conn)
         if engine.dialect.name == "postgresql":
             from . import pgschema  # (it reads this module's model)
 
@@ -409,14 +411,32 @@ def _create_schema(engine: Engine) -> str:
 def _add_missing_columns(conn: Connection) -> None:
     """Add the columns a database made by an older molstream lacks (create_all leaves existing
     tables alone). Every column added since the first release is nullable or has a default."""
-    inspector = inspect(conn)
     for table in Base.metadata.sorted_tables:
-        have = {c["name"] for c in inspector.get_columns(table.name)}
+        have = _column_names(conn, table.name)
         for column in table.columns:
             # (a required column without a default cannot be added to rows that exist)
             if column.name not in have and (column.nullable or column.server_default):
                 ddl = str(CreateColumn(column).compile(dialect=conn.dialect))
                 conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {ddl}")
+
+
+# On PostgreSQL, what exists is read from the catalog's rows alone: SQLAlchemy's reflection
+# (get_columns, and has_index behind create(checkfirst=True)) calls pg_get_serial_sequence and
+# pg_get_indexdef, which lock the table: a worker starting on an up-to-date schema waited for
+# anyone holding ACCESS EXCLUSIVE on activity (and DDL queued behind it).
+def _has_index(conn: Connection, index: Index) -> bool:
+    if conn.dialect.name != "postgresql":
+        return inspect(conn).has_index(index.table.name, index.name)
+    return conn.execute(text("SELECT to_regclass(:i) IS NOT NULL"),
+                        {"i": index.name}).scalar_one()
+
+
+def _column_names(conn: Connection, table: str) -> set[str]:
+    if conn.dialect.name != "postgresql":
+        return {c["name"] for c in inspect(conn).get_columns(table)}
+    return set(conn.execute(text(
+        "SELECT attname FROM pg_catalog.pg_attribute WHERE attrelid = to_regclass(:t)"
+        " AND attnum > 0 AND NOT attisdropped"), {"t": table}).scalars())
 
 
 def _widen_columns(conn: Connection) -> None:
