@@ -227,6 +227,8 @@ ALLOWED_SQL_ARGUMENTS = {
     ("molstream/pgmerge.py", "_merge_sql(conn.engine, table, mode, columns)"):
         "str() of a statement compiled from SQLAlchemy Core",
     ("molstream/pgmerge.py", "statement"): "CREATE TABLE of our own metadata, compiled",
+    ("molstream/pgmerge.py", "_STAGE_DDL[table.name]"):
+        "CREATE TABLE IF NOT EXISTS of our own metadata (STAGE), compiled at import",
     ("molstream/pgschema.py", "statement"):
         "DDL made by statements() from module constants and the quoted schema",
 }
