@@ -91,3 +91,20 @@ def test_the_owning_release_upgrades_and_another_one_installs_without_the_crd(
     annotations = json.loads(c.kubectl("get", CRD, "-o", "json").stdout)["metadata"][
         "annotations"]
     assert annotations["meta.helm.sh/release-namespace"] == "first", annotations
+
+
+def test_a_first_release_with_crds_create_false_needs_the_crd(cluster: Cluster) -> None:
+    """crds.create=false installs where another release owns the CRD (the test above); on a
+    cluster without it the operator would watch a resource that does not exist: the install
+    is refused, naming the fix. helm template (no cluster) still renders."""
+    c = cluster
+    c.kubectl("delete", CRD, "--ignore-not-found", "--wait=true")
+    # The API server's discovery follows the deletion shortly after.
+    c.kubectl("wait", "--for=delete", CRD, "--timeout=60s", check=False)
+    c.kubectl("create", "namespace", "third")
+    installed = c.helm("install", "third", CHART, "--namespace", "third", "--no-hooks",
+                       "--set", "crds.create=false", timeout=180, check=False)
+    assert installed.returncode != 0
+    assert ("crds.create=false but the IngestRequest CRD is not installed: install the release "
+            "that owns it first, or set crds.create=true") in installed.stderr, installed.stderr
+    c.helm("template", "third", CHART, "--namespace", "third", "--set", "crds.create=false")
