@@ -136,9 +136,21 @@ def test_sasl_ssl_only_with_the_certificate_and_scram_user_from_secrets(
     env = env_of(container)
     assert (env["SASL_USERNAME"], env["SASL_MECHANISM"]) == ("molstream", "SCRAM-SHA-512")
     start = container["args"][0]
-    assert "--add-scram" in start and "listener.name.sasl_ssl.ssl.keystore.key=" in start
+    assert "listener.name.sasl_ssl.ssl.keystore.key=" in start
+    # The SCRAM credential goes into the storage's format on the first start only (the
+    # Service publishes the broker before postStart has written it): on later starts the
+    # password stays out of kafka-storage's command line.
+    assert re.search(r'\[\[ -e /var/lib/kafka/data/kraft/meta\.properties \]\] \|\|\s+scram=\('
+                     r'--add-scram ', start), start
     post_start = container["lifecycle"]["postStart"]["exec"]["command"][-1]
     assert "--bootstrap-server 127.0.0.1:9094" in post_start and "--entity-type users" in post_start
+    # What kafka-configs says (its arguments, the password among them, may be in it) is
+    # written for this container only, and redacted before its tail goes into the kubelet's
+    # FailedPostStartHook event, which whoever may view the namespace reads.
+    assert post_start.lstrip().startswith("umask 077\n"), post_start
+    assert post_start.count("tail ") == 1 and post_start.count("show_log") >= 3, post_start
+    assert ("tail -3 /tmp/poststart.log | sed -E 's/password=.*/password=<redacted>/' >&2"
+            in post_start), post_start
 
     job = _topics(objects)
     jmounts = _mounts(job)
@@ -241,3 +253,26 @@ def test_the_subchart_alone_renders_with_its_defaults(helm_offline: Helm) -> Non
     objects = parse(helm_offline("template", "molstream", CHART / "charts" / "kafka",
                                  "--namespace", "molstream").stdout)
     assert _outside_listeners(_properties(objects)) == ["PLAINTEXT:PLAINTEXT"]
+
+
+def test_ssl_with_client_auth_needs_a_certificate_for_every_client(
+        helm_offline: Helm, render: Render, tmp_path: Path) -> None:
+    """The bundled broker's SSL listener with clientAuth required (the default) lets in only
+    clients with a certificate: without one for each client the chart refuses."""
+    security = {k: v for k, v in MTLS["global"]["kafka"]["security"].items()}
+    no_cert = {**security, "tls": {"caSecret": {"name": "kafka-ca"}}}
+    values = {"global": {"kafka": {"security": no_cert}}, "kafka": MTLS["kafka"]}
+    stderr = _refused(helm_offline, tmp_path, values)
+    assert ("kafka.listener.tls.clientAuth=required: the bundled broker's SSL listener lets in "
+            "only clients with a certificate, and the worker has none") in stderr, stderr
+    # Each component's own certificate, none shared: the topics Job still has none.
+    own = {c: {"kafkaUser": {"secretName": f"ms-{c}"}} for c in ("worker", "operator", "fetcher")}
+    stderr = _refused(helm_offline, tmp_path, {**values, **own})
+    assert ("kafka.topics.create=true needs global.kafka.security.tls.clientSecret.name"
+            in stderr), stderr
+    # Without the topics Job, or with encryption only, the same values render.
+    render(values_files=[_values(tmp_path, {**values, **own, "kafka": {
+        **MTLS["kafka"], "topics": {"create": False}}})])
+    objects = render(values_files=[_values(tmp_path, {**values, "kafka": {
+        "listener": {"tls": {"secretName": "kafka-tls", "clientAuth": "none"}}}})])
+    assert "listener.name.ssl.ssl.client.auth" not in _properties(objects)

@@ -462,10 +462,14 @@ def test_own_user_per_component(render: Render, tmp_path: Path) -> None:
 
 
 def test_own_mtls_user_over_the_shared_one(render: Render, tmp_path: Path) -> None:
-    objects = render(set={**MTLS, "worker.kafkaUser.secretName": "ms-worker"})
+    # An mTLS user is its certificate: secretName alone (the name is the certificate's).
+    objects = render(set={**MTLS, "worker.kafkaUser.secretName": "ms-worker",
+                          "fetcher.kafkaUser.secretName": "ms-fetcher"})
     pods = _kafka_pods(objects, tmp_path)
     assert _files(pods["worker"])["/etc/molstream/kafka-user/user.key"] == (
         "ms-worker", "user.key", 0o440)
+    assert _files(pods["fetcher"])["/etc/molstream/kafka-user/user.key"] == (
+        "ms-fetcher", "user.key", 0o440)
     assert _files(pods["operator"])["/etc/molstream/kafka-user/user.key"] == (
         "molstream-user", "user.key", 0o440)
 
@@ -476,9 +480,33 @@ def test_own_mtls_user_over_the_shared_one(render: Render, tmp_path: Path) -> No
         ({"fetcher.kafkaUser.username": "", "fetcher.kafkaUser.secretName": ""},
          "global.kafka.security.protocol=SASL_SSL needs global.kafka.security.sasl.username "
          "for the fetcher: the shared user, or fetcher.kafkaUser"),
+        # A name without its password (or a password without its name) would pair the
+        # component's user with the shared password, or the shared user with another's.
         ({"operator.kafkaUser.secretName": ""},
-         "global.kafka.security.protocol=SASL_SSL needs "
-         "global.kafka.security.sasl.passwordSecret.name for the operator"),
+         "operator.kafkaUser needs both username and secretName with protocol SASL_SSL: set "
+         "operator.kafkaUser.secretName too"),
+        ({"fetcher.kafkaUser.username": "",
+          "global.kafka.security.sasl.username": "molstream",
+          "global.kafka.security.sasl.passwordSecret.name": "molstream-kafka"},
+         "fetcher.kafkaUser needs both username and secretName with protocol SASL_SSL: set "
+         "fetcher.kafkaUser.username too"),
+        # The fetcher (driven by users' URLs) never the one left with the shared credential.
+        ({"fetcher.kafkaUser.username": "", "fetcher.kafkaUser.secretName": "",
+          "global.kafka.security.sasl.username": "molstream",
+          "global.kafka.security.sasl.passwordSecret.name": "molstream-kafka"},
+         "fetcher.kafkaUser is empty while worker.kafkaUser is set: the fetcher Pods"),
+        ({"global.kafka.security.protocol": "SSL",
+          **{f"{c}.kafkaUser.username": "" for c in ("worker", "operator", "fetcher")},
+          "fetcher.kafkaUser.secretName": "",
+          "global.kafka.security.tls.clientSecret.name": "molstream-user"},
+         "fetcher.kafkaUser is empty while worker.kafkaUser is set: the fetcher Pods"),
+        # The bundled broker knows one SCRAM user: the shared one.
+        ({"kafka.external.bootstrapServers": "",
+          "kafka.listener.tls.secretName": "kafka-tls",
+          "global.kafka.security.sasl.username": "molstream",
+          "global.kafka.security.sasl.passwordSecret.name": "molstream-kafka"},
+         "worker.kafkaUser is set but the bundled broker (kafka.external.bootstrapServers "
+         "empty) knows only the shared user"),
         ({"kafka.topics.create": "true"},
          "needs global.kafka.security.sasl.username for the topics Job (kafka.topics.create)"),
         ({"global.kafka.security.protocol": "SSL"},
@@ -487,8 +515,21 @@ def test_own_mtls_user_over_the_shared_one(render: Render, tmp_path: Path) -> No
          "global.kafka.strimzi.users=true gives each component its own KafkaUser and Secret: "
          "leave worker.kafkaUser empty"),
     ],
-    ids=["fetcher-without-user", "operator-without-secret", "topics-job-without-shared-user",
+    ids=["fetcher-without-user", "operator-without-secret", "fetcher-username-alone",
+         "fetcher-on-the-shared-user", "fetcher-on-the-shared-certificate",
+         "own-users-on-the-bundled-broker", "topics-job-without-shared-user",
          "username-without-sasl", "with-strimzi-users"],
 )
 def test_own_users_refused(helm_offline: Helm, values: dict[str, str], message: str) -> None:
     assert message in refused(helm_offline, {**PER_COMPONENT, **values})
+
+
+def test_a_username_alone_never_gets_the_shared_password(helm_offline: Helm) -> None:
+    """fetcher.kafkaUser.username alone would send the fetcher's name with the shared (the
+    worker's) password, mounted in the fetcher Pods; secretName alone the shared name with
+    the fetcher's password."""
+    for half in ({"fetcher.kafkaUser.username": "molstream-fetcher"},
+                 {"fetcher.kafkaUser.secretName": "molstream-fetcher"}):
+        stderr = refused(helm_offline, {**SASL_SSL, **half})
+        assert "fetcher.kafkaUser needs both username and secretName with protocol SASL_SSL" in (
+            stderr), stderr

@@ -114,11 +114,14 @@ def test_mtls_and_strimzi_users(render: Render) -> None:
         **KEDA, "kafka.external.bootstrapServers": "my-cluster-kafka-bootstrap:9093",
         "kafka.topics.create": "false",
         "global.kafka.security.protocol": "SSL",
+        # (Strimzi's listeners present its cluster CA's certificates: the chart asks for it)
+        "global.kafka.security.tls.caSecret.name": "my-cluster-cluster-ca-cert",
         "global.kafka.strimzi.enabled": "true", "global.kafka.strimzi.clusterName": "my-cluster"})
     scaled, auth = _keda(objects)
     assert "sasl" not in scaled["spec"]["triggers"][0]["metadata"]
-    # The worker's own KafkaUser Secret (tls: user.crt, user.key); system CAs.
+    # The worker's own KafkaUser Secret (tls: user.crt, user.key), Strimzi's cluster CA.
     assert _check_auth(auth, find(objects, "Deployment", "molstream-worker")) == {
+        "ca": ("secret", "my-cluster-cluster-ca-cert", "ca.crt"),
         "cert": ("secret", "molstream-worker", "user.crt"),
         "key": ("secret", "molstream-worker", "user.key"),
     }
@@ -214,8 +217,12 @@ def test_schema_refuses_a_wrong_field(kubectl: Tool, keda_release: Any, render: 
 
 def test_the_workers_own_user(render: Render) -> None:
     """KEDA uses the worker's own Kafka user (worker.kafkaUser), not the shared one."""
+    # (the fetcher with its own too: the chart leaves it no shared credential once others
+    # have their own)
     objects = render(set={**SECURED, "worker.kafkaUser.username": "ms-worker",
-                          "worker.kafkaUser.secretName": "ms-worker"})
+                          "worker.kafkaUser.secretName": "ms-worker",
+                          "fetcher.kafkaUser.username": "ms-fetcher",
+                          "fetcher.kafkaUser.secretName": "ms-fetcher"})
     _, auth = _keda(objects)
     sources = _check_auth(auth, find(objects, "Deployment", "molstream-worker"))
     assert sources["username"] == ("env", "ms-worker")

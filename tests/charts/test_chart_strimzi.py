@@ -214,9 +214,18 @@ def test_secret_prefix(render: Render) -> None:
         ({"global.kafka.strimzi.topics": "false", "kafka.topics.create": "true"},
          "global.kafka.strimzi.users=true leaves the chart's topics Job (kafka.topics.create) "
          "without a Kafka user"),
+        # Strimzi's TLS listeners present certificates of its own cluster CA.
+        ({"global.kafka.security.tls.caSecret.name": ""},
+         "global.kafka.strimzi.enabled=true with protocol SSL needs "
+         "global.kafka.security.tls.caSecret.name: Strimzi's TLS listeners present certificates "
+         "of its cluster CA"),
+        ({"global.kafka.security.protocol": "SASL_SSL",
+          "global.kafka.security.tls.caSecret.name": ""},
+         "set it to my-cluster-cluster-ca-cert (key ca.crt)"),
     ],
     ids=["no-cluster", "no-bootstrap", "topics-twice", "users-plaintext", "users-scram-256",
-         "users-and-shared-secret", "users-and-topics-job"],
+         "users-and-shared-secret", "users-and-topics-job", "tls-without-ca",
+         "sasl-ssl-without-ca"],
 )
 def test_refused(helm_offline: Helm, values: dict[str, str], message: str) -> None:
     assert message in refused(helm_offline, {**MTLS, **values})

@@ -262,6 +262,19 @@ operator runs the fetchers), kafka-ui, and "topics" for the kafka subchart's top
 {{- if not (has $protocol (list "PLAINTEXT" "SSL" "SASL_SSL" "SASL_PLAINTEXT")) -}}
 {{- fail (printf "global.kafka.security.protocol=%s is unknown: use PLAINTEXT, SSL, SASL_SSL or SASL_PLAINTEXT." $protocol) -}}
 {{- end -}}
+{{- $bundled := not .Values.kafka.external.bootstrapServers -}}
+{{- $components := include "molstream.kafkaComponents" . | splitList " " | compact -}}
+{{- $ownUsers := list "worker" "operator" "fetcher" "kafka-ui" -}}
+{{- /* The bundled broker knows one SCRAM user, the shared one (its SSL listener takes any
+certificate its CA signed: own mTLS users are fine there). */ -}}
+{{- if and $bundled (include "molstream.kafkaSasl" .) -}}
+{{- range $component := $ownUsers -}}
+{{- $own := (index $.Values $component).kafkaUser | default dict -}}
+{{- if or $own.username $own.secretName -}}
+{{- fail (printf "%s.kafkaUser is set but the bundled broker (kafka.external.bootstrapServers empty) knows only the shared user global.kafka.security.sasl.username: leave %s.kafkaUser empty, or use a Kafka of your own through kafka.external.bootstrapServers." $component $component) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
 {{- if include "molstream.kafkaSasl" . -}}
 {{- if not (has $security.sasl.mechanism (list "SCRAM-SHA-512" "SCRAM-SHA-256" "PLAIN")) -}}
 {{- fail (printf "global.kafka.security.sasl.mechanism=%s is unknown: use SCRAM-SHA-512, SCRAM-SHA-256 or PLAIN." $security.sasl.mechanism) -}}
@@ -271,6 +284,15 @@ operator runs the fetchers), kafka-ui, and "topics" for the kafka subchart's top
 {{- fail (printf "global.kafka.security.sasl.mechanism=%s: Strimzi's KafkaUsers (global.kafka.strimzi.users) authenticate with SCRAM-SHA-512 only." $security.sasl.mechanism) -}}
 {{- end -}}
 {{- else -}}
+{{- /* A SASL user of its own is a name and the Secret with its password, together: either
+alone would pair the component's name with the shared password (mounted in its Pods), or the
+shared name with its own password. */ -}}
+{{- range $component := $ownUsers -}}
+{{- $own := (index $.Values $component).kafkaUser | default dict -}}
+{{- if and (or $own.username $own.secretName) (not (and $own.username $own.secretName)) -}}
+{{- fail (printf "%s.kafkaUser needs both username and secretName with protocol %s: set %s.kafkaUser.%s too (the user and the Secret with its password), or neither (the shared user)." $component $protocol $component (ternary "username" "secretName" (empty $own.username))) -}}
+{{- end -}}
+{{- end -}}
 {{- /* Every client needs a user: its own (<component>.kafkaUser) or the shared one; the
 topics Job (kafka subchart) connects as the shared one. */ -}}
 {{- range $component := include "molstream.kafkaComponents" $ | splitList " " | compact -}}
@@ -298,11 +320,46 @@ topics Job (kafka subchart) connects as the shared one. */ -}}
 {{- fail (printf "global.kafka.security.tls.caSecret is set but protocol %s uses no TLS: set global.kafka.security.protocol=SSL or SASL_SSL." $protocol) -}}
 {{- end -}}
 {{- if $security.tls.clientSecret.name -}}
-{{- fail (printf "global.kafka.security.tls.clientSecret (mTLS) needs TLS, not protocol %s: set global.kafka.security.protocol=SSL." $protocol) -}}
+{{- fail (printf "global.kafka.security.tls.clientSecret (mTLS) needs TLS, not protocol %s: set global.kafka.security.protocol=SSL (or SASL_SSL, which sends the certificate along with the SASL login)." $protocol) -}}
 {{- end -}}
 {{- end -}}
 {{- if and $security.tls.clientSecret.name (or (not $security.tls.clientSecret.certKey) (not $security.tls.clientSecret.keyKey)) -}}
 {{- fail "global.kafka.security.tls.clientSecret needs both certKey and keyKey (a Strimzi KafkaUser's Secret: user.crt and user.key)." -}}
+{{- end -}}
+{{- /* The fetcher runs for any IngestRequest author, on a URL of theirs: once other components
+have Kafka users of their own, it is never the one left holding the shared credential. (A
+shared user meant for the fetcher alone is set as fetcher.kafkaUser.) */ -}}
+{{- if and (ne $protocol "PLAINTEXT") (not $strimziUsers) (has "fetcher" $components) (not (.Values.fetcher.kafkaUser | default dict).secretName) -}}
+{{- range $component := list "worker" "operator" "kafka-ui" -}}
+{{- if and (has $component $components) ((index $.Values $component).kafkaUser | default dict).secretName -}}
+{{- fail (printf "fetcher.kafkaUser is empty while %s.kafkaUser is set: the fetcher Pods, which users' URLs drive, would hold the shared Kafka credential. Set fetcher.kafkaUser to a user of its own with only the fetcher's ACLs (README, \"Kafka security\"), or to the shared one explicitly." $component) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- /* SSL where Kafka asks for client certificates: the bundled broker's listener with
+clientAuth required lets in no client without one; and the topics Job connects with the
+shared certificate, which it needs as soon as anyone needs one. */ -}}
+{{- if eq $protocol "SSL" -}}
+{{- $required := and $bundled (eq (dig "listener" "tls" "clientAuth" "required" .Values.kafka) "required") -}}
+{{- if $required -}}
+{{- range $component := without $components "topics" -}}
+{{- $id := include "molstream.kafkaIdentity" (list $ $component) | fromJson -}}
+{{- if not $id.clientSecret.name -}}
+{{- fail (printf "kafka.listener.tls.clientAuth=required: the bundled broker's SSL listener lets in only clients with a certificate, and the %s has none: set global.kafka.security.tls.clientSecret.name (shared) or %s.kafkaUser.secretName (signed by the CA in kafka.listener.tls.secretName's ca.crt), or kafka.listener.tls.clientAuth=none." $component $component) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- if and (has "topics" $components) (not $security.tls.clientSecret.name) (not $strimziUsers) -}}
+{{- $certs := $required -}}
+{{- range $component := $ownUsers -}}
+{{- if ((index $.Values $component).kafkaUser | default dict).secretName -}}
+{{- $certs = true -}}
+{{- end -}}
+{{- end -}}
+{{- if $certs -}}
+{{- fail "kafka.topics.create=true needs global.kafka.security.tls.clientSecret.name: Kafka asks this release's clients for a certificate, and the topics Job connects with the shared one. Set it, or kafka.topics.create=false (the worker and the fetchers then create the topics)." -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
 {{- if $strimzi.enabled -}}
 {{- if not $strimzi.clusterName -}}
@@ -328,6 +385,12 @@ topics Job (kafka subchart) connects as the shared one. */ -}}
 {{- end -}}
 {{- if and $strimziUsers (or $security.sasl.username $security.sasl.passwordSecret.name $security.tls.clientSecret.name) -}}
 {{- fail "global.kafka.strimzi.users=true gives each component its own KafkaUser and Secret: leave global.kafka.security.sasl.username, sasl.passwordSecret.name and tls.clientSecret.name empty." -}}
+{{- end -}}
+{{- /* Not defaulted: the CA Secret is read in five places of three charts (the clients here,
+KEDA, the topics Job, Kafka UI), and a listener with certificates of its own
+(brokerCertChainAndKey) needs another CA. */ -}}
+{{- if and (include "molstream.kafkaTls" .) (not $security.tls.caSecret.name) -}}
+{{- fail (printf "global.kafka.strimzi.enabled=true with protocol %s needs global.kafka.security.tls.caSecret.name: Strimzi's TLS listeners present certificates of its cluster CA, which the system CAs do not hold: set it to %s-cluster-ca-cert (key ca.crt)." $protocol $strimzi.clusterName) -}}
 {{- end -}}
 {{- end -}}
 {{- $keda := .Values.worker.autoscaling.keda -}}
