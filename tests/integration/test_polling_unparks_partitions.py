@@ -22,7 +22,7 @@ from kafka.admin import KafkaAdminClient, NewTopic
 from molstream.health import Health
 from molstream.polling import MAX_RECORDS, Polling
 
-pytestmark = [pytest.mark.kafka, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.kafka, pytest.mark.timeout(300)]
 
 PER_PARTITION = 20  # > MAX_RECORDS: a turn takes 16, 4 stay in the fetcher
 
@@ -63,7 +63,7 @@ def test_a_partition_left_over_when_the_work_began_is_fetched_after_a_rebalance(
               and mine.group_metadata().generation_id == other.group_metadata().generation_id
               and not mine._coordinator.rebalance_in_progress()  # noqa: SLF001
               and not other._coordinator.rebalance_in_progress(),  # noqa: SLF001
-              "one partition each", step=settle)
+              "one partition each", timeout_s=180, step=settle)  # slow under a full run
         [kept] = mine.assignment()
         producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, linger_ms=500)
         for partition in (0, 1):  # sent before one flush: each partition's in one batch
