@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -16,6 +17,7 @@ for _path in (_HERE, _INTEGRATION):  # harness.py; expected.py (what a CSV impli
         sys.path.insert(0, str(_path))
 
 from harness import Proc, TopicWatch  # noqa: E402
+from molstream_dev.postgres import create_database, drop_database  # noqa: E402
 
 # The pipeline suite's `make_pipeline` fixture (settings isolated per test), shared, not copied.
 _spec = importlib.util.spec_from_file_location("_integration_conftest",
@@ -53,3 +55,12 @@ def topic_watch(kafka_bootstrap: str):
     yield open_
     for w in opened:
         w.close()
+
+
+@pytest.fixture
+def db_url(postgres_server) -> Iterable[str]:
+    """A fresh PostgreSQL database of the test's own (beside `postgres_url`'s), dropped after."""
+    server = os.environ.get("MOLSTREAM_TEST_POSTGRES") or postgres_server.admin_dsn
+    url = create_database(server)
+    yield url
+    drop_database(server, url.rsplit("/", 1)[1])

@@ -155,6 +155,21 @@ class TopicWatch:
 # -- what the database holds --------------------------------------------------------------------
 
 
+def ingest_state(engine: Engine, ingest: str) -> tuple[int, str | None, bool]:
+    """(batches recorded, the ingest's status, announced) as the database has them now."""
+    with engine.connect() as conn:
+        try:
+            applied = conn.execute(text(
+                "SELECT count(*) FROM applied_batch WHERE ingest_id = :i"), {"i": ingest}
+            ).scalar_one()
+            run = conn.execute(text("SELECT status, announced FROM ingest_run WHERE id = :i"),
+                               {"i": ingest}).first()
+        except Exception:  # the schema is not there yet
+            conn.rollback()
+            return 0, None, False
+    return applied, run and run.status, bool(run and run.announced)
+
+
 def content(engine: Engine) -> dict[str, list[tuple]]:
     """Every row of the eight tables, every column but the two timestamps, ordered by id."""
     out = {}

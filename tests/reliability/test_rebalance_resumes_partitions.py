@@ -21,7 +21,6 @@ partitions (no two hold 16: the cut falls inside a partition's fetch)."""
 
 from __future__ import annotations
 
-import os
 import re
 import time
 import uuid
@@ -37,7 +36,6 @@ from molstream.config import Settings, Topics
 from molstream.db import create_schema, make_engine
 from molstream.sample import generate
 from molstream_dev.ftp import FtpServer
-from molstream_dev.postgres import create_database, drop_database
 from sqlalchemy import text
 
 pytestmark = [pytest.mark.slow, pytest.mark.kafka, pytest.mark.redis, pytest.mark.ftp,
@@ -66,13 +64,6 @@ def ftp(source):
     yield server
     server.stop()
 
-
-@pytest.fixture
-def db_url(postgres_server) -> str:
-    server = os.environ.get("MOLSTREAM_TEST_POSTGRES") or postgres_server.admin_dsn
-    url = create_database(server)
-    yield url
-    drop_database(server, url.rsplit("/", 1)[1])
 
 
 def _announced(engine) -> bool:

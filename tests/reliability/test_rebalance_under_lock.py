@@ -15,12 +15,11 @@ from pathlib import Path
 
 import pytest
 from expected import actual_tables, expected_tables
-from harness import Proc, TopicWatch, differences, fetch_args, service_env, wait_for
+from harness import Proc, TopicWatch, differences, fetch_args, ingest_state, service_env, wait_for
 from molstream.config import Settings, Topics
 from molstream.db import make_engine
 from molstream.sample import generate
 from molstream_dev.ftp import FtpServer
-from molstream_dev.postgres import create_database, drop_database
 from sqlalchemy import text
 
 pytestmark = [pytest.mark.slow, pytest.mark.kafka, pytest.mark.redis, pytest.mark.ftp,
@@ -47,26 +46,6 @@ def ftp(source):
     server.stop()
 
 
-@pytest.fixture
-def db_url(postgres_server) -> str:
-    server = os.environ.get("MOLSTREAM_TEST_POSTGRES") or postgres_server.admin_dsn
-    url = create_database(server)
-    yield url
-    drop_database(server, url.rsplit("/", 1)[1])
-
-
-def _state(engine):
-    with engine.connect() as conn:
-        try:
-            applied = conn.execute(text(
-                "SELECT count(*) FROM applied_batch WHERE ingest_id = :i"), {"i": INGEST}
-            ).scalar_one()
-            run = conn.execute(text("SELECT status, announced FROM ingest_run WHERE id = :i"),
-                               {"i": INGEST}).first()
-        except Exception:
-            conn.rollback()
-            return 0, None, False
-    return applied, run and run.status, bool(run and run.announced)
 
 
 def _waiting_on_locks(engine) -> int:
@@ -100,7 +79,7 @@ def test_rebalances_while_applies_wait_on_a_lock(ftp, source, kafka_bootstrap, r
     workers = [Proc(f"worker{i}", args, env, root / "logs") for i in range(2)]
     lock_engine = lock = third = None
     try:
-        wait_for(lambda: _state(engine)[0] >= 3, timeout_s=120, what="3 batches",
+        wait_for(lambda: ingest_state(engine, INGEST)[0] >= 3, timeout_s=120, what="3 batches",
                  watch=workers, poll_s=0.01)
         lock_engine = make_engine(db_url)
         lock = lock_engine.connect()
@@ -113,7 +92,8 @@ def test_rebalances_while_applies_wait_on_a_lock(ftp, source, kafka_bootstrap, r
         wait_for(lambda: all(_rebalances(w) > n for w, n in zip(workers, before, strict=True)),
                  timeout_s=120, watch=[*workers, third],
                  what="the rebalance for the third worker, seen by both waiting workers")
-        assert _state(engine)[1] != "completed"  # (still locked: nothing applied meanwhile)
+        # Still locked: nothing applied meanwhile.
+        assert ingest_state(engine, INGEST)[1] != "completed"
         if third_leaves == "sigkill":
             before = [_rebalances(w) for w in workers]
             third.kill()
@@ -129,8 +109,8 @@ def test_rebalances_while_applies_wait_on_a_lock(ftp, source, kafka_bootstrap, r
         lock = None
         if third_leaves == "sigterm":
             assert third.wait(120) == 0, third.stderr[-3000:]
-        wait_for(lambda: _state(engine)[2], timeout_s=300, what="the ingest announced",
-                 watch=workers)
+        wait_for(lambda: ingest_state(engine, INGEST)[2], timeout_s=300,
+                 what="the ingest announced", watch=workers)
         for w in workers:
             w.expect_success(120)
         for p in [*workers, third]:

@@ -9,18 +9,16 @@ what the CSV implies."""
 
 from __future__ import annotations
 
-import os
 import uuid
 from pathlib import Path
 
 import pytest
 from expected import actual_tables, expected_tables
-from harness import Proc, TopicWatch, differences, fetch_args, service_env, wait_for
+from harness import Proc, TopicWatch, differences, fetch_args, ingest_state, service_env, wait_for
 from molstream.config import Settings, Topics
 from molstream.db import make_engine
 from molstream.sample import generate
 from molstream_dev.ftp import FtpServer
-from molstream_dev.postgres import create_database, drop_database
 from sqlalchemy import text
 
 pytestmark = [pytest.mark.slow, pytest.mark.kafka, pytest.mark.redis, pytest.mark.ftp,
@@ -47,26 +45,6 @@ def ftp(source):
     server.stop()
 
 
-@pytest.fixture
-def db_url(postgres_server) -> str:
-    server = os.environ.get("MOLSTREAM_TEST_POSTGRES") or postgres_server.admin_dsn
-    url = create_database(server)
-    yield url
-    drop_database(server, url.rsplit("/", 1)[1])
-
-
-def _state(engine):
-    with engine.connect() as conn:
-        try:
-            applied = conn.execute(text(
-                "SELECT count(*) FROM applied_batch WHERE ingest_id = :i"), {"i": INGEST}
-            ).scalar_one()
-            run = conn.execute(text("SELECT status, announced FROM ingest_run WHERE id = :i"),
-                               {"i": INGEST}).first()
-        except Exception:
-            conn.rollback()
-            return 0, None, False
-    return applied, run and run.status, bool(run and run.announced)
 
 
 def test_workers_joining_busy_workers_make_no_commit_fail(ftp, source, kafka_bootstrap,
@@ -90,7 +68,7 @@ def test_workers_joining_busy_workers_make_no_commit_fail(ftp, source, kafka_boo
     args = ["-v", "worker", "--until-complete", INGEST, "--idle-timeout", "300", "--no-progress"]
     workers = [Proc(f"worker{i}", args, env, root / "logs") for i in range(2)]
     try:
-        wait_for(lambda: _state(engine)[0] >= 1, timeout_s=120, what="the schema",
+        wait_for(lambda: ingest_state(engine, INGEST)[0] >= 1, timeout_s=120, what="the schema",
                  watch=workers, poll_s=0.01)
         with engine.begin() as conn:  # every batch's record takes 0.2 s: busy workers
             conn.execute(text("CREATE FUNCTION busy_slow() RETURNS trigger LANGUAGE plpgsql "
@@ -98,11 +76,12 @@ def test_workers_joining_busy_workers_make_no_commit_fail(ftp, source, kafka_boo
             conn.execute(text("CREATE TRIGGER busy_slow BEFORE INSERT ON applied_batch "
                               "FOR EACH ROW EXECUTE FUNCTION busy_slow()"))
         for n, at in enumerate((8, 30, 55)):
-            wait_for(lambda at=at: _state(engine)[0] >= at or _state(engine)[2], timeout_s=120,
+            wait_for(lambda at=at: (ingest_state(engine, INGEST)[0] >= at
+                                    or ingest_state(engine, INGEST)[2]), timeout_s=120,
                      what=f"{at} batches", watch=workers, poll_s=0.01)
             workers.append(Proc(f"joiner{n}", args, env, root / "logs"))
-        wait_for(lambda: _state(engine)[2], timeout_s=300, what="the ingest announced",
-                 watch=[])
+        wait_for(lambda: ingest_state(engine, INGEST)[2], timeout_s=300,
+                 what="the ingest announced", watch=[])
         codes = {p.name: p.wait(120) for p in workers}
         for p in workers:
             lines = [ln for ln in p.stderr.splitlines() if "a rebalance" in ln

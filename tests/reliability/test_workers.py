@@ -12,7 +12,6 @@ ids are handed out in another order), bookkeeping and report included.
 from __future__ import annotations
 
 import csv
-import os
 import random
 import signal
 import uuid
@@ -20,12 +19,20 @@ from pathlib import Path
 
 import pytest
 from expected import actual_tables, expected_tables
-from harness import Proc, TopicWatch, differences, fetch_args, service_env, touched, wait_for
+from harness import (
+    Proc,
+    TopicWatch,
+    differences,
+    fetch_args,
+    ingest_state,
+    service_env,
+    touched,
+    wait_for,
+)
 from molstream.config import Settings, Topics
 from molstream.db import make_engine
 from molstream.sample import generate
 from molstream_dev.ftp import FtpServer
-from molstream_dev.postgres import create_database, drop_database
 from sqlalchemy import Engine, text
 
 pytestmark = [pytest.mark.slow, pytest.mark.kafka, pytest.mark.redis, pytest.mark.ftp,
@@ -79,20 +86,6 @@ def _worker(s: Settings, env: dict[str, str], root: Path, slot: int,
                 root / "logs")
 
 
-def _state(engine: Engine, ingest: str = INGEST) -> tuple[int, str | None, bool]:
-    """(batches recorded, the ingest's status, announced) as the database has them now."""
-    with engine.connect() as conn:
-        try:
-            applied = conn.execute(text(
-                "SELECT count(*) FROM applied_batch WHERE ingest_id = :i"), {"i": ingest}
-            ).scalar_one()
-            run = conn.execute(text("SELECT status, announced FROM ingest_run WHERE id = :i"),
-                               {"i": ingest}).first()
-        except Exception:  # the schema is not there yet
-            conn.rollback()
-            return 0, None, False
-    return applied, run and run.status, bool(run and run.announced)
-
 
 def _bookkeeping(engine: Engine) -> dict:
     with engine.connect() as conn:
@@ -131,15 +124,16 @@ def _run(tmp_path: Path, name: str, ftp: FtpServer, kafka_bootstrap: str, redis_
     started = list(workers)
     rng = random.Random(7)
     for at in kills or []:
-        wait_for(lambda at=at: _state(engine, ingest)[0] >= at or _state(engine, ingest)[2],
+        wait_for(lambda at=at: (ingest_state(engine, ingest)[0] >= at
+                                or ingest_state(engine, ingest)[2]),
                  timeout_s=300, what=f"{at} batches recorded", watch=workers, poll_s=0.01)
-        if _state(engine, ingest)[2]:
+        if ingest_state(engine, ingest)[2]:
             break  # announced already: nothing left to interrupt
         slot = rng.randrange(WORKERS)
         assert workers[slot].kill() == -signal.SIGKILL
         workers[slot] = _worker(s, env, root, slot, ingest)
         started.append(workers[slot])
-    wait_for(lambda: _state(engine, ingest)[2], timeout_s=300, what="the ingest announced",
+    wait_for(lambda: ingest_state(engine, ingest)[2], timeout_s=300, what="the ingest announced",
              watch=workers)
     for w in workers:
         w.expect_success(120)  # each sees the ingest finished and exits
@@ -147,12 +141,9 @@ def _run(tmp_path: Path, name: str, ftp: FtpServer, kafka_bootstrap: str, redis_
 
 
 @pytest.fixture
-def chaos_url(postgres_server) -> str:
+def chaos_url(db_url) -> str:
     """A second fresh database, beside `postgres_url`'s."""
-    server = os.environ.get("MOLSTREAM_TEST_POSTGRES") or postgres_server.admin_dsn
-    url = create_database(server)
-    yield url
-    drop_database(server, url.rsplit("/", 1)[1])
+    return db_url
 
 
 def test_many_workers_killed_at_random_complete_the_ingest_once(
