@@ -74,7 +74,12 @@ def _summary(run: dict) -> dict:
             "fetcher_peak_rss_mb": run["fetcher_peak_rss_mb"],
             "worker_peak_rss_mb": run["worker_peak_rss_mb"],
             "loop_warnings": run.get("loop_warnings", 0),
-            "rebalances": run.get("rebalances", 0)}
+            "rebalances": run.get("rebalances", 0),
+            # where the time went: when the fetcher was done, and each process's CPU seconds
+            "fetcher_seconds": run.get("fetcher_seconds"),
+            "fetcher_cpu_seconds": run.get("fetcher_cpu_seconds"),
+            "worker_cpu_seconds": run.get("worker_cpu_seconds"),
+            "timeline_s": run.get("timeline_s")}
 
 
 @contextlib.contextmanager
@@ -115,7 +120,10 @@ def _orders(server: PostgresServer, files: dict[str, Path], n: int, common: dict
                     with _code(codes[code]):
                         run = e2e.run(sample, n, **common, **kw)
                     _log(f"round {r + 1}, {order} order, {database}, {code}: "
-                         f"{run['rows_per_s']:,.0f} rows/s ({run['seconds']:.1f} s)")
+                         f"{run['rows_per_s']:,.0f} rows/s ({run['seconds']:.1f} s; fetcher "
+                         f"done at {run['fetcher_seconds']:.1f} s; CPU s: fetcher "
+                         f"{run['fetcher_cpu_seconds']:.0f}, worker "
+                         f"{run['worker_cpu_seconds']:.0f})")
                     runs.append(_summary(run))
                     if not keep:
                         shutil.rmtree(run["dir"], ignore_errors=True)
@@ -140,8 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=results.RESULTS)
     p.add_argument("--keep", action="store_true", help="keep databases and logs of the runs")
     p.add_argument("--full", action="store_true",
-                   help="full scale (make bench-full): no run at 2N, none as TSV, PostgreSQL "
-                        "with 1 worker only")
+                   help="full scale (make bench-full): no run at 2N, none as TSV")
     p.add_argument("--only", choices=("orders", "sizes"),
                    help="run only this part: the row orders on both databases, or the disk "
                         "each part needs (bench.sizes)")
@@ -209,8 +216,7 @@ def main(argv: list[str] | None = None) -> int:
                 # Before the rows are read into this process: a child's peak RSS counts the
                 # pages of the parent it was forked from.
                 if not only_orders:
-                    postgres = _postgres_e2e(server, sample, n, common,
-                                             (1,) if args.full else (1, 2))
+                    postgres = _postgres_e2e(server, sample, n, common)
                 known = {}
                 if at_n is not None:
                     known = {("sqlite", "id"): at_n, ("postgres", "id"): postgres[1]}

@@ -41,7 +41,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
-from . import metrics, mirror, pgmerge
+from . import metrics, mirror, pending, pgmerge
 from .applied import Applied, Outcome, Refused, Transaction
 from .cache import IdCache
 from .config import Mode
@@ -115,13 +115,18 @@ class Applier:
             if max(fresh.values()) >= held:
                 for index in _DEFERRABLE:
                     index.drop(conn, checkfirst=True)
-                self.indexes_deferred = True
+                self.indexes_deferred = self.rows.hold_out_of_order = True
                 log.info("ingest of %d rows into %d: activity indexes deferred to its end",
                          max(fresh.values()), held)
 
     def restore_indexes(self) -> None:
-        """Build the indexes `plan` dropped, if it did."""
+        """Build the indexes `plan` dropped, if it did: after the activities held out of id
+        order are in the table (molstream.pending), so that each index is built once."""
         if self.indexes_deferred:
+            self.rows.hold_out_of_order = False
+            merged = pending.merge_each(self.engine)
+            if merged:
+                log.info("%d activities held out of id order inserted", merged)
             with self.engine.begin() as conn:
                 for index in _DEFERRABLE:
                     index.create(conn, checkfirst=True)

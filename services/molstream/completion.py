@@ -35,8 +35,9 @@ import uuid
 from dataclasses import dataclass
 
 from sqlalchemy import Engine, and_, delete, func, or_, select, update
+from sqlalchemy.engine import Connection
 
-from . import mirror, report
+from . import mirror, pending, report
 from .config import Mode
 from .db import AppliedBatch, AppliedPart, IngestRun, epoch_now, utcnow
 
@@ -87,15 +88,22 @@ class Completion:
             run = conn.execute(select(_RUN.c.status, _RUN.c.batches_expected, _RUN.c.announced,
                                       _RUN.c.mode)
                                .where(_RUN.c.id == ingest_id)).first()
-        if run is None or run.announced or (run.status == "running"
-                                            and run.batches_expected is None):
-            return None
+            if run is None or run.announced or (run.status == "running"
+                                                and run.batches_expected is None):
+                return None
+            held = pending.tables(conn)
+        if held and (run.status != "running" or self._applied(ingest_id) >= run.batches_expected):
+            # Rows a large SQLite ingest held out of id order, into the table a range at a
+            # time, ahead of the transaction that completes it (which merges what is left)
+            pending.merge_each(self.engine)
         # It reads before it writes: on SQLite, take the write lock at BEGIN (molstream.db).
         with self.engine.execution_options(write_lock=True).begin() as conn:
-            if run.status == "running":
-                applied = conn.execute(select(func.count()).select_from(_APPLIED).where(
-                    _APPLIED.c.ingest_id == ingest_id)).scalar_one()
+            if run.status != "running":  # failed: what it applied is kept, and in the table
+                pending.merge(conn)
+            else:
+                applied = self._applied(ingest_id, conn)
                 if applied >= run.batches_expected:
+                    pending.merge(conn)
                     # a mirror retires what its release dropped in this same transaction
                     mirrored = (mirror.complete(conn, ingest_id,
                                                 max_retire=self.mirror_max_retire)
@@ -124,6 +132,14 @@ class Completion:
             done = conn.execute(select(_RUN.c.status, _RUN.c.report, _RUN.c.failure)
                                 .where(_RUN.c.id == ingest_id)).one()
         return Announcement(ingest_id, done.status, done.report, done.failure)
+
+    def _applied(self, ingest_id: str, conn: Connection | None = None) -> int:
+        """Batches of the ingest recorded as applied."""
+        if conn is None:
+            with self.engine.connect() as read:
+                return self._applied(ingest_id, read)
+        return conn.execute(select(func.count()).select_from(_APPLIED).where(
+            _APPLIED.c.ingest_id == ingest_id)).scalar_one()
 
     def renew(self, ingest_id: str) -> bool:
         """Renew this worker's claim just before it announces; False when the claim is lost

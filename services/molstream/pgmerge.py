@@ -116,20 +116,9 @@ def merge(conn: Connection, table: Table, mode: Mode, columns: tuple[str, ...],
     into it straight away, in a savepoint: a plain COPY runs ~4× faster than staging and
     merging. Should another transaction have inserted one of them since (an overlapping file
     applied beside this one), the savepoint is rolled back and the rows merged as usual."""
-    import psycopg
-
     rows = pa.table(values, names=list(columns))
-    if new:
-        savepoint = conn.begin_nested()
-        try:
-            _copy(conn, table.name, rows)
-        except DBAPIError as e:
-            savepoint.rollback()
-            if not isinstance(e.orig, psycopg.errors.UniqueViolation):
-                raise
-        else:
-            savepoint.commit()
-            return rows.num_rows, rows.num_rows
+    if new and copy_new(conn, table, rows):
+        return rows.num_rows, rows.num_rows
     keys = int64s(rows.column(0))
     if len(keys) > 1 and not bool(np.all(keys[1:] > keys[:-1])):
         # A batch from another producer may repeat an id. As on SQLite: an upsert's last row
@@ -149,6 +138,23 @@ def merge(conn: Connection, table: Table, mode: Mode, columns: tuple[str, ...],
         written, inserted = result.one()
         return written, inserted
     return result.rowcount, None
+
+
+def copy_new(conn: Connection, table: Table, rows: pa.Table) -> bool:
+    """COPY `rows` (ids none of which is there twice) straight into `table`, in a savepoint;
+    False, and nothing written, when one of their ids is in the table already."""
+    import psycopg
+
+    savepoint = conn.begin_nested()
+    try:
+        _copy(conn, table.name, rows)
+    except DBAPIError as e:
+        savepoint.rollback()
+        if not isinstance(e.orig, psycopg.errors.UniqueViolation):
+            raise
+        return False
+    savepoint.commit()
+    return True
 
 
 _CSV = pa_csv.WriteOptions(include_header=False, quoting_style="needed")

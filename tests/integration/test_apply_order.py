@@ -2,7 +2,8 @@
 sources' order, the id going down 3,481 times) applied in id order, in the file's order, sorted
 by target and shuffled give the same database and the same counts, on SQLite and PostgreSQL,
 into an empty table and over one that holds part of them (new ids COPY'd or plainly inserted,
-the others merged: molstream.writes)."""
+the others merged: molstream.writes). On SQLite, a bulk ingest also holds new ids below the
+table's largest apart and inserts them in id order when it completes (molstream.pending)."""
 
 from __future__ import annotations
 
@@ -10,15 +11,19 @@ import csv
 import gzip
 import json
 import random
+import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from batches import make_batch
-from molstream import writes
+from molstream import apply, pending, writes
 from molstream.apply import Applied, Applier
 from molstream.cache import IdCache
+from molstream.completion import Completion
 from molstream.config import Mode
 from molstream.db import Activity, create_schema, make_engine, soft_delete
+from molstream.messages import EndOfIngest
 from sqlalchemy import text
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "chembl-real"
@@ -69,20 +74,44 @@ def fresh(engine, request):
         e.dispose()
 
 
-def _apply(engine, rows: list[dict], *, ingest: str, mode: Mode = Mode.UPSERT) -> dict:
-    """`rows` in batches of BATCH, each applied as the worker would; their summed counts."""
+def _apply(engine, rows: list[dict], *, ingest: str, mode: Mode = Mode.UPSERT,
+           bulk: bool = False, held: list | None = None) -> dict:
+    """`rows` in batches of BATCH, each applied as the worker would; their summed counts.
+    `bulk`: announced as an ingest of their size (a large one to `Applier.plan`, which then
+    defers the indexes on SQLite) and completed, as the worker completes one; `held` is given
+    the number of rows held apart until then."""
     applier = Applier(engine, IdCache(None, namespace=f"order-{id(engine)}"))
     total = Applied(ingest, 0, 0)
-    batches = [make_batch(rows[i:i + BATCH], seq=n, mode=mode, ingest=ingest)
+    batches = [replace(make_batch(rows[i:i + BATCH], seq=n, mode=mode, ingest=ingest),
+                       rows_total=len(rows) if bulk else None)
                for n, i in enumerate(range(0, len(rows), BATCH))]
+    if bulk:
+        applier.plan(batches)
+        assert applier.indexes_deferred is (engine.dialect.name == "sqlite")
     for batch in batches:
         result = applier.apply(batch)
         assert isinstance(result, Applied) and not result.rejected
         total.add(result)
         total.rows += result.rows
     assert applier.apply(batches[len(batches) // 2]) is None  # redelivered: applied once
+    if bulk:
+        if held is not None:
+            held.append(_held(engine))
+        applier.record_end(EndOfIngest(ingest, mode, "file:///x", len(batches), len(rows),
+                                       len(rows), 0, time.time()))
+        done = Completion(engine).settle(ingest)
+        assert done.status == "completed", done
+        assert done.report["rows_written"] == total.written["activity"], done.report
+        assert _held(engine) == 0  # all in the table, before anyone hears it completed
+        applier.restore_indexes()
     return {"rows": total.rows, "written": total.written, "inactive": total.inactive,
             "inserted": total.inserted, "restored": total.restored}
+
+
+def _held(engine) -> int:
+    """Rows held apart by a bulk ingest on SQLite (molstream.pending)."""
+    with engine.connect() as conn:
+        return pending.held(conn)
 
 
 def _snapshot(engine) -> dict:
@@ -118,10 +147,31 @@ def test_any_row_order_lands_like_id_order(fresh, real_rows):
         assert _snapshot(engine) == want, order
 
 
-def test_a_file_over_part_of_its_rows_lands_like_id_order(fresh, real_rows):
+@pytest.mark.parametrize("order", ["file", "target", "shuffled"])
+def test_a_bulk_ingest_in_any_order_lands_like_id_order(fresh, real_rows, monkeypatch, order):
+    """A large ingest (here: any size) into an empty table: on SQLite the ids below the
+    table's largest are held apart and inserted in id order as it completes."""
+    monkeypatch.setattr(apply, "BULK_MIN_ROWS", 1)
+    reference = fresh()
+    counts = _apply(reference, _by_id(real_rows), ingest="in-order")
+    want = _snapshot(reference)
+    engine, held = fresh(), []
+    assert _apply(engine, _orders(real_rows)[order], ingest="in-order", bulk=True,
+                  held=held) == counts
+    if engine.dialect.name == "sqlite":  # most of them: the first batch spans the ids
+        assert len(real_rows) // 2 < held[0] < len(real_rows)
+    assert _snapshot(engine) == want
+
+
+@pytest.mark.parametrize("bulk", [False, True], ids=["batch by batch", "bulk"])
+def test_a_file_over_part_of_its_rows_lands_like_id_order(fresh, real_rows, monkeypatch,
+                                                          bulk):
     """The second file holds every row: half of them new, the others already there, some of
     those changed, some soft-deleted by a person (they stay so, counted apart), and some a
-    mirror had retired (brought back). Each batch mixes new and existing ids."""
+    mirror had retired (brought back). Each batch mixes new and existing ids. In bulk (a
+    file at least the size of the table), SQLite holds the new ids apart until the mirror
+    completes."""
+    monkeypatch.setattr(apply, "BULK_MIN_ROWS", 1)
     by_id = _by_id(real_rows)
     first = by_id[::2]
     changed = {r["activity_id"] for r in first[::7]}
@@ -136,7 +186,8 @@ def test_a_file_over_part_of_its_rows_lands_like_id_order(fresh, real_rows):
             soft_delete(conn, Activity.__table__, deleted)
             conn.execute(Activity.__table__.update().where(
                 Activity.__table__.c.id.in_(retired)).values(active=False, retired_by=1))
-        return _apply(engine, rows, ingest="second", mode=Mode.MIRROR), _snapshot(engine)
+        return (_apply(engine, rows, ingest="second", mode=Mode.MIRROR, bulk=bulk),
+                _snapshot(engine))
 
     counts, want = run(fresh(), _by_id(second))
     new = len(by_id) - len(first)
@@ -171,3 +222,39 @@ def test_a_new_id_another_worker_inserted_meanwhile_is_merged(postgres_url, real
             assert conn.execute(text("SELECT count(*) FROM activity")).scalar_one() == len(rows)
     finally:
         engine.dispose()
+
+
+@pytest.fixture
+def sqlite_only(engine):
+    if engine.dialect.name != "sqlite":
+        pytest.skip("rows are held apart on SQLite only")
+    return engine
+
+
+def test_held_rows_give_way_to_a_later_write_and_stay_when_the_ingest_fails(
+        sqlite_only, real_rows, monkeypatch):
+    """Ids held by a bulk ingest and then written by another ingest before the first ends
+    keep the later value; a bulk ingest that fails keeps what it applied, in the table."""
+    engine = sqlite_only
+    monkeypatch.setattr(apply, "BULK_MIN_ROWS", 1)
+    rows = _orders(real_rows)["shuffled"][:3 * BATCH]
+    applier = Applier(engine, IdCache(None, namespace="held"))
+    bulk = [replace(make_batch(rows[i:i + BATCH], seq=n, ingest="bulk"), rows_total=len(rows))
+            for n, i in enumerate(range(0, len(rows), BATCH))]
+    applier.plan(bulk)
+    for batch in bulk[:2]:
+        applier.apply(batch)
+    assert 0 < _held(engine) < 2 * BATCH
+    later = [{**r, "activity_value": "7.5"} for r in rows[BATCH:BATCH + 10]]  # held ones
+    assert applier.apply(make_batch(later, ingest="later")).written["activity"] == len(later)
+    with engine.begin() as conn:  # the bulk ingest fails (as a refused batch fails it)
+        conn.execute(text("UPDATE ingest_run SET status = 'failed', failure = 'x' "
+                          "WHERE id = 'bulk'"))
+    done = Completion(engine).settle("bulk")
+    assert done.status == "failed" and _held(engine) == 0
+    applier.restore_indexes()
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM activity")).scalar_one() == 2 * BATCH
+        values = dict(conn.execute(text("SELECT id, value FROM activity")).all())
+    assert all(values[int(r["activity_id"])] == 7.5 for r in later)
+    assert applier.apply(bulk[2]) is None  # its ingest failed: skipped
