@@ -115,7 +115,8 @@ class Applier:
             if max(fresh.values()) >= held:
                 for index in _DEFERRABLE:
                     index.drop(conn, checkfirst=True)
-                self.indexes_deferred = self.rows.hold_out_of_order = True
+                self.indexes_deferred = True
+                self.rows.holding = max(fresh, key=fresh.get)
                 log.info("ingest of %d rows into %d: activity indexes deferred to its end",
                          max(fresh.values()), held)
 
@@ -123,7 +124,7 @@ class Applier:
         """Build the indexes `plan` dropped, if it did: after the activities held out of id
         order are in the table (molstream.pending), so that each index is built once."""
         if self.indexes_deferred:
-            self.rows.hold_out_of_order = False
+            self.rows.holding = None
             merged = pending.merge_each(self.engine)
             if merged:
                 log.info("%d activities held out of id order inserted", merged)

@@ -28,6 +28,7 @@ from sqlalchemy import (
     Column,
     Engine,
     Float,
+    ForeignKey,
     Integer,
     MetaData,
     Table,
@@ -56,10 +57,16 @@ _META = MetaData()
 
 
 def _table(name: str) -> Table:
-    """A table of held rows: the columns, no key, no constraint (rows are appended)."""
+    """A table of held rows: no key (rows are appended), but the activity table's NOT NULLs
+    and references, so that a row the table would refuse is refused as it is held (and
+    rejected with the database's reason, molstream.apply), and a value a held row refers to
+    cannot be deleted before the row is merged."""
     if name not in _META.tables:
-        Table(name, _META, *(Column(c, _TYPES.get(c, Integer), nullable=c != "id")
-                             for c in COLUMNS))
+        Table(name, _META, *(
+            Column(c, _TYPES.get(c, Integer),
+                   *(ForeignKey(fk.column) for fk in _ACTIVITY.c[c].foreign_keys),
+                   nullable=_ACTIVITY.c[c].nullable)
+            for c in COLUMNS))
     return _META.tables[name]
 
 

@@ -33,7 +33,7 @@ from kafka.errors import (
     RebalanceInProgressError,
 )
 
-from . import metrics, report
+from . import metrics, pending, report
 from .apply import Applied, Applier, Refused
 from .cache import IdCache
 from .completion import Announcement, Completion, lease_for
@@ -89,6 +89,9 @@ class Worker:
         self.engine = make_engine(settings.database_url,
                                   busy_timeout_s=settings.db_busy_timeout_s)
         instance_id = create_schema(self.engine)
+        # Rows a bulk ingest held before this worker stopped (molstream.pending): into the
+        # table now, not when some ingest next completes
+        pending.merge_each(self.engine)
         self.health.database_reached = True
         self.cache = IdCache(settings.redis_url or None, namespace=instance_id)
         self.applier = Applier(self.engine, self.cache)

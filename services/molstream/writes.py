@@ -54,13 +54,18 @@ class RowWriter:
         self.cache = cache
         self._sqlite = engine.dialect.name == "sqlite"
         self._inserts = Inserts(engine)
-        # SQLite, a bulk ingest: new activities below the table's largest id are held apart
-        # and inserted in id order at its end (molstream.pending; set by `Applier.plan`)
-        self.hold_out_of_order = False
+        # SQLite, the bulk ingest whose new activities below the table's largest id are held
+        # apart and inserted in id order at its end (molstream.pending; `Applier.plan`)
+        self.holding: str | None = None
 
     def apply_rows(self, conn: Connection, batch: RowBatch, rows: pa.Table,
                    tx: Transaction, *, parents: bool = True) -> Applied:
         result = Applied(batch.ingest_id, batch.seq, rows.num_rows)
+        if self._sqlite and batch.ingest_id != self.holding and pending.tables(conn):
+            # Another ingest's batch: what the bulk one holds goes into the table first, so
+            # that this batch finds, counts and overwrites (or not) those ids as it should.
+            pending.merge(conn)
+            self.holding = None
         ids = self.resolve_dimensions(conn, rows, result, tx)
         if parents:
             self.write_parents(conn, batch, rows, ids, result, tx)
@@ -107,27 +112,31 @@ class RowWriter:
             # PostgreSQL: COPY'd as new first, in a savepoint. A file out of id order brings
             # ids inside the range the table holds, and into a table being filled they are
             # new: the probe below cost as much as the COPY itself (4M shuffled rows: 20 s
-            # of ~100). It is made only when the COPY meets an id the table holds (a
-            # release over the last: at its first such row, most of the time).
-            if not self._sqlite and once.all() and pgmerge.copy_new(
+            # of ~100). It is made when a few of the ids, spread over the batch, are in the
+            # table (a release over the last), or when the COPY meets one.
+            if not self._sqlite and once.all() and not _any_held(
+                    conn, keys[::max(1, len(keys) // 8)]) and pgmerge.copy_new(
                     conn, _ACTIVITY, pa.table(values, names=list(columns))):
                 result.written[_ACTIVITY.name] += len(keys)
                 result.inserted += len(keys)
                 return
             held = held_ids(conn, self._sqlite, keys)
         fresh = once if held is None else once & ~np.isin(keys, held, assume_unique=False)
+        hold = batch.ingest_id == self.holding
         if fresh.all():
-            self._write(conn, _ACTIVITY, batch.mode, columns, values, result, tx, new=True)
+            self._write(conn, _ACTIVITY, batch.mode, columns, values, result, tx, new=True,
+                        hold=hold)
         elif not fresh.any():
             self._write(conn, _ACTIVITY, batch.mode, columns, values, result, tx)
         else:  # the new ones first, then the others (each in id order)
             for part in (fresh, ~fresh):
                 take = arrow(np.flatnonzero(part))
                 self._write(conn, _ACTIVITY, batch.mode, columns, [v.take(take) for v in values],
-                            result, tx, new=part is fresh)
+                            result, tx, new=part is fresh, hold=hold)
 
     def _write(self, conn: Connection, table: Table, mode: Mode, columns: tuple[str, ...],
-               values: list, result: Applied, tx: Transaction, *, new: bool = False) -> None:
+               values: list, result: Applied, tx: Transaction, *, new: bool = False,
+               hold: bool = False) -> None:
         """Write the rows of `table` whose `columns` hold `values` (Arrow arrays, rows in key
         order; `new`: none is in the table, and no key is there twice), counting in `result`
         the rows written (inserted or changed): active ones, and apart the soft-deleted ones,
@@ -147,16 +156,18 @@ class RowWriter:
                 conn, table, mode, columns,
                 [v.take(arrow(np.flatnonzero(inactive))) for v in values], tx)[0]
             values = [v.take(arrow(np.flatnonzero(~inactive))) for v in values]
-        written, inserted = self._write_rows(conn, table, mode, columns, values, tx, new=new)
+        written, inserted = self._write_rows(conn, table, mode, columns, values, tx, new=new,
+                                             hold=hold)
         result.written[table.name] += written
         if table is _ACTIVITY and inserted is not None:
             result.inserted += inserted
 
     def _write_rows(self, conn: Connection, table: Table, mode: Mode, columns: tuple[str, ...],
-                    values: list, tx: Transaction, *, new: bool = False
+                    values: list, tx: Transaction, *, new: bool = False, hold: bool = False
                     ) -> tuple[int, int | None]:
         """Rows written (inserted or changed), and of them those inserted (None: not
-        counted; counted in mirror mode, and when all are new)."""
+        counted; counted in mirror mode, and when all are new). `hold`: new activities below
+        the table's largest id are held (molstream.pending)."""
         if len(values[0]) == 0:
             return 0, 0
         if not self._sqlite:  # COPY (and a merge), straight from Arrow
@@ -167,7 +178,7 @@ class RowWriter:
         stamped = tx.stamp is not None
         if new:
             held = 0
-            if table is _ACTIVITY and self.hold_out_of_order and stamped:
+            if table is _ACTIVITY and hold and stamped:
                 keys = int64s(values[0])
                 k = pending.split(conn, keys)
                 held = pending.hold(conn, self._inserts, columns, rows[:k], keys[:k])
@@ -202,6 +213,12 @@ def held_ids(conn: Connection, sqlite: bool, keys: np.ndarray) -> np.ndarray | N
         found = conn.exec_driver_sql("SELECT id FROM activity WHERE id = ANY(%s::bigint[])",
                                      (ids,)).scalars().all()
     return np.array(found, dtype=np.int64)
+
+
+def _any_held(conn: Connection, keys: np.ndarray) -> bool:
+    """PostgreSQL: whether the activity table holds any of `keys` (a few)."""
+    return conn.exec_driver_sql("SELECT 1 FROM activity WHERE id = ANY(%s::bigint[]) LIMIT 1",
+                                (keys.tolist(),)).first() is not None
 
 
 def _soft_deleted(conn: Connection, table: Table, keys: np.ndarray) -> dict[int, int | None]:

@@ -25,6 +25,7 @@ from molstream.config import Mode
 from molstream.db import Activity, create_schema, make_engine, soft_delete
 from molstream.messages import EndOfIngest
 from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "chembl-real"
 BATCH = 5_000
@@ -231,13 +232,16 @@ def sqlite_only(engine):
     return engine
 
 
-def test_held_rows_give_way_to_a_later_write_and_stay_when_the_ingest_fails(
-        sqlite_only, real_rows, monkeypatch):
-    """Ids held by a bulk ingest and then written by another ingest before the first ends
-    keep the later value; a bulk ingest that fails keeps what it applied, in the table."""
+@pytest.mark.parametrize("later_mode", [Mode.UPSERT, Mode.INSERT_ONLY])
+def test_held_rows_meet_a_later_ingest_as_rows_of_the_table(sqlite_only, real_rows,
+                                                           monkeypatch, later_mode):
+    """Held rows are the table's for everyone else: another ingest's batch finds them there
+    (they are merged first), and updates them or, insert-only, leaves them; a value they
+    refer to cannot be deleted meanwhile; a bulk ingest that fails keeps what it applied."""
     engine = sqlite_only
     monkeypatch.setattr(apply, "BULK_MIN_ROWS", 1)
     rows = _orders(real_rows)["shuffled"][:3 * BATCH]
+    rows[BATCH + 20] = {**rows[BATCH + 20], "activity_units": "held-only unit"}
     applier = Applier(engine, IdCache(None, namespace="held"))
     bulk = [replace(make_batch(rows[i:i + BATCH], seq=n, ingest="bulk"), rows_total=len(rows))
             for n, i in enumerate(range(0, len(rows), BATCH))]
@@ -245,8 +249,12 @@ def test_held_rows_give_way_to_a_later_write_and_stay_when_the_ingest_fails(
     for batch in bulk[:2]:
         applier.apply(batch)
     assert 0 < _held(engine) < 2 * BATCH
+    with pytest.raises(IntegrityError), engine.begin() as conn:  # (a held row refers to it)
+        conn.execute(text("DELETE FROM unit WHERE value = 'held-only unit'"))
     later = [{**r, "activity_value": "7.5"} for r in rows[BATCH:BATCH + 10]]  # held ones
-    assert applier.apply(make_batch(later, ingest="later")).written["activity"] == len(later)
+    written = applier.apply(make_batch(later, ingest="later", mode=later_mode)).written
+    assert _held(engine) == 0
+    assert written["activity"] == (len(later) if later_mode is Mode.UPSERT else 0)
     with engine.begin() as conn:  # the bulk ingest fails (as a refused batch fails it)
         conn.execute(text("UPDATE ingest_run SET status = 'failed', failure = 'x' "
                           "WHERE id = 'bulk'"))
@@ -256,5 +264,8 @@ def test_held_rows_give_way_to_a_later_write_and_stay_when_the_ingest_fails(
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM activity")).scalar_one() == 2 * BATCH
         values = dict(conn.execute(text("SELECT id, value FROM activity")).all())
-    assert all(values[int(r["activity_id"])] == 7.5 for r in later)
+    want = {int(r["activity_id"]): float(r["activity_value"]) for r in rows[BATCH:BATCH + 10]}
+    if later_mode is Mode.UPSERT:
+        want = dict.fromkeys(want, 7.5)
+    assert {i: values[i] for i in want} == want
     assert applier.apply(bulk[2]) is None  # its ingest failed: skipped
