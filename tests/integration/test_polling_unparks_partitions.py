@@ -13,6 +13,7 @@ with worker processes and PostgreSQL.
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 
@@ -56,14 +57,28 @@ def test_a_partition_left_over_when_the_work_began_is_fetched_after_a_rebalance(
         timeout_ms=timeout_ms, max_records=max_records), Health(60))
     try:
         # One partition each, before anything is published (nothing is consumed meanwhile).
-        def settle():
-            mine.poll(100)
-            other.poll(100)
-        _wait(lambda: len(mine.assignment()) == 1 and len(other.assignment()) == 1
-              and mine.group_metadata().generation_id == other.group_metadata().generation_id
-              and not mine._coordinator.rebalance_in_progress()  # noqa: SLF001
-              and not other._coordinator.rebalance_in_progress(),  # noqa: SLF001
-              "one partition each", timeout_s=180, step=settle)  # slow under a full run
+        # Each consumer polls on a thread of its own until then: polled in turn from one
+        # thread, one's poll could wait on a join the other was not polling to complete.
+        stop = threading.Event()
+
+        def spin(consumer: KafkaConsumer) -> None:
+            while not stop.is_set():
+                consumer.poll(100)
+
+        spinning = [threading.Thread(target=spin, args=(c,), daemon=True) for c in (mine, other)]
+        for thread in spinning:
+            thread.start()
+        try:
+            _wait(lambda: len(mine.assignment()) == 1 and len(other.assignment()) == 1
+                  and mine.group_metadata().generation_id
+                  == other.group_metadata().generation_id
+                  and not mine._coordinator.rebalance_in_progress()  # noqa: SLF001
+                  and not other._coordinator.rebalance_in_progress(),  # noqa: SLF001
+                  "one partition each", timeout_s=180)  # slow under a full run
+        finally:
+            stop.set()
+            for thread in spinning:
+                thread.join(30)
         [kept] = mine.assignment()
         producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, linger_ms=500)
         for partition in (0, 1):  # sent before one flush: each partition's in one batch
