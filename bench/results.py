@@ -188,6 +188,12 @@ def _target_text(key: str, op: str, value: float) -> str:
     return f"{sign} {value:,g} r/s"
 
 
+def _limit_rows(f: dict) -> str:
+    """Said when the limits were measured on fewer rows than the pipeline (bench.run)."""
+    n = f["meta"].get("limit_rows")
+    return f" on the first {n:,} rows" if n and n < f["rows"] else ""
+
+
 def _growth(a: dict, b: dict, key: str) -> float | None:
     return None if b[key] is None else 100.0 * (b[key] - a[key]) / a[key]
 
@@ -278,7 +284,7 @@ def table(f: dict) -> str:
         lambda: f"{'baseline (seed design)':<34}{f['baseline_rows_per_s']:>11,.1f} r/s  "
             f"{'':>12}   ({f['baseline_rows']:,} rows, {f['baseline_ms_per_row']:.2f} ms/row)",
         lambda: f"{'limit (bulk load, no Kafka)':<34}{f['limit_rows_per_s']:>11,.0f} r/s  "
-            f"{'':>12}   ({f['limit_seconds']:.1f} s; indexes kept "
+            f"{'':>12}   ({f['limit_seconds']:.1f} s{_limit_rows(f)}; indexes kept "
             f"{f['limit_indexes_kept_rows_per_s']:,.0f},"
             f" rebuilt after {f['limit_indexes_deferred_rows_per_s']:,.0f} r/s)",
         lambda: f"{'pipeline / baseline':<34}{f['ratio_vs_baseline']:>14,.0f} ×  "
@@ -302,7 +308,7 @@ def table(f: dict) -> str:
             f"{f['pg_apply_2w_seconds']:.1f} s)",
         lambda: f"{'  2 workers / 1':<34}{f['pg_2w_vs_1w']:>14,.2f} ×  {mark('pg_2w_vs_1w')}",
         lambda: f"{'PostgreSQL limit (COPY, no Kafka)':<34}{f['pg_limit_rows_per_s']:>11,.0f} r/s  "
-            f"{'':>12}   ({f['pg_limit_seconds']:.1f} s)",
+            f"{'':>12}   ({f['pg_limit_seconds']:.1f} s{_limit_rows(f)})",
         lambda: f"{'PostgreSQL pipeline / limit':<34}{100 * f['pg_ratio_vs_limit']:>14,.1f} %  "
             f"{mark('pg_ratio_vs_limit')}",
         lambda: f"{'PostgreSQL lock wait, 2 workers':<34}{f['pg_lock_wait_pct']:>14,.1f} %  "
