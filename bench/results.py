@@ -218,14 +218,16 @@ def order_table(f: dict) -> str:
                                                         if o in d["order_vs_id"] else " " * 7)
                        for o in names)
 
-    for database, label in (("sqlite", "SQLite"), ("postgres", "PostgreSQL, 1 worker")):
+    pg_label = "PostgreSQL, " + ("1 worker" if (w := f["meta"].get("pg_order_workers", 1)) == 1
+                                 else f"{w} workers")
+    for database, label in (("sqlite", "SQLite"), ("postgres", pg_label)):
         d = orders[database]
         lines.append(f"{label:<34}" + cells(d))
         lines.append(f"{'  apply (worker)':<34}" + "".join(
             f"{d['apply_seconds'][o]:>9.1f} s{'':7}" for o in names).rstrip())
     if ab := f.get("ab"):
         lines.append(f"with {f['meta'].get('ab')} (alternating run by run):")
-        for database, label in (("sqlite", "SQLite"), ("postgres", "PostgreSQL, 1 worker")):
+        for database, label in (("sqlite", "SQLite"), ("postgres", pg_label)):
             lines.append(f"{label:<34}" + cells(ab["other"][database]))
             lines.append(f"{'  this / that':<34}" + "".join(
                 f"{ab['this_vs_other'][database][o]:>9.2f} ×{'':7}" for o in names).rstrip())

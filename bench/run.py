@@ -9,8 +9,8 @@
 4b. PostgreSQL: end to end at N with 1 and with 2 workers (4 partitions, lock waits sampled),
    and its limit, the N rows COPY'd into the eight tables (bench.pg);
 4c. row orders: the same N rows in id order, sorted by target and shuffled (bench.data.ordered),
-   end to end on SQLite and on PostgreSQL (1 worker), side by side (`--rounds`, and `--ab` to
-   alternate two versions of molstream run by run);
+   end to end on SQLite and on PostgreSQL (1 worker; 2 with --full), side by side
+   (`--rounds`, and `--ab` to alternate two versions of molstream run by run);
 5. the baseline: the first BASELINE_ROWS rows of the same file, the seed's way;
 6. the table on stdout, bench/results/latest.json and a dated copy.
 """
@@ -29,7 +29,7 @@ import uuid
 from pathlib import Path
 
 from molstream.sample import SHAPES
-from molstream_dev._process import CACHE, REPO
+from molstream_dev._process import CACHE, REPO, prune_run_dirs
 from molstream_dev.ftp import FtpServer
 from molstream_dev.kafka import KafkaServer
 from molstream_dev.postgres import PostgresServer
@@ -103,8 +103,9 @@ def _code(services: Path | None):
 
 
 def _orders(server: PostgresServer, files: dict[str, Path], n: int, common: dict, *,
-            rounds: int, codes: dict[str, Path | None], known: dict, keep: bool) -> dict:
-    """End to end for each row order on SQLite and PostgreSQL (1 worker, 4 partitions, as
+            rounds: int, codes: dict[str, Path | None], known: dict, keep: bool,
+            pg_workers: int = 1) -> dict:
+    """End to end for each row order on SQLite and PostgreSQL (`pg_workers`, 4 partitions, as
     the PostgreSQL figure above), `rounds` times; with two `codes`, each run of one is next to
     the same run of the other, who goes first alternating. {code: {database: {order: [runs]}}}.
     `known`: runs already made (the id order's, above), used as the first round's."""
@@ -118,8 +119,8 @@ def _orders(server: PostgresServer, files: dict[str, Path], n: int, common: dict
                     if r == 0 and (database, order) in known and codes[code] is None:
                         runs.append(_summary(known[database, order]))
                         continue
-                    kw = dict(database_url=server.new_database(), partitions=4) \
-                        if database == "postgres" else {}
+                    kw = dict(database_url=server.new_database(), partitions=4,
+                              workers=pg_workers) if database == "postgres" else {}
                     with _code(codes[code]):
                         run = e2e.run(sample, n, **common, **kw)
                     _log(f"round {r + 1}, {order} order, {database}, {code}: "
@@ -180,7 +181,10 @@ def main(argv: list[str] | None = None) -> int:
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seed": args.seed, "shape": args.shape,
             "python": sys.version.split()[0], "batch_size": args.batch_size}
 
-    meta.update(full=args.full, only=args.only, rounds=args.rounds,
+    # At full scale PostgreSQL runs the other orders with 2 workers, as a user of PostgreSQL
+    # would (and 1 worker shuffled takes ~18 of the hour); id order is measured with both.
+    pg_workers = 2 if args.full and not only_orders else 1
+    meta.update(full=args.full, only=args.only, rounds=args.rounds, pg_order_workers=pg_workers,
                 ab=str(args.ab) if args.ab else None,
                 this=str(codes["this"]) if args.ab else None)
     _log(f"sample files ({args.shape} shape): {n:,} rows"
@@ -190,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     files = {order: data.ordered(sample, order, args.seed) for order in orders}
     at_n = at_2n = base = lim = None
     postgres: dict = {}
+    for stale in prune_run_dirs():  # a killed run's Kafka log and database: GBs at full scale
+        _log(f"removed {stale.name}, left by a run that ended without cleaning up")
     runs = RUNS / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"  # several benches may run
     runs.mkdir(parents=True)
     _log("starting Kafka, Redis and the FTP server on 127.0.0.1")
@@ -222,11 +228,11 @@ def main(argv: list[str] | None = None) -> int:
                     postgres = _postgres_e2e(server, sample, n, common)
                 known = {}
                 if at_n is not None:
-                    known = {("sqlite", "id"): at_n, ("postgres", "id"): postgres[1]}
+                    known = {("sqlite", "id"): at_n, ("postgres", "id"): postgres[pg_workers]}
                 _log(f"row orders: {', '.join(orders)} on SQLite and PostgreSQL, "
                      f"{args.rounds} round(s)" + (f", {' and '.join(codes)}" if args.ab else ""))
                 ordered = _orders(server, files, n, common, rounds=args.rounds, codes=codes,
-                                  known=known, keep=args.keep)
+                                  known=known, keep=args.keep, pg_workers=pg_workers)
                 if not only_orders:
                     meta["limit_rows"] = min(n, LIMIT_MAX_ROWS)
                     _log(f"limit: bulk load of {meta['limit_rows']:,} rows")
