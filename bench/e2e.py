@@ -124,6 +124,10 @@ def run(sample: Path, rows: int, *, kafka_bootstrap: str, redis_url: str, ftp, w
     worker_log = (run_dir / "worker.log").read_text(errors="replace")
     loop_warnings = worker_log.count("blocking the event loop")
     rebalances = worker_log.count("(a rebalance)")
+    # ...of which those from a member dropped for being silent too long (kafka-python's words):
+    # with several workers, the others come from members joining and leaving
+    member_timeouts = sum(worker_log.count(m) for m in (
+        "Heartbeat session expired", "Consumer poll timeout has expired"))
     engine = create_engine(normalize_url(database_url))
     try:
         with engine.connect() as conn:
@@ -154,6 +158,7 @@ def run(sample: Path, rows: int, *, kafka_bootstrap: str, redis_url: str, ftp, w
         "workers": workers,
         "loop_warnings": loop_warnings,
         "rebalances": rebalances,
+        "member_timeouts": member_timeouts,
         "lock_wait_s": dict(waits),  # per worker (application name), when watched
         "batches": result["batches"],
         "timeline_s": timeline,

@@ -100,6 +100,8 @@ def order_figures(ordered: dict, rows: int, meta: dict, limits: dict | None = No
                                            for r in rs),
                 "rebalances": sum(r.get("rebalances", 0) for rs in by_order.values()
                                   for r in rs),
+                "member_timeouts": sum(r.get("member_timeouts", 0) for rs in by_order.values()
+                                       for r in rs),
             }
         return out
 
@@ -110,6 +112,7 @@ def order_figures(ordered: dict, rows: int, meta: dict, limits: dict | None = No
             f[f"{order}_vs_id_{database}"] = ratio
         f[f"kafka_loop_warnings_{database}"] = this[database]["kafka_loop_warnings"]
         f[f"rebalances_{database}"] = this[database]["rebalances"]
+        f[f"member_timeouts_{database}"] = this[database]["member_timeouts"]
     if "other" in ordered:
         other = per_code(ordered["other"])
         f["ab"] = {"other": other, "this_vs_other": {
@@ -249,7 +252,8 @@ def order_table(f: dict) -> str:
         lines.append(f"{label + ' peak RSS (orders runs)':<34}{'':>16}  {'':>12}   (fetcher "
                      f"{d['fetcher_peak_rss_mb']:,.0f} MB, worker {d['worker_peak_rss_mb']:,.0f}"
                      f" MB; kafka-python loop warnings {d['kafka_loop_warnings']}, "
-                     f"rebalances {d.get('rebalances', 0)})")
+                     f"rebalances {d.get('rebalances', 0)}, of them members timed out "
+                     f"{d.get('member_timeouts', 0)})")
     return "\n".join(lines)
 
 

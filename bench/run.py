@@ -55,6 +55,22 @@ def _commit() -> str:
         return "unknown"
 
 
+def _prune_runs() -> list[Path]:
+    """The work directories (RUNS/<date>-<time>-<pid>) of benches whose process is gone."""
+    removed = []
+    for d in RUNS.glob("*-*-*") if RUNS.is_dir() else ():
+        pid = d.name.rsplit("-", 1)[-1]
+        try:
+            os.kill(int(pid), 0)
+            continue  # that bench still runs
+        except ProcessLookupError:
+            shutil.rmtree(d, ignore_errors=True)
+            removed.append(d)
+        except (ValueError, PermissionError):
+            continue
+    return removed
+
+
 def _postgres_e2e(server: PostgresServer, sample: Path, n: int, common: dict,
                   workers_list: tuple[int, ...] = (1, 2)) -> dict:
     """PostgreSQL end to end with 1 and 2 workers (4 partitions), each into a fresh database
@@ -68,7 +84,14 @@ def _postgres_e2e(server: PostgresServer, sample: Path, n: int, common: dict,
         _log(f"  {out[workers]['rows_per_s']:,.0f} rows/s, lock waits "
              f"{out[workers]['lock_wait_s']}")
         shutil.rmtree(out[workers]["dir"], ignore_errors=True)
+        _drop(server, url)
     return out
+
+
+def _drop(server: PostgresServer, url: str) -> None:
+    """A run's database, once measured: ~4 GB each at full scale."""
+    from sqlalchemy.engine import make_url
+    server.drop_database(make_url(url).database)
 
 
 def _summary(run: dict) -> dict:
@@ -78,6 +101,7 @@ def _summary(run: dict) -> dict:
             "worker_peak_rss_mb": run["worker_peak_rss_mb"],
             "loop_warnings": run.get("loop_warnings", 0),
             "rebalances": run.get("rebalances", 0),
+            "member_timeouts": run.get("member_timeouts", 0),
             # where the time went: when the fetcher was done, and each process's CPU seconds
             "fetcher_seconds": run.get("fetcher_seconds"),
             "fetcher_cpu_seconds": run.get("fetcher_cpu_seconds"),
@@ -131,6 +155,8 @@ def _orders(server: PostgresServer, files: dict[str, Path], n: int, common: dict
                     runs.append(_summary(run))
                     if not keep:
                         shutil.rmtree(run["dir"], ignore_errors=True)
+                        if database == "postgres":
+                            _drop(server, kw["database_url"])
     return out
 
 
@@ -194,8 +220,9 @@ def main(argv: list[str] | None = None) -> int:
     files = {order: data.ordered(sample, order, args.seed) for order in orders}
     at_n = at_2n = base = lim = None
     postgres: dict = {}
-    for stale in prune_run_dirs():  # a killed run's Kafka log and database: GBs at full scale
-        _log(f"removed {stale.name}, left by a run that ended without cleaning up")
+    # A killed run's Kafka log and databases: tens of GB at full scale
+    for stale in [*prune_run_dirs(), *_prune_runs()]:
+        _log(f"removed {stale}, left by a run that ended without cleaning up")
     runs = RUNS / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"  # several benches may run
     runs.mkdir(parents=True)
     _log("starting Kafka, Redis and the FTP server on 127.0.0.1")
