@@ -34,6 +34,16 @@ class _OneLineKafkaErrors(logging.Filter):
         return True
 
 
+class _MemberDropped(logging.Filter):
+    """Of kafka-python's heartbeat warnings, only the two saying this member leaves its group
+    because it went silent (its loop was blocked): the others come with every rebalance."""
+
+    SAID = ("Heartbeat session expired", "Consumer poll timeout has expired")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR or str(record.msg).startswith(self.SAID)
+
+
 def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -44,6 +54,10 @@ def _setup_logging(verbose: bool) -> None:
     # kafka-python logs every coordinator hand-over at WARNING; vaex warns about memory maps
     # it cannot unmap while Arrow still references them. Neither is actionable.
     logging.getLogger("kafka.coordinator").setLevel(logging.ERROR if not verbose else logging.INFO)
+    if not verbose:
+        heartbeat = logging.getLogger("kafka.coordinator.heartbeat")
+        heartbeat.setLevel(logging.WARNING)
+        heartbeat.addFilter(_MemberDropped())
     logging.getLogger("vaex").setLevel(logging.ERROR if not verbose else logging.INFO)
     # Importing vaex (later, lazily) would otherwise add a handler printing to stdout, where
     # `fetch` writes its JSON result, and reset the level set above.
