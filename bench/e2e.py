@@ -124,10 +124,11 @@ def run(sample: Path, rows: int, *, kafka_bootstrap: str, redis_url: str, ftp, w
     worker_log = (run_dir / "worker.log").read_text(errors="replace")
     loop_warnings = worker_log.count("blocking the event loop")
     rebalances = worker_log.count("(a rebalance)")
-    # ...of which those from a member dropped for being silent too long (kafka-python's words):
-    # with several workers, the others come from members joining and leaving
+    # ...and members dropped for being silent too long (kafka-python's words, which the worker
+    # logs: molstream.cli); with several workers, members joining and leaving rebalance too
     member_timeouts = sum(worker_log.count(m) for m in (
-        "Heartbeat session expired", "Consumer poll timeout has expired"))
+        "Heartbeat session expired, marking coordinator dead",
+        "Consumer poll timeout has expired"))
     engine = create_engine(normalize_url(database_url))
     try:
         with engine.connect() as conn:

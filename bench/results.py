@@ -39,7 +39,7 @@ STAGE_LABELS = {"download": "download", "read": "read (CSV → HDF5)",
 
 
 def _postgres(pg: dict) -> dict:
-    if 2 not in pg:  # --full: one worker
+    if 2 not in pg:  # one worker only (not made by bench.run any more; old results)
         out = _postgres({**pg, 2: pg[1]})
         return {**out, **{k: None for k in out if "2w" in k or k in (
             "pg_lock_wait_s", "pg_lock_wait_s_per_worker", "pg_lock_wait_pct")}}
@@ -67,6 +67,10 @@ def _postgres(pg: dict) -> dict:
         "pg_worker_peak_rss_mb_2w": two["worker_peak_rss_mb"],
         "pg_fetcher_peak_rss_mb": max(one["fetcher_peak_rss_mb"], two["fetcher_peak_rss_mb"]),
         "pg_worker_cpu_seconds": one["worker_cpu_seconds"],
+        # the id-order runs' (with --full the row orders count the 2-worker one only)
+        "pg_loop_warnings_1w": one.get("loop_warnings"),
+        "pg_loop_warnings_2w": two.get("loop_warnings"),
+        "pg_member_timeouts": [one.get("member_timeouts"), two.get("member_timeouts")],
     }
 
 
@@ -235,31 +239,34 @@ def order_table(f: dict) -> str:
             lines.append(f"{'  this / that':<34}" + "".join(
                 f"{ab['this_vs_other'][database][o]:>9.2f} ×{'':7}" for o in names).rstrip())
     op, target = ORDER_TARGETS["order_vs_id"]
-    for database, label in (("sqlite", "SQLite"), ("postgres", "PostgreSQL")):
+    for database, label, note in (("sqlite", "SQLite", ""),
+                                  ("postgres", "PostgreSQL", pg_label.split(", ")[1])):
         worst = max(orders[database]["order_vs_id"].values(), default=None)
         if worst is not None:
             lines.append(f"{'other orders / id order, ' + label:<34}{worst:>14.2f} ×  "
                          f"{'≤ ' + format(target, 'g') + ' ×':>12}  "
-                         f"{'ok' if _met(worst, op, target) else 'MISSED'}   (the slower)")
+                         f"{'ok' if _met(worst, op, target) else 'MISSED'}   (the slower"
+                         + (f"; {note})" if note else ")"))
     if "pg_shuffled_vs_limit" in f:
         op, target = ORDER_TARGETS["pg_shuffled_vs_limit"]
         v = f["pg_shuffled_vs_limit"]
         lines.append(f"{'PostgreSQL shuffled / its limit':<34}{100 * v:>14.1f} %  "
                      f"{'≥ ' + format(100 * target, 'g') + ' %':>12}  "
-                     f"{'ok' if _met(v, op, target) else 'MISSED'}")
+                     f"{'ok' if _met(v, op, target) else 'MISSED'}   "
+                     f"({pg_label.split(', ')[1]})")
     for database, label in (("sqlite", "SQLite"), ("postgres", "PostgreSQL")):
         d = orders[database]
         lines.append(f"{label + ' peak RSS (orders runs)':<34}{'':>16}  {'':>12}   (fetcher "
                      f"{d['fetcher_peak_rss_mb']:,.0f} MB, worker {d['worker_peak_rss_mb']:,.0f}"
                      f" MB; kafka-python loop warnings {d['kafka_loop_warnings']}, "
-                     f"rebalances {d.get('rebalances', 0)}, of them members timed out "
+                     f"rebalances {d.get('rebalances', 0)}, members dropped for silence "
                      f"{d.get('member_timeouts', 0)})")
     return "\n".join(lines)
 
 
 def table(f: dict) -> str:
-    """The table; a line whose figure this run did not measure (--full: no 2N run, one
-    PostgreSQL worker) is left out; the row orders follow (`order_table`: alone with --only)."""
+    """The table; a line whose figure this run did not measure (--full: no 2N run) is left
+    out; the row orders follow (`order_table`: alone with --only)."""
     if "e2e_rows_per_s" not in f:
         return order_table(f)
     n, n2 = f["rows"], f["rows_2n"]
@@ -323,7 +330,10 @@ def table(f: dict) -> str:
         lambda: f"{'PostgreSQL worker peak RSS':<34}{f['pg_worker_peak_rss_mb']:>13,.0f} MB  "
             f"{mark('pg_worker_peak_rss_mb')}   (1 worker {f['pg_worker_peak_rss_mb_1w']:,.0f}, "
             f"2 workers {f['pg_worker_peak_rss_mb_2w']:,.0f} MB; fetcher "
-            f"{f['pg_fetcher_peak_rss_mb']:,.0f} MB)",
+            f"{f['pg_fetcher_peak_rss_mb']:,.0f} MB; kafka-python loop warnings "
+            f"{f.get('pg_loop_warnings_1w', '?')} and {f.get('pg_loop_warnings_2w', '?')}, "
+            "members dropped for silence "
+            + " and ".join(str(n) for n in f.get("pg_member_timeouts", ["?", "?"])) + ")",
         lambda: f"{'CPU time at N':<34}{'':>16}  {'':>12}   "
             f"(fetcher {f['fetcher_cpu_seconds']:.1f} s,"
             f" worker {f['worker_cpu_seconds']:.1f} s)",

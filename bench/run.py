@@ -9,7 +9,8 @@
 4b. PostgreSQL: end to end at N with 1 and with 2 workers (4 partitions, lock waits sampled),
    and its limit, the N rows COPY'd into the eight tables (bench.pg);
 4c. row orders: the same N rows in id order, sorted by target and shuffled (bench.data.ordered),
-   end to end on SQLite and on PostgreSQL (1 worker; 2 with --full), side by side
+   end to end on SQLite and on PostgreSQL (1 worker; 2 in a full run, which measures the id
+   order with both), side by side
    (`--rounds`, and `--ab` to alternate two versions of molstream run by run);
 5. the baseline: the first BASELINE_ROWS rows of the same file, the seed's way;
 6. the table on stdout, bench/results/latest.json and a dated copy.
@@ -55,24 +56,29 @@ def _commit() -> str:
         return "unknown"
 
 
-def _prune_runs() -> list[Path]:
-    """The work directories (RUNS/<date>-<time>-<pid>) of benches whose process is gone."""
+KEPT = ".kept"  # in a work directory kept with --keep: not a leftover
+
+
+def _prune_runs(runs: Path = RUNS) -> list[Path]:
+    """The work directories (RUNS/<date>-<time>-<pid>) of benches whose process is gone,
+    unless kept with --keep."""
     removed = []
-    for d in RUNS.glob("*-*-*") if RUNS.is_dir() else ():
-        pid = d.name.rsplit("-", 1)[-1]
+    for d in runs.glob("*-*-*") if runs.is_dir() else ():
         try:
-            os.kill(int(pid), 0)
+            if (d / KEPT).exists():
+                continue
+            os.kill(int(d.name.rsplit("-", 1)[-1]), 0)
             continue  # that bench still runs
         except ProcessLookupError:
             shutil.rmtree(d, ignore_errors=True)
             removed.append(d)
-        except (ValueError, PermissionError):
+        except (ValueError, OverflowError, PermissionError):
             continue
     return removed
 
 
 def _postgres_e2e(server: PostgresServer, sample: Path, n: int, common: dict,
-                  workers_list: tuple[int, ...] = (1, 2)) -> dict:
+                  workers_list: tuple[int, ...] = (1, 2), *, keep: bool = False) -> dict:
     """PostgreSQL end to end with 1 and 2 workers (4 partitions), each into a fresh database
     with its lock waits sampled."""
     out = {}
@@ -83,15 +89,18 @@ def _postgres_e2e(server: PostgresServer, sample: Path, n: int, common: dict,
                                partitions=4, watch=functools.partial(pg.lock_sampler, url))
         _log(f"  {out[workers]['rows_per_s']:,.0f} rows/s, lock waits "
              f"{out[workers]['lock_wait_s']}")
-        shutil.rmtree(out[workers]["dir"], ignore_errors=True)
-        _drop(server, url)
+        if not keep:
+            shutil.rmtree(out[workers]["dir"], ignore_errors=True)
+            _drop(server, url)
     return out
 
 
 def _drop(server: PostgresServer, url: str) -> None:
     """A run's database, once measured: ~4 GB each at full scale."""
     from sqlalchemy.engine import make_url
-    server.drop_database(make_url(url).database)
+    name = make_url(url).database
+    if not server.drop_database(name):
+        _log(f"could not drop database {name} (still in use?): it stays on the server's disk")
 
 
 def _summary(run: dict) -> dict:
@@ -252,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
                 # Before the rows are read into this process: a child's peak RSS counts the
                 # pages of the parent it was forked from.
                 if not only_orders:
-                    postgres = _postgres_e2e(server, sample, n, common)
+                    postgres = _postgres_e2e(server, sample, n, common, keep=args.keep)
                 known = {}
                 if at_n is not None:
                     known = {("sqlite", "id"): at_n, ("postgres", "id"): postgres[pg_workers]}
@@ -282,7 +291,9 @@ def main(argv: list[str] | None = None) -> int:
                 _log(f"  {base['rows_per_s']:,.1f} rows/s")
     finally:
         kafka.remove()  # its log holds every row published: hundreds of MB at 1M rows
-    if not args.keep:
+    if args.keep:
+        (runs / KEPT).touch()
+    else:
         shutil.rmtree(runs, ignore_errors=True)
     meta["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     if only_orders:

@@ -189,8 +189,8 @@ class PostgresServer(Managed):
                 sql.Identifier(user), sql.Identifier(user)))
         return f"postgresql://{user}:{password}@127.0.0.1:{self.port}/{user}"
 
-    def drop_database(self, name: str) -> None:
-        drop_database(self.admin_dsn, name)
+    def drop_database(self, name: str) -> bool:
+        return drop_database(self.admin_dsn, name)
 
 
 def create_database(server_url: str, name: str | None = None) -> str:
