@@ -66,7 +66,7 @@ bench: venv ## Benchmark: end to end vs the seed's design and a bulk load, memor
 	$(PY) -m bench --rows $(ROWS) $(if $(SHAPE),--shape $(SHAPE))
 
 .PHONY: bench-full
-bench-full: venv ## Benchmark at full ChEMBL scale (24M rows; no 2N run): both databases, the three row orders, peak RSS (~1 h).
+bench-full: venv ## Benchmark at full ChEMBL scale (24M rows; no 2N run): both databases, the three row orders, peak RSS (~45 min).
 	@bash tools/provision/services.sh >/dev/null
 	$(PY) -m bench --rows 24000000 --full $(if $(SHAPE),--shape $(SHAPE))
 

@@ -254,7 +254,7 @@ def order_table(f: dict) -> str:
                      f"{'≥ ' + format(100 * target, 'g') + ' %':>12}  "
                      f"{'ok' if _met(v, op, target) else 'MISSED'}   "
                      f"({pg_label.split(', ')[1]})")
-    for database, label in (("sqlite", "SQLite"), ("postgres", "PostgreSQL")):
+    for database, label in (("sqlite", "SQLite"), ("postgres", pg_label)):
         d = orders[database]
         lines.append(f"{label + ' peak RSS (orders runs)':<34}{'':>16}  {'':>12}   (fetcher "
                      f"{d['fetcher_peak_rss_mb']:,.0f} MB, worker {d['worker_peak_rss_mb']:,.0f}"

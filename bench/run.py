@@ -185,7 +185,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=None,
                    help="the fetcher's rows per Kafka message (default: molstream's)")
     p.add_argument("--out", type=Path, default=results.RESULTS)
-    p.add_argument("--keep", action="store_true", help="keep databases and logs of the runs")
+    p.add_argument("--keep", action="store_true",
+                   help="keep the runs' logs and SQLite databases (PostgreSQL's, on a server "
+                        "of the bench's own, go with it at the end)")
     p.add_argument("--full", action="store_true",
                    help="full scale (make bench-full): no run at 2N, none as TSV")
     p.add_argument("--only", choices=("orders", "sizes"),
@@ -234,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
         _log(f"removed {stale}, left by a run that ended without cleaning up")
     runs = RUNS / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"  # several benches may run
     runs.mkdir(parents=True)
+    if args.keep:  # kept even if this run fails: the next bench does not prune it
+        (runs / KEPT).touch()
     _log("starting Kafka, Redis and the FTP server on 127.0.0.1")
     kafka = KafkaServer()
     try:
@@ -291,9 +295,7 @@ def main(argv: list[str] | None = None) -> int:
                 _log(f"  {base['rows_per_s']:,.1f} rows/s")
     finally:
         kafka.remove()  # its log holds every row published: hundreds of MB at 1M rows
-    if args.keep:
-        (runs / KEPT).touch()
-    else:
+    if not args.keep:
         shutil.rmtree(runs, ignore_errors=True)
     meta["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     if only_orders:

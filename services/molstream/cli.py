@@ -44,6 +44,9 @@ class _MemberDropped(logging.Filter):
         return record.levelno >= logging.ERROR or str(record.msg).startswith(self.SAID)
 
 
+_MEMBER_DROPPED = _MemberDropped()
+
+
 def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -54,10 +57,9 @@ def _setup_logging(verbose: bool) -> None:
     # kafka-python logs every coordinator hand-over at WARNING; vaex warns about memory maps
     # it cannot unmap while Arrow still references them. Neither is actionable.
     logging.getLogger("kafka.coordinator").setLevel(logging.ERROR if not verbose else logging.INFO)
-    if not verbose:
-        heartbeat = logging.getLogger("kafka.coordinator.heartbeat")
-        heartbeat.setLevel(logging.WARNING)
-        heartbeat.addFilter(_MemberDropped())
+    heartbeat = logging.getLogger("kafka.coordinator.heartbeat")
+    heartbeat.setLevel(logging.WARNING if not verbose else logging.NOTSET)
+    (heartbeat.addFilter if not verbose else heartbeat.removeFilter)(_MEMBER_DROPPED)
     logging.getLogger("vaex").setLevel(logging.ERROR if not verbose else logging.INFO)
     # Importing vaex (later, lazily) would otherwise add a handler printing to stdout, where
     # `fetch` writes its JSON result, and reset the level set above.
