@@ -225,8 +225,9 @@ def order_table(f: dict) -> str:
                                                         if o in d["order_vs_id"] else " " * 7)
                        for o in names)
 
-    pg_label = "PostgreSQL, " + ("1 worker" if (w := f["meta"].get("pg_order_workers", 1)) == 1
-                                 else f"{w} workers")
+    w = f["meta"].get("pg_order_workers", 1)
+    pg_workers = "1 worker" if w == 1 else f"{w} workers"
+    pg_label = f"PostgreSQL, {pg_workers}"
     for database, label in (("sqlite", "SQLite"), ("postgres", pg_label)):
         d = orders[database]
         lines.append(f"{label:<34}" + cells(d))
@@ -240,7 +241,7 @@ def order_table(f: dict) -> str:
                 f"{ab['this_vs_other'][database][o]:>9.2f} ×{'':7}" for o in names).rstrip())
     op, target = ORDER_TARGETS["order_vs_id"]
     for database, label, note in (("sqlite", "SQLite", ""),
-                                  ("postgres", "PostgreSQL", pg_label.split(", ")[1])):
+                                  ("postgres", "PostgreSQL", pg_workers)):
         worst = max(orders[database]["order_vs_id"].values(), default=None)
         if worst is not None:
             lines.append(f"{'other orders / id order, ' + label:<34}{worst:>14.2f} ×  "
@@ -253,7 +254,7 @@ def order_table(f: dict) -> str:
         lines.append(f"{'PostgreSQL shuffled / its limit':<34}{100 * v:>14.1f} %  "
                      f"{'≥ ' + format(100 * target, 'g') + ' %':>12}  "
                      f"{'ok' if _met(v, op, target) else 'MISSED'}   "
-                     f"({pg_label.split(', ')[1]})")
+                     f"({pg_workers})")
     for database, label in (("sqlite", "SQLite"), ("postgres", pg_label)):
         d = orders[database]
         lines.append(f"{label + ' peak RSS (orders runs)':<34}{'':>16}  {'':>12}   (fetcher "

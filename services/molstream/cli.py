@@ -57,9 +57,14 @@ def _setup_logging(verbose: bool) -> None:
     # kafka-python logs every coordinator hand-over at WARNING; vaex warns about memory maps
     # it cannot unmap while Arrow still references them. Neither is actionable.
     logging.getLogger("kafka.coordinator").setLevel(logging.ERROR if not verbose else logging.INFO)
+    # ...but its heartbeat logger says, among its chatter, when this member was dropped
     heartbeat = logging.getLogger("kafka.coordinator.heartbeat")
-    heartbeat.setLevel(logging.WARNING if not verbose else logging.NOTSET)
-    (heartbeat.addFilter if not verbose else heartbeat.removeFilter)(_MEMBER_DROPPED)
+    if verbose:
+        heartbeat.setLevel(logging.NOTSET)
+        heartbeat.removeFilter(_MEMBER_DROPPED)
+    else:
+        heartbeat.setLevel(logging.WARNING)
+        heartbeat.addFilter(_MEMBER_DROPPED)
     logging.getLogger("vaex").setLevel(logging.ERROR if not verbose else logging.INFO)
     # Importing vaex (later, lazily) would otherwise add a handler printing to stdout, where
     # `fetch` writes its JSON result, and reset the level set above.
