@@ -24,6 +24,7 @@ from typing import Any
 
 from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
 from molstream.kafka_access import check_access
+from molstream.kafka_client_fixes import before_poll
 from molstream.kafka_security import KafkaAccessError, KafkaSecurity, explain_kafka_error
 
 from . import metrics
@@ -156,6 +157,7 @@ class EventConsumer:
     def _consume(self, consumer: KafkaConsumer) -> None:
         backoff = 1.0
         while not self._stop.is_set():
+            before_poll(consumer)  # kafka-python 3.0.12's bugs (molstream.kafka_client_fixes)
             batches = consumer.poll(timeout_ms=1000, max_records=200)
             self.last_poll = time.time()
             done: dict[TopicPartition, OffsetAndMetadata] = {}

@@ -27,6 +27,7 @@ from kafka.errors import KafkaError
 
 from .config import Settings
 from .health import Health
+from .kafka_client_fixes import before_poll
 
 log = logging.getLogger(__name__)
 
@@ -178,8 +179,8 @@ class Polling:
         self._thread.shutdown(wait=True)
 
     def _poll(self, *args) -> dict:
-        """Every poll of the loop: the fetcher's parked records first made reachable again."""
-        _unpark(self._consumer)
+        """Every poll of the loop, kafka-python's own bugs first worked around."""
+        before_poll(self._consumer)
         return self._polled(*args)
 
     def _pause(self) -> set:
@@ -194,21 +195,3 @@ class Polling:
         if mine:
             self._consumer.resume(*mine)
 
-
-def _unpark(consumer: KafkaConsumer) -> None:
-    """Let kafka-python's fetcher hand back the records it parked for a partition once paused.
-
-    kafka-python 3.0.12 (its KAFKA-7548) sets aside the records it parsed but has not handed
-    out yet for a partition that is paused (the rest of a fetch that a poll's max_records cut
-    short), and fetches nothing more for that partition until they are handed out. It takes
-    them back (the partition resumed) only while its in-line slot is None; but a slot whose
-    records were all handed out stays set, drained. So once records of a partition that was
-    not paused went through the slot meanwhile (those of the partitions a rebalance assigned
-    during the work, which `run` seeks back to), a parked partition was never fetched again:
-    its committed offset stood still, the ingest never whole, until a rebalance took the
-    partition away. A drained slot is as good as None: it is cleared while anything is parked.
-    (The fetcher runs polls on the loop's thread, this one; its network thread only reads it.)"""
-    fetcher = getattr(consumer, "_fetcher", None)
-    if getattr(fetcher, "_paused_partition_records", None) and not getattr(
-            fetcher, "_next_partition_records", None):
-        fetcher._next_partition_records = None  # noqa: SLF001 - kafka-python 3.0.12's slot

@@ -14,6 +14,7 @@ import time
 
 import pytest
 import waits
+from molstream.kafka_client_fixes import before_poll
 from molstream.polling import make_consumer
 from molstream.sample import generate
 from molstream.worker import Worker
@@ -43,6 +44,7 @@ def test_a_commit_while_the_group_rebalances_waits_for_the_join(make_pipeline, t
 
         def other_polls() -> None:
             while not stop.is_set():
+                before_poll(other)  # as the worker's polls do: a join left unfinished
                 other.poll(timeout_ms=100)
 
         thread = threading.Thread(target=other_polls, name="other-worker")

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterable
 
 from kafka import KafkaConsumer, TopicPartition
+from molstream.kafka_client_fixes import before_poll
 
 # Safety nets: an event that has not happened by then is not coming.
 EVENT_TIMEOUT_S = 120
@@ -114,6 +115,7 @@ def consume(consumer: KafkaConsumer, count: int, *, timeout_s: float = READ_TIME
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}: "
                                  f"{len(out)} of {count} message(s) received")
+        before_poll(consumer)  # a join kafka-python 3.0.12 left unfinished
         for batch in consumer.poll(timeout_ms=500).values():
             out.extend(batch)
     return out[:count]
