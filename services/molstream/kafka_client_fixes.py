@@ -21,24 +21,33 @@ def before_poll(consumer: KafkaConsumer) -> None:
 
 
 def finish_stranded_join(consumer: KafkaConsumer) -> None:
-    """Make the next poll finish a join that kafka-python would never finish.
+    """Make the next poll join the group again when kafka-python left a join stranded.
 
-    A poll runs the join until its own timeout and leaves it in flight; the next poll awaits it
-    again only while `need_rejoin()` is true. When the rejoin was caused by the topic's metadata
-    changing (a topic created after the consumer subscribed, partitions added), `need_rejoin()`
-    turns false as soon as the leader has computed the assignment, before its SyncGroup answer:
-    a poll that ends in that window leaves the join unfinished for good. The member keeps no
-    partitions, sends no heartbeat, is dropped from the group, and never asks to join again
-    (seen: a consumer with nothing assigned for minutes while the other member held all).
-    Asking to rejoin lets the next poll await the join, or begin a new one if it has ended.
+    A poll awaits the join (JoinGroup, then SyncGroup) only while `need_rejoin()` is true, and
+    leaves it in flight when its own timeout ends first. A rejoin caused by the topic's
+    metadata changing (a topic created after the consumer subscribed, partitions added) or by
+    a subscription change is not flagged: `need_rejoin()` turns false as soon as the JoinGroup
+    is sent (subscription) or the leader has computed the assignment (metadata). A poll that
+    ends then, or a retriable error met inside the join, leaves it stranded for good: "still
+    rebalancing", no heartbeat, commits refused. The member keeps fetching its old partitions
+    while the broker drops it and gives them to others (seen in CI: a consumer that never got
+    its partition, for three minutes, while the other member held both).
+
+    Asking to rejoin lets the next poll await the join if it is still in flight, or redo it
+    (one more rebalance of the group) if it has ended unread. Each consumer is polled by one
+    thread, but the check holds the coordinator's lock all the same: its network thread must
+    not end a healthy join between the two reads.
     """
     coordinator = getattr(consumer, "_coordinator", None)
-    if coordinator is None or not coordinator.rebalance_in_progress():
+    if coordinator is None:
         return
-    if not coordinator.need_rejoin():
-        log.info("consumer group %s: finishing a join kafka-python left unfinished",
+    with coordinator._lock:  # noqa: SLF001 - kafka-python 3.0.12's own lock for this state
+        stranded = coordinator.rebalance_in_progress() and not coordinator.need_rejoin()
+        if stranded:
+            coordinator.request_rejoin()
+    if stranded:
+        log.info("consumer group %s: joining again: kafka-python left a join unfinished",
                  consumer.config["group_id"])
-        coordinator.request_rejoin()
 
 
 def unpark(consumer: KafkaConsumer) -> None:

@@ -1,12 +1,13 @@
-"""A join that kafka-python 3.0.12 leaves unfinished is finished by the worker's next polls.
+"""A join that kafka-python 3.0.12 leaves stranded is redone by the worker's next polls.
 
 Partitions added to the topic make the group's leader rejoin (its metadata changed). A poll
 that times out after the leader computed the assignment but before the SyncGroup answer leaves
 the join in flight, and no later poll awaits it: the consumer stays "rebalancing" with no
-heartbeat, is dropped from the group and never asks to join again (met in CI: a consumer with
-no partition for three minutes while the other member held both). The test makes that window
-certain (the assignment takes longer than the poll) and shows the bug first with plain polls,
-then that the worker's polls (molstream.polling, molstream.kafka_client_fixes) join again.
+heartbeat, is dropped from the group and never asks to join again (met in CI: a consumer that
+never got its partition, for three minutes, while the other member held both). The test makes
+that window certain (the assignment blocks kafka-python's network thread longer than the poll
+waits) and shows the bug first with plain polls, then that the worker's polls
+(molstream.polling, molstream.kafka_client_fixes) join again.
 """
 
 from __future__ import annotations
@@ -71,6 +72,9 @@ def test_a_join_left_in_flight_by_a_poll_is_finished(kafka_bootstrap):
                        timeout_s=waits.EVENT_TIMEOUT_S, what="the leader's rejoin")
         coordinator._perform_assignment = perform_assignment
         task = coordinator._join_task
+        assert task is not None, (
+            "kafka-python finished the join by itself: molstream.kafka_client_fixes."
+            "finish_stranded_join may no longer be needed")
         waits.wait_for(lambda: consumer.poll(POLL_MS) is not None and task.is_done,
                        timeout_s=waits.EVENT_TIMEOUT_S, what="the SyncGroup answer")
         for _ in range(20):
