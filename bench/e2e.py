@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from kafka import KafkaConsumer
+from molstream.cli import MEMBER_DROPPED_WORDS
 from molstream.db import IngestRun, normalize_url
 from sqlalchemy import create_engine, make_url, select
 
@@ -126,9 +127,7 @@ def run(sample: Path, rows: int, *, kafka_bootstrap: str, redis_url: str, ftp, w
     rebalances = worker_log.count("(a rebalance)")
     # ...and members dropped for being silent too long (kafka-python's words, which the worker
     # logs: molstream.cli); with several workers, members joining and leaving rebalance too
-    member_timeouts = sum(worker_log.count(m) for m in (
-        "Heartbeat session expired, marking coordinator dead",
-        "Consumer poll timeout has expired"))
+    member_timeouts = sum(worker_log.count(m) for m in MEMBER_DROPPED_WORDS)
     engine = create_engine(normalize_url(database_url))
     try:
         with engine.connect() as conn:
